@@ -1,0 +1,39 @@
+# hallgate: `make run` serves with embedded Redis and billing simulator; `make test` runs the whole suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint protos bench redis clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's redis-server (and redis-sentinel) when missing.
+redis:
+	@command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null || { \
+	  echo "installing Debian's redis-server"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-sentinel; }
+
+run: $(STAMP) redis
+	$(BIN)/hallgate serve
+
+test: $(STAMP) redis lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+bench: $(STAMP) redis
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .hallgate .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Everything outside the gateway: billing, SMS delivery, Redis state."""

@@ -1,0 +1,98 @@
+"""Run a private `redis-server` child: the embedded mode of `make run`, and the tests' fixture.
+
+The child persists with AOF under its directory, listens on loopback or a unix socket only, and
+is stopped (SIGTERM, then SIGKILL) by the process that started it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServerProcess:
+    """A redis-server child. Give it a unix socket path (embedded mode) or a port (tests)."""
+
+    def __init__(self, directory: Path, port: int = 0, unix_socket: Path | None = None,
+                 appendfsync: str = "everysec") -> None:
+        self.directory = directory
+        self.port = port
+        self.unix_socket = unix_socket
+        self.appendfsync = appendfsync
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.unix_socket is not None:
+            return f"unix://{self.unix_socket}"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServerProcess:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory),
+                "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
+                "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
+                "--logfile", str(self.directory / "redis.log")]
+        if self.unix_socket is not None:
+            self.unix_socket.unlink(missing_ok=True)
+            args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                log = (self.directory / "redis.log")
+                raise RuntimeError(f"redis-server exited: {log.read_text()[-500:] if log.exists() else ''}")
+            if self._ping():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {timeout}s")
+
+    def _ping(self) -> bool:
+        try:
+            if self.unix_socket is not None:
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(0.5)
+                s.connect(str(self.unix_socket))
+            else:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+            with s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for tests of what survives."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None

@@ -1,0 +1,169 @@
+"""The composition root: the only module that picks concrete adapters and wires them together.
+
+`create_server(settings, deps)` builds the gRPC server (tests call it with port 0 and a real
+channel); `Runtime` owns whatever embedded children the settings ask for; `serve` runs it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from adapters.audit_redis import RedisStreamAuditSink
+from adapters.billing_client import GrpcBilling
+from adapters.redis_client import connect
+from adapters.redis_server import RedisServerProcess
+from adapters.redis_state import RedisSignInState
+from adapters.sms_outbox import OUTBOX_NAME, OutboxSms
+from gateway.interceptors.audit import AuditInterceptor
+from gateway.interceptors.decoding import RequestDecodingInterceptor
+from gateway.interceptors.errors import ErrorMappingInterceptor
+from gateway.kiosk import KioskFlows
+from gateway.ports import AuditSink, Billing, SignInState, SmsSender
+from gateway.servicers.kiosk import KioskServicer
+from gateway.settings import Settings
+from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
+
+log = structlog.get_logger("hallgate")
+SERVICES = [kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name]
+
+
+@dataclass
+class Deps:
+    """The concrete adapters the gateway runs on."""
+
+    state: SignInState
+    billing: Billing
+    sms: SmsSender
+    audit: AuditSink
+    key: bytes
+    redis: aioredis.Redis | None = None
+    demo: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A configured, not yet started server bound to `settings.listen` (port 0 picks a free one)."""
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor(), AuditInterceptor(deps.audit), RequestDecodingInterceptor()],
+        options=[("grpc.max_receive_message_length", settings.max_message_bytes),
+                 ("grpc.so_reuseport", 0)],
+    )
+    flows = KioskFlows(settings, deps.state, deps.billing, deps.sms, deps.key)
+    kiosk_pb2_grpc.add_KioskServiceServicer_to_server(KioskServicer(flows), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.listen}")
+    return server, port, health_servicer
+
+
+class Runtime:
+    """Starts the dependencies the settings name, embedded ones included, and stops them again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.redis_child: RedisServerProcess | None = None
+        self.billing_server: grpc.aio.Server | None = None
+        self.closers: list[Any] = []
+
+    async def start(self) -> Deps:
+        data = Path(self.s.data_dir)
+        await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
+        url = self.s.redis_url
+        if not url:
+            self.redis_child = RedisServerProcess(data / "redis", unix_socket=data / "redis" / "redis.sock")
+            await asyncio.to_thread(self.redis_child.start)
+            url = self.redis_child.url
+        client = connect(url, self.s.redis_timeout)
+        self.closers.append(client.aclose)
+        target, demo = self.s.billing_target, list[tuple[str, str, str]]()
+        if not target:
+            target, demo = await self._start_billing_sim()
+        billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
+        self.closers.append(billing.close)
+        return Deps(state=RedisSignInState(client), billing=billing, sms=OutboxSms(data / OUTBOX_NAME),
+                    audit=RedisStreamAuditSink(client), key=self.s.key_bytes(), redis=client, demo=demo)
+
+    async def _start_billing_sim(self) -> tuple[str, list[tuple[str, str, str]]]:
+        from adapters.billing_sim.data import SeededBilling
+        from adapters.billing_sim.server import start_billing_sim
+
+        data = SeededBilling(seed=self.s.sim_seed, subscribers=self.s.sim_subscribers,
+                             hash_n=self.s.sim_hash_n, tz=self.s.timezone)
+        self.billing_server, port = await start_billing_sim(data)
+        return f"127.0.0.1:{port}", data.demo_subscribers()
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await close()
+        if self.billing_server is not None:
+            await self.billing_server.stop(1)
+        if self.redis_child is not None:
+            await asyncio.to_thread(self.redis_child.stop)
+
+
+async def watch_readiness(health_servicer: health.aio.HealthServicer, deps: Deps, every: float = 2.0) -> None:
+    """Readiness follows Redis: a gateway that cannot reach it would only fail closed."""
+    serving = None
+    while True:
+        ok = True
+        if deps.redis is not None:
+            try:
+                await deps.redis.ping()
+            except Exception:
+                ok = False
+        if ok != serving:
+            serving = ok
+            st = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ["", *SERVICES]:
+                await health_servicer.set(name, st)
+        await asyncio.sleep(every)
+
+
+async def serve(settings: Settings, banner: bool = True) -> None:
+    """Run until SIGTERM or SIGINT, then let in-flight calls finish within the grace period."""
+    runtime = Runtime(settings)
+    deps = await runtime.start()
+    try:
+        server, port, health_servicer = create_server(settings, deps)
+        await server.start()
+        watcher = asyncio.create_task(watch_readiness(health_servicer, deps))
+        host = settings.listen.rsplit(":", 1)[0]
+        log.info("serving", address=f"{host}:{port}", redis="embedded" if runtime.redis_child else "external",
+                 billing="embedded simulator" if runtime.billing_server else settings.billing_target)
+        if banner:
+            print_banner(f"{host}:{port}", settings, deps.demo)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping", grace_period=settings.grace_period)
+        watcher.cancel()
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(settings.grace_period)
+    finally:
+        await runtime.close()
+    log.info("stopped")
+
+
+def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]]) -> None:
+    lines = [f"hallgate is serving on {address} (plaintext, development mode)",
+             f"SMS outbox: {Path(settings.data_dir) / OUTBOX_NAME}   (hallgate sms outbox NUMBER)"]
+    if demo:
+        lines.append("Demo subscribers of the embedded billing simulator (number / service password):")
+        lines += [f"  {m}  {p}  {note}" for m, p, note in demo]
+    print("\n".join(lines), flush=True)

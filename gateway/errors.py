@@ -1,0 +1,61 @@
+"""Domain errors: plain exceptions, translated to gRPC statuses at the edge only (gateway/status.py).
+
+Each carries a `reason`, a short stable code for the audit trail. The message a client sees is
+fixed per class so that it can never carry an oracle (which credential was wrong, whether a
+number exists).
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the rules raise on purpose."""
+
+    reason = "error"
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or self.reason)
+        if reason:
+            self.reason = reason
+
+
+class InvalidArgument(DomainError):
+    """The request breaks the API's rules; `violations` maps field paths to what is wrong."""
+
+    reason = "invalid_argument"
+
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.violations = violations
+
+
+class Unauthenticated(DomainError):
+    """Bad, expired or unknown credentials. Never says which one."""
+
+    reason = "bad_credentials"
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this."""
+
+    reason = "permission_denied"
+
+
+class TooManyRequests(DomainError):
+    """Throttled or locked; `retry_after` is in seconds."""
+
+    reason = "throttled"
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class DependencyUnavailable(DomainError):
+    """Redis, billing, SMS or the audit log cannot answer: fail closed."""
+
+    reason = "dependency_unavailable"
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__(f"{dependency}_unavailable")
+        self.dependency = dependency

@@ -1,0 +1,1 @@
+"""Server interceptors, one per cross-cutting concern (audit, errors; identity comes next)."""

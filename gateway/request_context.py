@@ -1,0 +1,40 @@
+"""Per-request facts shared by the interceptors and servicers, in a ContextVar (one per RPC task)."""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What the audit trail needs to know about one call. Never holds a secret: subscribers are
+    stored masked, and there is no field for passwords, codes, tokens or records."""
+
+    method: str
+    peer: str = ""
+    channel: str = ""
+    terminal: str = ""
+    subscriber: str = ""
+    reason: str = ""
+    records: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+_current: ContextVar[CallContext | None] = ContextVar("hallgate_call", default=None)
+
+
+def begin(method: str, peer: str) -> CallContext:
+    call = CallContext(method=method, peer=peer)
+    _current.set(call)
+    return call
+
+
+def current() -> CallContext:
+    """The running call's context; a throwaway one outside an RPC (e.g. in unit tests)."""
+    call = _current.get()
+    if call is None:
+        call = CallContext(method="")
+        _current.set(call)
+    return call

@@ -1,0 +1,1 @@
+"""gRPC servicers: validate at the boundary, call the rules, shape the answer. Nothing else."""

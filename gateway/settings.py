@@ -1,0 +1,136 @@
+"""Settings: read once from HALLGATE_* environment variables, overridable by CLI flags.
+
+Every setting is declared once in SETTINGS with its default and help, so `hallgate serve --help`
+and the environment can never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway can be told. Durations are seconds."""
+
+    listen: str = "127.0.0.1:50051"
+    data_dir: str = ".hallgate"
+    redis_url: str = ""
+    billing_target: str = ""
+    secret_key: str = ""
+    code_ttl: float = 300
+    code_max_tries: int = 5
+    send_min_interval: float = 60
+    send_max_per_hour: int = 5
+    sim_swap_window: float = 72 * 3600
+    token_idle: float = 300
+    token_absolute: float = 900
+    lock_threshold: int = 5
+    lock_duration: float = 1800
+    fail_memory: float = 86400
+    retention_months: int = 6
+    timezone: str = "Asia/Shanghai"
+    billing_timeout: float = 3.0
+    billing_page_size: int = 1000
+    redis_timeout: float = 1.0
+    grace_period: float = 5.0
+    max_message_bytes: int = 16384
+    log_format: str = "auto"
+    log_level: str = "info"
+    sim_seed: str = "hallgate-demo"
+    sim_subscribers: int = 3000
+    sim_hash_n: int = 2**14
+
+    def key_bytes(self) -> bytes:
+        """The server secret that keys code hashes. Shared by every gateway process of a deployment:
+        from HALLGATE_SECRET_KEY, else a file created once in the data directory (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = Path(self.data_dir) / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+HELP: dict[str, str] = {
+    "listen": "address to serve on (host:port); use a loopback address unless fronted by TLS",
+    "data_dir": "directory for the embedded Redis, the SMS outbox and the secret key",
+    "redis_url": "Redis URL (redis://, rediss://, unix://); empty: start an embedded redis-server",
+    "billing_target": "billing service host:port; empty: run the embedded billing simulator",
+    "secret_key": "server secret keying code hashes; empty: generated once into the data directory",
+    "code_ttl": "seconds a one-time code stays valid",
+    "code_max_tries": "wrong entries after which a code dies",
+    "send_min_interval": "minimum seconds between two codes for one number",
+    "send_max_per_hour": "codes per number per hour",
+    "sim_swap_window": "seconds after a SIM change or port-in during which no code is sent",
+    "token_idle": "seconds an access token survives without use",
+    "token_absolute": "seconds an access token lives at most",
+    "lock_threshold": "consecutive failed sign-ins that lock a number",
+    "lock_duration": "seconds a locked number stays locked (all channels)",
+    "fail_memory": "seconds a failed sign-in is remembered towards the lock",
+    "retention_months": "call-list window: the current month and this many minus one before it",
+    "timezone": "the operator's time zone, which defines calendar months",
+    "billing_timeout": "deadline in seconds for each billing call",
+    "billing_page_size": "call-detail records fetched from billing per page",
+    "redis_timeout": "socket timeout in seconds for Redis",
+    "grace_period": "seconds in-flight calls get to finish on SIGTERM",
+    "max_message_bytes": "largest request message accepted",
+    "log_format": "json, console or auto (console on a terminal)",
+    "log_level": "debug, info, warning or error",
+    "sim_seed": "seed of the embedded billing simulator's data",
+    "sim_subscribers": "number of seeded subscribers in the billing simulator",
+    "sim_hash_n": "scrypt cost (N) for the simulator's password hashes",
+}
+
+
+def env_name(name: str) -> str:
+    return "HALLGATE_" + name.upper()
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment; unset variables keep their defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = _parse(f.name, type(getattr(Settings, f.name)), raw)
+    return Settings(**values)
+
+
+def _parse(name: str, kind: type, raw: str) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(f"{env_name(name)}={raw!r}: expected {kind.__name__}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
+    """One --flag per setting, documented with its environment variable and default."""
+    defaults = Settings()
+    for f in fields(Settings):
+        if names is not None and f.name not in names:
+            continue
+        default = getattr(defaults, f.name)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, type=type(default), default=None,
+            help=f"{HELP[f.name]} [{env_name(f.name)}, default {default!r}]",
+        )
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    base = from_env(environ)
+    given = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
+    return replace(base, **given)
