@@ -25,9 +25,10 @@ class RedisServerProcess:
 
     def __init__(self, directory: Path, port: int = 0, unix_socket: Path | None = None,
                  appendfsync: str = "everysec") -> None:
-        self.directory = directory
+        # redis-server changes into --dir before opening its log: every path must be absolute.
+        self.directory = directory.resolve()
         self.port = port
-        self.unix_socket = unix_socket
+        self.unix_socket = unix_socket.resolve() if unix_socket is not None else None
         self.appendfsync = appendfsync
         self.proc: subprocess.Popen[bytes] | None = None
 

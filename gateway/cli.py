@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 from google.protobuf import json_format
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `hallgate kiosk calls … | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--token", required=True, help="access token from `authenticate`")
     ca.add_argument("--month", required=True, help='calendar month "YYYY-MM"')
     ca.add_argument("--json", action="store_true", help="one JSON object per record")
+    ca.add_argument("--timezone", default=from_env().timezone, help="time zone to show times in [HALLGATE_TIMEZONE]")
     ca.set_defaults(run=cmd_calls)
     en = ks.add_parser("end", help="end the session: the token dies")
     en.add_argument("--token", required=True)
@@ -133,6 +141,8 @@ def cmd_authenticate(args: argparse.Namespace) -> int:
 def cmd_calls(args: argparse.Namespace) -> int:
     req = kiosk_pb2.ListCallDetailsRequest(access_token=args.token, month=args.month)
 
+    zone = ZoneInfo(args.timezone)
+
     def run(stub: kiosk_pb2_grpc.KioskServiceStub) -> int:
         count = 0
         for chunk in stub.ListCallDetails(req, timeout=120):
@@ -141,18 +151,18 @@ def cmd_calls(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json_format.MessageToJson(rec, indent=None))
                 else:
-                    print(format_record(rec))
+                    print(format_record(rec, zone))
         print(f"{count} records", file=sys.stderr)
         return 0
 
     return int(_kiosk(args, run))
 
 
-def format_record(rec: kiosk_pb2.CallDetail) -> str:
+def format_record(rec: kiosk_pb2.CallDetail, zone: ZoneInfo) -> str:
     kind = kiosk_pb2.CallKind.Name(rec.kind).removeprefix("CALL_KIND_").lower()
     direction = kiosk_pb2.CallDirection.Name(rec.direction).removeprefix("CALL_DIRECTION_").lower()
     amount = f"{rec.volume_bytes / 1e6:.1f} MB" if rec.kind == kiosk_pb2.CALL_KIND_DATA else f"{rec.duration_seconds}s"
-    return (f"{rec.start_time.ToDatetime():%Y-%m-%d %H:%M:%S}Z  {kind:5} {direction:8} "
+    return (f"{rec.start_time.ToDatetime(tzinfo=zone):%Y-%m-%d %H:%M:%S}  {kind:5} {direction:8} "
             f"{rec.other_party or '-':11}  {amount:>10}  {rec.charge_fen / 100:8.2f} CNY")
 
 

@@ -1,0 +1,133 @@
+"""hallgate as real processes: `serve` with everything embedded, and two gateways on one Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from adapters.sms_outbox import OUTBOX_NAME
+from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
+from tests.conftest import CODE_RE
+from tests.e2e.processes import Proc
+from tests.helpers import ORDINARY, month
+
+SIM = ["--sim-hash-n", "1024", "--sim-subscribers", "1200", "--sim-seed", "hallgate-test"]
+
+
+def _code(data: Path, msisdn: str) -> str:
+    lines = [line for line in (data / OUTBOX_NAME).read_text().splitlines() if msisdn in line]
+    found = CODE_RE.search(lines[-1])
+    assert found
+    return found.group(1)
+
+
+def _password(msisdn: str) -> str:
+    from adapters.billing_sim.data import SeededBilling
+
+    return SeededBilling(seed="hallgate-test", subscribers=1200, hash_n=1024).password_for(msisdn)
+
+
+def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(data), *SIM], {}, tmp_path / "gw.log")
+    try:
+        gw.wait_serving()
+        sock = data / "redis" / "redis.sock"
+        assert sock.exists()
+        with grpc.insecure_channel(gw.address) as channel:
+            stub = kiosk_pb2_grpc.KioskServiceStub(channel)
+            stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
+            reply = stub.Authenticate(kiosk_pb2.AuthenticateRequest(
+                msisdn=ORDINARY, service_password=_password(ORDINARY), one_time_code=_code(data, ORDINARY)),
+                timeout=10)
+            chunks = list(stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(
+                access_token=reply.access_token, month=month()), timeout=30))
+            assert sum(len(c.records) for c in chunks) > 100
+        assert "13800000001  " in gw.log.read_text()  # the banner lists demo subscribers
+    finally:
+        code = gw.stop()
+    assert code == 0, gw.log.read_text()[-2000:]
+    assert "Traceback" not in gw.log.read_text()
+    with pytest.raises(OSError), socket.socket(socket.AF_UNIX) as s:  # the embedded Redis is gone too
+        s.connect(str(sock))
+    assert (data / "redis" / "appendonlydir").is_dir()  # AOF persistence was on
+
+
+@pytest.fixture
+def two_gateways(tmp_path: Path, redis_url: str, clean_redis: str) -> Iterator[tuple[Proc, Proc, Path]]:
+    sim = Proc(["billing-sim", "--listen", "{address}", *SIM], {}, tmp_path / "sim.log").wait_port()
+    data = tmp_path / "shared"
+    env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": "k",
+           "HALLGATE_DATA_DIR": str(data), "HALLGATE_LOCK_THRESHOLD": "3"}
+    gws = [Proc(["serve", "--listen", "{address}"], env, tmp_path / f"gw{i}.log") for i in (1, 2)]
+    try:
+        for g in gws:
+            g.wait_serving()
+        yield gws[0], gws[1], data
+    finally:
+        codes = [g.stop() for g in gws]
+        sim.stop()
+    assert codes == [0, 0]
+
+
+def test_a_code_requested_through_one_gateway_authenticates_through_the_other(two_gateways) -> None:
+    a, b, data = two_gateways
+    with grpc.insecure_channel(a.address) as ca, grpc.insecure_channel(b.address) as cb:
+        kiosk_pb2_grpc.KioskServiceStub(ca).RequestOneTimeCode(
+            kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
+        stub_b = kiosk_pb2_grpc.KioskServiceStub(cb)
+        reply = stub_b.Authenticate(kiosk_pb2.AuthenticateRequest(
+            msisdn=ORDINARY, service_password=_password(ORDINARY), one_time_code=_code(data, ORDINARY)), timeout=10)
+        # and the token works on the first one
+        chunks = list(kiosk_pb2_grpc.KioskServiceStub(ca).ListCallDetails(
+            kiosk_pb2.ListCallDetailsRequest(access_token=reply.access_token, month=month()), timeout=30))
+        assert chunks
+
+
+def test_failed_sign_ins_add_up_across_gateways(two_gateways) -> None:
+    a, b, _ = two_gateways
+    bad = kiosk_pb2.AuthenticateRequest(msisdn=ORDINARY, service_password="000000", one_time_code="000000")
+    seen = []
+    with grpc.insecure_channel(a.address) as ca, grpc.insecure_channel(b.address) as cb:
+        for channel in (ca, cb, ca, cb):
+            with pytest.raises(grpc.RpcError) as e:
+                kiosk_pb2_grpc.KioskServiceStub(channel).Authenticate(bad, timeout=10)
+            seen.append(e.value.code())
+    assert seen == [grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+def test_sigterm_lets_an_in_flight_stream_end_cleanly(tmp_path: Path, redis_url: str, clean_redis: str) -> None:
+    data = tmp_path / "d"
+    env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_GRACE_PERIOD": "2"}
+    gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(data), *SIM], env, tmp_path / "gw.log")
+    gw.wait_serving()
+    try:
+        with grpc.insecure_channel(gw.address) as channel:
+            stub = kiosk_pb2_grpc.KioskServiceStub(channel)
+            stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn="13800000500"), timeout=10)
+            reply = stub.Authenticate(kiosk_pb2.AuthenticateRequest(
+                msisdn="13800000500", service_password=_password("13800000500"),
+                one_time_code=_code(data, "13800000500")), timeout=10)
+            stream = stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(
+                access_token=reply.access_token, month=month()), timeout=30)
+            next(stream)
+            os.kill(gw.p.pid, 15)
+            started = time.monotonic()
+            try:
+                for _ in stream:
+                    time.sleep(0.05)  # a slow reader
+                outcome = grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                outcome = e.code()
+            assert outcome in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+            assert time.monotonic() - started < 10
+    finally:
+        code = gw.stop()
+    assert code == 0, gw.log.read_text()[-2000:]
