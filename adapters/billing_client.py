@@ -10,11 +10,25 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from gateway.errors import DependencyUnavailable
-from gateway.ports import Subscriber
+from gateway.errors import DependencyUnavailable, Unauthenticated
+from gateway.ports import CustomerProfile, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 
 _SERVICE = "/hallgate.billing.v1.BillingService/"
+_DOCUMENT_ENUMS = {
+    "resident_id_card": billing_pb2.DOCUMENT_TYPE_RESIDENT_ID_CARD,
+    "passport": billing_pb2.DOCUMENT_TYPE_PASSPORT,
+}
+_DOCUMENT_TYPES = {v: k for k, v in _DOCUMENT_ENUMS.items()}
+_SEXES = {billing_pb2.SEX_FEMALE: "female", billing_pb2.SEX_MALE: "male"}
+# Unary calls with protobuf messages both ways: name -> (request class, response class).
+_UNARY: dict[str, tuple[Any, Any]] = {
+    "VerifyServicePassword": (billing_pb2.VerifyServicePasswordRequest, billing_pb2.VerifyServicePasswordResponse),
+    "GetSubscriber": (billing_pb2.GetSubscriberRequest, billing_pb2.GetSubscriberResponse),
+    "VerifyOwnerDocument": (billing_pb2.VerifyOwnerDocumentRequest, billing_pb2.VerifyOwnerDocumentResponse),
+    "GetCustomerProfile": (billing_pb2.GetCustomerProfileRequest, billing_pb2.GetCustomerProfileResponse),
+    "SetServicePassword": (billing_pb2.SetServicePasswordRequest, billing_pb2.SetServicePasswordResponse),
+}
 
 
 def _when(
@@ -41,28 +55,28 @@ class GrpcBilling:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self.target)
             self._rpcs = {
-                "VerifyServicePassword": self._channel.unary_unary(
-                    _SERVICE + "VerifyServicePassword",
-                    request_serializer=billing_pb2.VerifyServicePasswordRequest.SerializeToString,
-                    response_deserializer=billing_pb2.VerifyServicePasswordResponse.FromString,
-                ),
-                "GetSubscriber": self._channel.unary_unary(
-                    _SERVICE + "GetSubscriber",
-                    request_serializer=billing_pb2.GetSubscriberRequest.SerializeToString,
-                    response_deserializer=billing_pb2.GetSubscriberResponse.FromString,
-                ),
-                # No deserializer: pages arrive as bytes and are passed on as bytes.
-                "ListCallDetails": self._channel.unary_unary(
-                    _SERVICE + "ListCallDetails",
-                    request_serializer=billing_pb2.ListCallDetailsRequest.SerializeToString,
-                    response_deserializer=None,
-                ),
+                rpc: self._channel.unary_unary(
+                    _SERVICE + rpc, request_serializer=req.SerializeToString, response_deserializer=resp.FromString
+                )
+                for rpc, (req, resp) in _UNARY.items()
             }
+            # No deserializer: pages arrive as bytes and are passed on as bytes.
+            self._rpcs["ListCallDetails"] = self._channel.unary_unary(
+                _SERVICE + "ListCallDetails",
+                request_serializer=billing_pb2.ListCallDetailsRequest.SerializeToString,
+                response_deserializer=None,
+            )
         return self._rpcs[name]
 
-    async def _call(self, name: str, request: Any) -> Any:
+    async def _call(self, name: str, request: Any, not_found: Exception | None = None) -> Any:
+        """One call within the deadline. Every failure is DependencyUnavailable, except NOT_FOUND
+        when the caller names what that status means for it (`not_found`)."""
         try:
             return await self._rpc(name)(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as e:
+            if not_found is not None and e.code() == grpc.StatusCode.NOT_FOUND:
+                raise not_found from e
+            raise DependencyUnavailable("billing") from e
         except (grpc.RpcError, grpc.aio.UsageError) as e:
             raise DependencyUnavailable("billing") from e
 
@@ -85,6 +99,47 @@ class GrpcBilling:
         return Subscriber(
             exists=True, sim_changed_at=_when(resp, "sim_changed_at"), ported_at=_when(resp, "ported_at")
         )
+
+    async def verify_owner_document(self, msisdn: str, document_type: str, document_number: str, name: str) -> bool:
+        """True only when billing says the document and name are the number's registered owner's.
+        A document type billing has no word for is no one's document: False without asking."""
+        kind = _DOCUMENT_ENUMS.get(document_type)
+        if kind is None:
+            return False
+        req = billing_pb2.VerifyOwnerDocumentRequest(
+            msisdn=msisdn, document_type=kind, document_number=document_number, name=name
+        )
+        resp: billing_pb2.VerifyOwnerDocumentResponse = await self._call("VerifyOwnerDocument", req)
+        return resp.match
+
+    async def get_customer_profile(self, msisdn: str) -> CustomerProfile | None:
+        """The owner's full profile (SIM data included: internal only, R7), None for unknown numbers."""
+        resp: billing_pb2.GetCustomerProfileResponse = await self._call(
+            "GetCustomerProfile", billing_pb2.GetCustomerProfileRequest(msisdn=msisdn)
+        )
+        if not resp.exists:
+            return None
+        return CustomerProfile(
+            name=resp.name,
+            document_type=_DOCUMENT_TYPES.get(resp.document_type, ""),
+            document_number=resp.document_number,
+            birth_date=resp.birth_date,
+            sex=_SEXES.get(resp.sex, ""),
+            province=resp.address.province,
+            city=resp.address.city,
+            district=resp.address.district,
+            street=resp.address.street,
+            plan_name=resp.plan_name,
+            account_status=resp.account_status,
+            iccid=resp.iccid,
+            imsi=resp.imsi,
+        )
+
+    async def set_service_password(self, msisdn: str, new_password: str) -> None:
+        """Replace the service password. Unauthenticated("unknown_number") if billing does not know
+        the number; DependencyUnavailable for any other failure."""
+        req = billing_pb2.SetServicePasswordRequest(msisdn=msisdn, new_service_password=new_password)
+        await self._call("SetServicePassword", req, not_found=Unauthenticated("unknown_number"))
 
     async def call_detail_pages(self, msisdn: str, month: str) -> AsyncIterator[bytes]:
         """Yield serialized pages; the next page is fetched only when the consumer asks for it, so at

@@ -46,8 +46,10 @@ if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then redis.ca
 return {0, 0}
 """
 
-# KEYS: failures, lock. ARGV: threshold, lock ms, memory ms. Returns the lock ms if now locked.
+# KEYS: failures, lock. ARGV: threshold, lock ms, memory ms. Returns the lock ms if this failure
+# locked the subject; 0 otherwise, including when it was locked already (no second lock, no reset).
 RECORD_FAILURE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if n >= tonumber(ARGV[1]) then
@@ -154,3 +156,12 @@ class RedisSignInState:
     @guarded
     async def end_session(self, token_digest: str) -> None:
         await self.r.delete(f"hg:tok:{token_digest}")
+
+    @guarded
+    async def lock_remaining(self, subject: str) -> float:
+        return max(await self.r.pttl(number_key(subject, "lock")), 0) / 1000
+
+    @guarded
+    async def reset_failures(self, subject: str, unlock: bool = False) -> None:
+        keys = [number_key(subject, "fails")] + ([number_key(subject, "lock")] if unlock else [])
+        await self.r.delete(*keys)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +22,33 @@ from grpc_reflection.v1alpha import reflection
 
 from adapters.audit_redis import RedisStreamAuditSink
 from adapters.billing_client import GrpcBilling
+from adapters.dev_pki import ensure_dev_pki
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess
+from adapters.redis_staff import RedisStaffStore
 from adapters.redis_state import RedisSignInState
+from adapters.revocations import RevocationList
 from adapters.sms_outbox import OUTBOX_NAME, OutboxSms
+from gateway.clerk import ClerkDesk
 from gateway.interceptors.audit import AuditInterceptor
+from gateway.interceptors.authorization import AuthorizationInterceptor
 from gateway.interceptors.decoding import RequestDecodingInterceptor
 from gateway.interceptors.errors import ErrorMappingInterceptor
 from gateway.kiosk import KioskFlows
-from gateway.ports import AuditSink, Billing, SignInState, SmsSender
+from gateway.ports import AuditSink, Billing, Sessions, SignInState, SmsSender, StaffDirectory
+from gateway.servicers.clerk import ClerkServicer
 from gateway.servicers.kiosk import KioskServicer
+from gateway.servicers.staff import StaffServicer
 from gateway.settings import Settings
-from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
+from gateway.staff import StaffDesk
+from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 
 log = structlog.get_logger("hallgate")
-SERVICES = [kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name]
+SERVICES = [
+    kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name,
+    staff_pb2.DESCRIPTOR.services_by_name["StaffService"].full_name,
+    clerk_pb2.DESCRIPTOR.services_by_name["ClerkService"].full_name,
+]
 
 
 @dataclass
@@ -47,23 +60,61 @@ class Deps:
     sms: SmsSender
     audit: AuditSink
     key: bytes
+    staff: StaffDirectory
+    sessions: Sessions
+    revocations: RevocationList
     redis: aioredis.Redis | None = None
     demo: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+def redis_deps(client: aioredis.Redis) -> dict[str, Any]:
+    """The Redis-backed adapters, from one client."""
+    staff = RedisStaffStore(client)
+    return {"state": RedisSignInState(client), "audit": RedisStreamAuditSink(client), "staff": staff,
+            "sessions": staff, "revocations": RevocationList(client), "redis": client}
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """Mutual TLS with the hall CA, or None for plaintext, which only development mode on a
+    loopback address may have."""
+    if settings.tls_cert:
+        return grpc.ssl_server_credentials(
+            [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
+            root_certificates=Path(settings.tls_client_ca).read_bytes(), require_client_auth=True)
+    host = settings.listen.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not (settings.insecure_dev and loopback):
+        raise RuntimeError("refusing to serve plaintext: set HALLGATE_TLS_CERT/KEY/CLIENT_CA, or use "
+                           "--insecure-dev on a loopback address for development")
+    return None
+
+
 def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A configured, not yet started server bound to `settings.listen` (port 0 picks a free one)."""
+    credentials = server_credentials(settings)
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), AuditInterceptor(deps.audit), RequestDecodingInterceptor()],
+        interceptors=[ErrorMappingInterceptor(), AuditInterceptor(deps.audit),
+                      AuthorizationInterceptor(settings, deps.sessions, deps.revocations),
+                      RequestDecodingInterceptor()],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.so_reuseport", 0)],
     )
-    flows = KioskFlows(settings, deps.state, deps.billing, deps.sms, deps.key)
-    kiosk_pb2_grpc.add_KioskServiceServicer_to_server(KioskServicer(flows), server)
+    kiosk = KioskFlows(settings, deps.state, deps.billing, deps.sms, deps.key)
+    kiosk_pb2_grpc.add_KioskServiceServicer_to_server(KioskServicer(kiosk), server)
+    staff = StaffDesk(settings, deps.staff, deps.state, deps.sessions)
+    staff_pb2_grpc.add_StaffServiceServicer_to_server(StaffServicer(staff), server)
+    clerk = ClerkDesk(settings, kiosk.proof, deps.billing, deps.sms, deps.sessions)
+    clerk_pb2_grpc.add_ClerkServiceServicer_to_server(ClerkServicer(clerk), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(settings.listen)
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(settings.listen, credentials)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.listen}")
     return server, port, health_servicer
@@ -81,6 +132,10 @@ class Runtime:
     async def start(self) -> Deps:
         data = Path(self.s.data_dir)
         await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
+        if not self.s.tls_cert and not self.s.insecure_dev:
+            pki = await asyncio.to_thread(ensure_dev_pki, data / "pki", self.s.trust_domain)
+            self.s = self.s.with_(tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key"),
+                                  tls_client_ca=str(pki / "ca.crt"))
         url = self.s.redis_url
         if not url:
             self.redis_child = RedisServerProcess(data / "redis", unix_socket=data / "redis" / "redis.sock")
@@ -93,8 +148,8 @@ class Runtime:
             target, demo = await self._start_billing_sim()
         billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
         self.closers.append(billing.close)
-        return Deps(state=RedisSignInState(client), billing=billing, sms=OutboxSms(data / OUTBOX_NAME),
-                    audit=RedisStreamAuditSink(client), key=self.s.key_bytes(), redis=client, demo=demo)
+        return Deps(billing=billing, sms=OutboxSms(data / OUTBOX_NAME), key=self.s.key_bytes(), demo=demo,
+                    **redis_deps(client))
 
     async def _start_billing_sim(self) -> tuple[str, list[tuple[str, str, str]]]:
         from adapters.billing_sim.data import SeededBilling
@@ -137,12 +192,16 @@ async def serve(settings: Settings, banner: bool = True) -> None:
     """Run until SIGTERM or SIGINT, then let in-flight calls finish within the grace period."""
     runtime = Runtime(settings)
     deps = await runtime.start()
+    settings = runtime.s
     try:
         server, port, health_servicer = create_server(settings, deps)
+        await deps.revocations.refresh()
         await server.start()
-        watcher = asyncio.create_task(watch_readiness(health_servicer, deps))
+        tasks = [asyncio.create_task(watch_readiness(health_servicer, deps)),
+                 asyncio.create_task(deps.revocations.run(settings.revocation_refresh))]
         host = settings.listen.rsplit(":", 1)[0]
-        log.info("serving", address=f"{host}:{port}", redis="embedded" if runtime.redis_child else "external",
+        log.info("serving", address=f"{host}:{port}", tls=bool(settings.tls_cert),
+                 redis="embedded" if runtime.redis_child else "external",
                  billing="embedded simulator" if runtime.billing_server else settings.billing_target)
         if banner:
             print_banner(f"{host}:{port}", settings, deps.demo)
@@ -152,7 +211,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping", grace_period=settings.grace_period)
-        watcher.cancel()
+        for task in tasks:
+            task.cancel()
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grace_period)
     finally:
@@ -161,8 +221,11 @@ async def serve(settings: Settings, banner: bool = True) -> None:
 
 
 def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]]) -> None:
-    lines = [f"hallgate is serving on {address} (plaintext, development mode)",
+    mode = "mutual TLS" if settings.tls_cert else "PLAINTEXT, development mode"
+    lines = [f"hallgate is serving on {address} ({mode})",
              f"SMS outbox: {Path(settings.data_dir) / OUTBOX_NAME}   (hallgate sms outbox NUMBER)"]
+    if settings.tls_cert and Path(settings.tls_cert).parent == Path(settings.data_dir) / "pki":
+        lines.append(f"Development CA and terminal certificates: {Path(settings.data_dir) / 'pki'}")
     if demo:
         lines.append("Demo subscribers of the embedded billing simulator (number / service password):")
         lines += [f"  {m}  {p}  {note}" for m, p, note in demo]

@@ -41,6 +41,18 @@ class PermissionDenied(DomainError):
     reason = "permission_denied"
 
 
+class FailedPrecondition(DomainError):
+    """The call is valid but the system is not in a state that allows it (e.g. password expired)."""
+
+    reason = "failed_precondition"
+
+
+class NotFound(DomainError):
+    """The named object does not exist (never used where existence would be an oracle)."""
+
+    reason = "not_found"
+
+
 class TooManyRequests(DomainError):
     """Throttled or locked; `retry_after` is in seconds."""
 

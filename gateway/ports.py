@@ -17,12 +17,39 @@ class Subscriber:
     ported_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerProfile:
+    """The owner's full profile as billing holds it. Internal: what leaves the gateway is a masked
+    subset (gateway/clerk.py), never the SIM data (R7)."""
+
+    name: str
+    document_type: str  # "resident_id_card" | "passport"
+    document_number: str
+    birth_date: str  # YYYY-MM-DD
+    sex: str  # "female" | "male" | ""
+    province: str
+    city: str
+    district: str
+    street: str
+    plan_name: str
+    account_status: str
+    iccid: str
+    imsi: str
+
+
 class Billing(Protocol):
     """The operator's billing system. Raises DependencyUnavailable when it cannot answer."""
 
     async def verify_service_password(self, msisdn: str, password: str) -> bool: ...
 
     async def get_subscriber(self, msisdn: str) -> Subscriber: ...
+
+    async def verify_owner_document(self, msisdn: str, document_type: str, document_number: str,
+                                    name: str) -> bool: ...
+
+    async def get_customer_profile(self, msisdn: str) -> CustomerProfile | None: ...
+
+    async def set_service_password(self, msisdn: str, new_password: str) -> None: ...
 
     def call_detail_pages(self, msisdn: str, month: str) -> AsyncIterator[bytes]:
         """Yield a month's call details page by page, each page a serialized billing
@@ -92,3 +119,79 @@ class SignInState(Protocol):
         ...
 
     async def end_session(self, token_digest: str) -> None: ...
+
+    async def lock_remaining(self, subject: str) -> float:
+        """Seconds left on `subject`'s lock (a number, or "staff:<id>"), 0 if not locked."""
+        ...
+
+    async def reset_failures(self, subject: str, unlock: bool = False) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaffRecord:
+    """A staff member in the directory. Only a slow salted hash of the password is kept."""
+
+    staff_id: str
+    name: str
+    role: str
+    hall: str
+    password_hash: str
+    password_changed_at: float
+    totp_secret: str
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StaffSession:
+    """A signed-in staff member, bound to the terminal certificate they signed in on."""
+
+    staff_id: str
+    role: str
+    terminal: str
+    hall: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSession:
+    """A customer present at a counter who proved ownership of `msisdn`; bound to the clerk and
+    the terminal that opened it. `proof` is "id_document" or "password_and_code"."""
+
+    msisdn: str
+    staff_id: str
+    terminal: str
+    hall: str
+    proof: str
+
+
+class StaffDirectory(Protocol):
+    """Staff accounts, and the TOTP steps already used (a code is accepted once only)."""
+
+    async def get(self, staff_id: str) -> StaffRecord | None: ...
+
+    async def put(self, record: StaffRecord) -> None: ...
+
+    async def all(self) -> list[StaffRecord]: ...
+
+    async def accept_totp_step(self, staff_id: str, step: int) -> bool:
+        """Atomically accept `step` only if it is later than every step accepted before."""
+        ...
+
+
+class Sessions(Protocol):
+    """Staff and customer sessions, stored by token digest, with an idle lifetime."""
+
+    async def open_staff(self, digest: str, session: StaffSession, idle: float) -> None: ...
+
+    async def staff(self, digest: str, idle: float) -> StaffSession | None: ...
+
+    async def open_customer(self, digest: str, session: CustomerSession, idle: float) -> None: ...
+
+    async def customer(self, digest: str, idle: float) -> CustomerSession | None: ...
+
+    async def end(self, kind: str, digest: str) -> None: ...
+
+
+class Revocations(Protocol):
+    """The terminal deny-list, answered from memory on every call."""
+
+    def revoked(self, terminal: str, serial: str) -> bool: ...

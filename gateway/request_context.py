@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -15,10 +16,16 @@ class CallContext:
     method: str
     peer: str = ""
     channel: str = ""
+    hall: str = ""
     terminal: str = ""
+    staff_id: str = ""
+    role: str = ""
+    proof: str = ""
     subscriber: str = ""
     reason: str = ""
+    detail: str = ""
     records: int = 0
+    customer: Any = None  # the CustomerSession, for servicers; never written to the audit trail
     started: float = field(default_factory=time.perf_counter)
 
 

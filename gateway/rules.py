@@ -28,6 +28,7 @@ class Purpose(StrEnum):
     """What a one-time code was requested for; a code proves nothing for any other purpose."""
 
     CALL_LIST = "call_list"
+    COUNTER = "counter_session"
 
 
 class Violations:

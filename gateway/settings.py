@@ -46,6 +46,16 @@ class Settings:
     sim_seed: str = "hallgate-demo"
     sim_subscribers: int = 3000
     sim_hash_n: int = 2**14
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    insecure_dev: bool = False
+    trust_domain: str = "hallgate.example"
+    revocation_refresh: float = 1.0
+    staff_idle: float = 900
+    staff_password_max_age: float = 90 * 86400
+    staff_hash_n: int = 2**14
+    customer_session_idle: float = 600
 
     def key_bytes(self) -> bytes:
         """The server secret that keys code hashes. Shared by every gateway process of a deployment:
@@ -54,11 +64,23 @@ class Settings:
             return self.secret_key.encode()
         path = Path(self.data_dir) / "secret.key"
         if not path.exists():
+            # Written whole to a temporary file, then linked into place: two processes starting
+            # together agree on one key, and nobody ever reads a half-written one.
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            tmp = path.with_name(f".secret.key.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
-        return path.read_text().strip().encode()
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        key = path.read_text().strip().encode()
+        if not key:
+            raise RuntimeError(f"{path} is empty: remove it or set HALLGATE_SECRET_KEY")
+        return key
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -92,7 +114,26 @@ HELP: dict[str, str] = {
     "sim_seed": "seed of the embedded billing simulator's data",
     "sim_subscribers": "number of seeded subscribers in the billing simulator",
     "sim_hash_n": "scrypt cost (N) for the simulator's password hashes",
+    "tls_cert": "server certificate (PEM); empty: a development CA and certificates under the data directory",
+    "tls_key": "server private key (PEM)",
+    "tls_client_ca": "the hall CA bundle (PEM) every client certificate must chain to",
+    "insecure_dev": "development only: serve plaintext on loopback, identity from the x-hallgate-dev-identity header",
+    "trust_domain": "SPIFFE trust domain of the operator's terminal certificates",
+    "revocation_refresh": "seconds between reloads of the terminal deny-list",
+    "staff_idle": "seconds a staff session survives without use",
+    "staff_password_max_age": "seconds after which a staff password must be changed (90 days)",
+    "staff_hash_n": "scrypt cost (N) for staff password hashes",
+    "customer_session_idle": "seconds a clerk's customer session survives without use",
 }
+
+
+KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def kind_of(name: str) -> type:
+    """The declared type of a setting (not its default's: `code_ttl: float = 300` is a float)."""
+    annotation = next(f.type for f in fields(Settings) if f.name == name)
+    return KINDS[annotation if isinstance(annotation, str) else annotation.__name__]
 
 
 def env_name(name: str) -> str:
@@ -106,11 +147,17 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     for f in fields(Settings):
         raw = environ.get(env_name(f.name))
         if raw is not None:
-            values[f.name] = _parse(f.name, type(getattr(Settings, f.name)), raw)
+            values[f.name] = _parse(f.name, kind_of(f.name), raw)
     return Settings(**values)
 
 
 def _parse(name: str, kind: type, raw: str) -> Any:
+    if kind is bool:
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise SystemExit(f"{env_name(name)}={raw!r}: expected true or false")
     try:
         return kind(raw)
     except ValueError:
@@ -124,8 +171,12 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str] | None = Non
         if names is not None and f.name not in names:
             continue
         default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=True,
+                                default=None, help=f"{HELP[f.name]} [{env_name(f.name)}=1]")
+            continue
         parser.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, type=type(default), default=None,
+            "--" + f.name.replace("_", "-"), dest=f.name, type=kind_of(f.name), default=None,
             help=f"{HELP[f.name]} [{env_name(f.name)}, default {default!r}]",
         )
 

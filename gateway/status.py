@@ -15,7 +15,9 @@ from grpc_status import rpc_status
 from gateway.errors import (
     DependencyUnavailable,
     DomainError,
+    FailedPrecondition,
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     TooManyRequests,
     Unauthenticated,
@@ -28,10 +30,27 @@ TABLE: dict[type[DomainError], tuple[int, str]] = {
     Unauthenticated: (code_pb2.UNAUTHENTICATED, "the credentials were not accepted"),
     PermissionDenied: (code_pb2.PERMISSION_DENIED, "this terminal or role may not make this call"),
     TooManyRequests: (code_pb2.RESOURCE_EXHAUSTED, "too many requests; try again later"),
+    FailedPrecondition: (code_pb2.FAILED_PRECONDITION, "not possible in the current state"),
+    NotFound: (code_pb2.NOT_FOUND, "not found"),
     DependencyUnavailable: (code_pb2.UNAVAILABLE, "the service is temporarily unavailable; nothing was released"),
 }
 
-THROTTLE_MESSAGES = {
+# Messages chosen by reason where the class's message would not tell the caller what to do.
+REASON_MESSAGES = {
+    "wrong_channel": "this terminal's channel may not make this call",
+    "legal_via_hall": ("law-enforcement requests are not handled through hall channels: refer the officer "
+                       "to the branch office's legal department"),
+    "revoked_terminal": "this terminal's certificate has been revoked",
+    "no_identity": "a client certificate issued by the hall CA is required",
+    "staff_sign_in_required": "sign in first",
+    "role": "your role may not make this call",
+    "customer_session_required": "open a customer session first; the customer must prove ownership",
+    "id_document_required": "only possible in a session opened with the owner's ID document",
+    "password_expired": "your password has expired: change it, then sign in again",
+    "wrong_terminal_for_role": "your role may not sign in on this terminal",
+    "trivial_password": "the new password is too easy to guess",
+    "four_eyes": "a request must be approved by someone other than the officer who registered it",
+    "staff_locked": "too many failed sign-ins: this account is locked; try again later",
     "send_throttled": "a code was requested for this number recently; try again later",
     "locked": "too many failed attempts: this number is locked for self-service; try again later",
     "locked_now": "too many failed attempts: this number is locked for self-service; try again later",
@@ -56,8 +75,8 @@ def to_status_proto(err: DomainError) -> status_pb2.Status:
     if isinstance(err, InvalidArgument):
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in err.violations])))
+    message = REASON_MESSAGES.get(err.reason, message)
     if isinstance(err, TooManyRequests):
-        message = THROTTLE_MESSAGES.get(err.reason, message)
         delay = duration_pb2.Duration(seconds=max(1, math.ceil(err.retry_after)))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=code, message=message, details=details)

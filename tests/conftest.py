@@ -3,31 +3,41 @@ served over real gRPC channels. `--redis-url` points the suite at an existing Re
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pyotp
 import pytest
 import redis
 import redis.asyncio as aioredis
 
-from adapters.audit_redis import AUDIT_STREAM, RedisStreamAuditSink
+from adapters.audit_redis import AUDIT_STREAM
 from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import start_billing_sim
+from adapters.dev_pki import ensure_dev_pki
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
-from adapters.redis_state import RedisSignInState
+from adapters.redis_staff import RedisStaffStore
 from adapters.sms_outbox import OutboxSms, read_outbox
-from gateway.bootstrap import Deps, create_server
+from gateway import passwords
+from gateway.bootstrap import Deps, create_server, redis_deps
+from gateway.ports import StaffRecord
 from gateway.settings import Settings
-from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
+from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 
-CODE_RE = re.compile(r"code is (\d{6})")
+CODE_RE = re.compile(r"code is ([0-9]{6})")
 TEST_SEED = "hallgate-test"
+TRUST_DOMAIN = "hallgate.test"
+KIOSK_CERT = "kiosk-H001-K01"
+STAFF_PASSWORD = "counter2026"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,6 +75,17 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
 
 
 @pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A development hall CA with server and demo terminal certificates (adapters/dev_pki.py)."""
+    return ensure_dev_pki(tmp_path_factory.mktemp("pki") / "pki", TRUST_DOMAIN)
+
+
+def client_credentials(pki: Path, name: str) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials((pki / "ca.crt").read_bytes(), (pki / f"{name}.key").read_bytes(),
+                                        (pki / f"{name}.crt").read_bytes())
+
+
+@pytest.fixture(scope="session")
 def billing_data() -> SeededBilling:
     return SeededBilling(seed=TEST_SEED, subscribers=1200, hash_n=2**10)
 
@@ -82,7 +103,32 @@ class Harness:
     billing_server: grpc.aio.Server
     server: grpc.aio.Server
     port: int
+    pki: Path
+    deps: Deps
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    def channel_for(self, cert: str) -> grpc.aio.Channel:
+        """A new mutual-TLS channel presenting the named demo certificate (closed at teardown)."""
+        channel = grpc.aio.secure_channel(f"127.0.0.1:{self.port}", client_credentials(self.pki, cert))
+        self.closers.insert(0, channel.close)
+        return channel
+
+    async def add_staff(self, staff_id: str, role: str, hall: str = "H001", password: str = STAFF_PASSWORD,
+                        changed_days_ago: float = 1, disabled: bool = False) -> str:
+        """Put a staff member in the directory; returns their TOTP secret."""
+        secret = pyotp.random_base32()
+        record = StaffRecord(staff_id, f"Staff {staff_id}", role, hall, passwords.hash_password(password, 2**10),
+                             time.time() - changed_days_ago * 86400, secret, disabled)
+        await RedisStaffStore(self.redis).put(record)
+        return secret
+
+    async def staff_sign_in(self, cert: str, staff_id: str, secret: str, password: str = STAFF_PASSWORD
+                            ) -> tuple[tuple[str, str], ...]:
+        """Sign a staff member in on the terminal `cert`; returns the call metadata to use."""
+        stub = staff_pb2_grpc.StaffServiceStub(self.channel_for(cert))
+        reply = await stub.SignIn(staff_pb2.SignInRequest(staff_id=staff_id, password=password,
+                                                          totp_code=fresh_totp(secret)))
+        return (("authorization", f"Bearer {reply.staff_token}"),)
 
     def messages(self, msisdn: str) -> list[str]:
         return [m["text"] for m in read_outbox(self.outbox_path, msisdn)]
@@ -107,29 +153,46 @@ class Harness:
         return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 
+_used_steps: dict[str, int] = {}
+
+
+def fresh_totp(secret: str) -> str:
+    """A TOTP code not used before in this test run: the gateway accepts each time step once, so a
+    second sign-in of the same account uses the next step (the gateway accepts one step ahead)."""
+    totp = pyotp.TOTP(secret)
+    step = max(totp.timecode(datetime.now(UTC)), _used_steps.get(secret, -1) + 1)
+    _used_steps[secret] = step
+    return totp.generate_otp(step)
+
+
 @pytest.fixture
-async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: Path
+async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: Path, pki: Path
                        ) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     """Factory: `await make_gateway(code_ttl=1, ...)` serves a gateway with those settings."""
     harnesses: list[Harness] = []
 
     async def factory(redis_url: str | None = None, **overrides: Any) -> Harness:
         settings = Settings(listen="127.0.0.1:0", data_dir=str(tmp_path / "data"), secret_key="test-secret",
-                            sim_hash_n=2**10).with_(**overrides)
+                            sim_hash_n=2**10, staff_hash_n=2**10, trust_domain=TRUST_DOMAIN,
+                            tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key"),
+                            tls_client_ca=str(pki / "ca.crt"), revocation_refresh=0.1).with_(**overrides)
         billing_server, billing_port = await start_billing_sim(billing_data)
         client = connect(redis_url or clean_redis, settings.redis_timeout)
         billing = GrpcBilling(f"127.0.0.1:{billing_port}", timeout=settings.billing_timeout,
                               page_size=settings.billing_page_size)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
-        deps = Deps(state=RedisSignInState(client), billing=billing, sms=OutboxSms(outbox),
-                    audit=RedisStreamAuditSink(client), key=settings.key_bytes(), redis=client)
+        deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(), **redis_deps(client))
         server, port, _ = create_server(settings, deps)
         await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
+        if settings.tls_cert:
+            channel = grpc.aio.secure_channel(f"127.0.0.1:{port}", client_credentials(pki, KIOSK_CERT))
+        else:
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         h = Harness(settings, kiosk_pb2_grpc.KioskServiceStub(channel), channel, client, outbox, billing_data,
-                    billing_server, server, port,
+                    billing_server, server, port, pki, deps,
                     closers=[channel.close, lambda: server.stop(0), billing.close,
-                             lambda: billing_server.stop(0), client.aclose])
+                             lambda: billing_server.stop(0), _cancel(refresher), client.aclose])
         harnesses.append(h)
         return h
 
@@ -140,6 +203,13 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
                 await close()
             except Exception:  # noqa: S110 - best-effort teardown
                 pass
+
+
+def _cancel(task: asyncio.Task[Any]) -> Callable[[], Awaitable[None]]:
+    async def cancel() -> None:
+        task.cancel()
+
+    return cancel
 
 
 @pytest.fixture

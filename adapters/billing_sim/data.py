@@ -7,16 +7,17 @@ import hmac
 import re
 import secrets
 import threading
+import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.ports import Subscriber
+from gateway.ports import CustomerProfile, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 
-MSISDN_RE = re.compile(r"1[3-9]\d{9}")
-MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
-PASSWORD_RE = re.compile(r"\d{6}")
+MSISDN_RE = re.compile(r"1[3-9][0-9]{9}")
+MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
+PASSWORD_RE = re.compile(r"[0-9]{6}")
 HEAVY_EVERY = 500
 SIM_CHANGED_YESTERDAY = 7  # index % 100
 PORTED_TWO_DAYS_AGO = 8  # index % 100
@@ -27,6 +28,59 @@ _IN = billing_pb2.CALL_DIRECTION_INCOMING
 _VOICE = billing_pb2.CALL_KIND_VOICE
 _SMS = billing_pb2.CALL_KIND_SMS
 _DATA = billing_pb2.CALL_KIND_DATA
+
+RESIDENT_ID_CARD = "resident_id_card"
+PASSPORT = "passport"
+DOCUMENT_TYPES = (RESIDENT_ID_CARD, PASSPORT)
+
+# ISO 7064 MOD 11-2 as GB 11643-1999 applies it: weight 2**(17 - i) mod 11 for position i.
+_ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
+_ID_CHECK_CHARS = "10X98765432"
+
+# Real county-level codes (GB/T 2260), each with its province, prefecture-level city and two of its
+# real streets, so that an owner's address always agrees with the first six digits of the ID.
+_AREAS: tuple[tuple[str, str, str, str, tuple[str, str]], ...] = (
+    ("110101", "北京市", "北京市", "东城区", ("东直门南大街", "王府井大街")),
+    ("110105", "北京市", "北京市", "朝阳区", ("建国路", "朝阳北路")),
+    ("310104", "上海市", "上海市", "徐汇区", ("漕溪北路", "衡山路")),
+    ("310115", "上海市", "上海市", "浦东新区", ("世纪大道", "张杨路")),
+    ("440305", "广东省", "深圳市", "南山区", ("科技南路", "南海大道")),
+    ("440106", "广东省", "广州市", "天河区", ("天河路", "体育西路")),
+    ("510107", "四川省", "成都市", "武侯区", ("人民南路四段", "武侯祠大街")),
+    ("330106", "浙江省", "杭州市", "西湖区", ("文三路", "天目山路")),
+    ("420106", "湖北省", "武汉市", "武昌区", ("中北路", "武珞路")),
+    ("320102", "江苏省", "南京市", "玄武区", ("中山路", "北京东路")),
+)
+_FAMILY_NAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+_GIVEN_FEMALE = ("秀英", "丽", "静", "敏", "婷", "芳", "娜", "雪梅", "慧", "玲", "欣怡", "桂兰")
+_GIVEN_MALE = ("伟", "强", "磊", "军", "洋", "勇", "杰", "涛", "明", "建国", "志强", "浩然")
+_PLANS = ("畅享套餐 58元", "5G智享套餐 128元", "4G飞享套餐 38元", "全球通 188元")
+_BORN_FIRST = date(1950, 1, 1)
+_BORN_LAST = date(2005, 12, 31)
+_MIN_AGE_AT_OPENING = 16  # the age from which a PRC resident may register a number with an ID card
+
+
+def resident_id_check_char(first17: str) -> str:
+    """The ISO 7064 MOD 11-2 check character ("0"-"9" or "X") of a PRC resident ID's first 17 digits.
+
+    Raises ValueError unless `first17` is exactly 17 ASCII digits."""
+    if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
+        raise ValueError("a resident ID number starts with 17 digits")
+    return _ID_CHECK_CHARS[sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
+
+
+def _luhn_check_digit(body: str) -> str:
+    """The Luhn check digit an ICCID ends with (ITU-T E.118)."""
+    total = 0
+    for k, c in enumerate(reversed(body)):
+        d = int(c) * (2 if k % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str(-total % 10)
+
+
+def _canonical_name(name: str) -> str:
+    """A name as a clerk may type it: compatibility forms folded, no whitespace anywhere."""
+    return "".join(unicodedata.normalize("NFKC", name).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +189,81 @@ class SeededBilling:
         for i, note in picks:
             if i <= self.subscribers:
                 msisdn = f"138{i:08d}"
+                if i == 1:
+                    owner = self.owner_of(msisdn)
+                    note = f"{note}; owner {owner.name}, resident ID card {owner.document_number}"
                 out.append((msisdn, self.password_for(msisdn), note))
         return out
+
+    # --- registered owners -----------------------------------------------------------------------
+
+    def _owner(self, d: bytes) -> CustomerProfile:
+        """One owner from one digest: 0 sex, 1 family name, 2 given name, 3 area, 4-7 birth date,
+        8-9 sequence, 10 street, 11-13 door, 14 plan, 15-20 ICCID, 21-25 IMSI."""
+        male = d[0] & 1 == 1
+        given = _GIVEN_MALE if male else _GIVEN_FEMALE
+        name = _FAMILY_NAMES[d[1] % len(_FAMILY_NAMES)] + given[d[2] % len(given)]
+        code, province, city, district, streets = _AREAS[d[3] % len(_AREAS)]
+        born = _BORN_FIRST + timedelta(days=int.from_bytes(d[4:8]) % ((_BORN_LAST - _BORN_FIRST).days + 1))
+        seq = 2 * (1 + int.from_bytes(d[8:10]) % 499) + (1 if male else 0)  # 002..998 even, 003..999 odd
+        first17 = f"{code}{born:%Y%m%d}{seq:03d}"
+        door = int.from_bytes(d[11:14])
+        street = f"{streets[d[10] % 2]}{1 + door % 300}号{2 + door // 300 % 30}{1 + door // 9000 % 20:02d}室"
+        iccid_body = f"898600{int.from_bytes(d[15:21]) % 10**13:013d}"
+        return CustomerProfile(
+            name=name,
+            document_type=RESIDENT_ID_CARD,
+            document_number=first17 + resident_id_check_char(first17),
+            birth_date=born.isoformat(),
+            sex="male" if male else "female",
+            province=province,
+            city=city,
+            district=district,
+            street=street,
+            plan_name=_PLANS[d[14] % len(_PLANS)],
+            account_status="active",
+            iccid=iccid_body + _luhn_check_digit(iccid_body),
+            imsi=f"46000{int.from_bytes(d[21:26]) % 10**10:010d}",
+        )
+
+    def owner_of(self, msisdn: str) -> CustomerProfile:
+        """The registered owner's full profile, SIM data included (tests, the demo and the servicer).
+        Raises KeyError for unknown numbers."""
+        if self.index(msisdn) is None:
+            raise KeyError(msisdn)
+        return self._owner(self._h("owner", msisdn))
+
+    def opened_at(self, msisdn: str) -> datetime:
+        """When the subscription started: the day of porting in for ported numbers, otherwise some
+        time before the last SIM change and after the owner's 16th birthday. KeyError if unknown."""
+        owner = self.owner_of(msisdn)
+        sub = self.subscriber(msisdn)
+        if sub.ported_at is not None:
+            return sub.ported_at
+        latest = sub.sim_changed_at or self.now
+        born = date.fromisoformat(owner.birth_date)
+        try:
+            adult = born.replace(year=born.year + _MIN_AGE_AT_OPENING)
+        except ValueError:  # born on 29 February
+            adult = date(born.year + _MIN_AGE_AT_OPENING, 3, 1)
+        earliest = datetime(adult.year, adult.month, adult.day, tzinfo=self.tz).astimezone(UTC)
+        h = self._h("opened", msisdn)
+        opened = latest - timedelta(days=int.from_bytes(h[:4]) % 3650, seconds=int.from_bytes(h[4:8]) % 86400)
+        return min(max(opened, earliest), latest)
+
+    def verify_owner_document(self, msisdn: str, document_type: str, document_number: str, name: str) -> bool:
+        """True only when `msisdn` is a subscriber and the document's type, number (a final x or X
+        alike) and holder's name are the registered owner's. Unknown numbers are compared with a
+        stand-in owner, so the answer's timing says nothing about whether the number exists."""
+        known = self.index(msisdn) is not None
+        owner = self._owner(self._h("owner", msisdn if known else "\x00no-such-subscriber"))
+        typed = "\x00".join((document_type, document_number.upper(), _canonical_name(name)))
+        held = "\x00".join((owner.document_type, owner.document_number.upper(), _canonical_name(owner.name)))
+        same = hmac.compare_digest(
+            hashlib.sha256(typed.encode("utf-8", "surrogatepass")).digest(),
+            hashlib.sha256(held.encode()).digest(),
+        )
+        return known and same
 
     # --- service passwords -----------------------------------------------------------------------
 
@@ -180,7 +307,8 @@ class SeededBilling:
         return hmac.compare_digest(self._scrypt(typed, stored.salt), stored.digest)
 
     def set_password(self, msisdn: str, new_password: str) -> None:
-        """Replace a subscriber's password (a reset). Blocking: call it from a thread."""
+        """Replace a subscriber's password (a reset). Raises KeyError for an unknown number and
+        ValueError unless the password is 6 ASCII digits. Blocking (one scrypt): call it from a thread."""
         if self.index(msisdn) is None:
             raise KeyError(msisdn)
         if not PASSWORD_RE.fullmatch(new_password):

@@ -14,13 +14,26 @@ from typing import Any, NoReturn
 
 import grpc
 
-from adapters.billing_sim.data import MSISDN_RE, SeededBilling, month_bounds
+from adapters.billing_sim.data import (
+    MSISDN_RE,
+    PASSPORT,
+    PASSWORD_RE,
+    RESIDENT_ID_CARD,
+    SeededBilling,
+    month_bounds,
+)
 from hallgate_pb.billing.v1 import billing_pb2, billing_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE_DEFAULT = 500
 PAGE_SIZE_MAX = 2000
+_DOCUMENT_TYPES = {
+    billing_pb2.DOCUMENT_TYPE_RESIDENT_ID_CARD: RESIDENT_ID_CARD,
+    billing_pb2.DOCUMENT_TYPE_PASSPORT: PASSPORT,
+}
+_DOCUMENT_ENUMS = {v: k for k, v in _DOCUMENT_TYPES.items()}
+_SEXES = {"female": billing_pb2.SEX_FEMALE, "male": billing_pb2.SEX_MALE}
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # base64url of 4-byte offset + 12-byte MAC, unpadded
 
 
@@ -104,6 +117,57 @@ class BillingSimServicer(billing_pb2_grpc.BillingServiceServicer):
         end = offset + len(records)
         token = self.encode_token(msisdn, month, end) if end < count else ""
         return billing_pb2.ListCallDetailsResponse(records=records, next_page_token=token)
+
+
+    async def VerifyOwnerDocument(
+        self, request: billing_pb2.VerifyOwnerDocumentRequest, context: Any
+    ) -> billing_pb2.VerifyOwnerDocumentResponse:
+        if not MSISDN_RE.fullmatch(request.msisdn):
+            await _invalid(context, "msisdn must be 11 digits")
+        # An unspecified or unknown document type is not an error: it is simply no one's document.
+        kind = _DOCUMENT_TYPES.get(request.document_type, "")
+        match = self._data.verify_owner_document(request.msisdn, kind, request.document_number, request.name)
+        return billing_pb2.VerifyOwnerDocumentResponse(match=match)
+
+    async def GetCustomerProfile(
+        self, request: billing_pb2.GetCustomerProfileRequest, context: Any
+    ) -> billing_pb2.GetCustomerProfileResponse:
+        if not MSISDN_RE.fullmatch(request.msisdn):
+            await _invalid(context, "msisdn must be 11 digits")
+        try:
+            owner = self._data.owner_of(request.msisdn)
+        except KeyError:
+            return billing_pb2.GetCustomerProfileResponse(exists=False)
+        resp = billing_pb2.GetCustomerProfileResponse(
+            exists=True,
+            name=owner.name,
+            document_type=_DOCUMENT_ENUMS.get(owner.document_type, billing_pb2.DOCUMENT_TYPE_UNSPECIFIED),
+            document_number=owner.document_number,
+            birth_date=owner.birth_date,
+            sex=_SEXES.get(owner.sex, billing_pb2.SEX_UNSPECIFIED),
+            address=billing_pb2.Address(
+                province=owner.province, city=owner.city, district=owner.district, street=owner.street
+            ),
+            plan_name=owner.plan_name,
+            account_status=owner.account_status,
+            iccid=owner.iccid,
+            imsi=owner.imsi,
+        )
+        resp.opened_at.FromDatetime(self._data.opened_at(request.msisdn))
+        return resp
+
+    async def SetServicePassword(
+        self, request: billing_pb2.SetServicePasswordRequest, context: Any
+    ) -> billing_pb2.SetServicePasswordResponse:
+        if not MSISDN_RE.fullmatch(request.msisdn):
+            await _invalid(context, "msisdn must be 11 digits")
+        if not PASSWORD_RE.fullmatch(request.new_service_password):
+            await _invalid(context, "new_service_password must be 6 digits")
+        try:
+            await asyncio.to_thread(self._data.set_password, request.msisdn, request.new_service_password)
+        except KeyError:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such subscriber")
+        return billing_pb2.SetServicePasswordResponse()
 
 
 def _server(data: SeededBilling) -> Any:

@@ -36,12 +36,6 @@ DECISIONS = {
 }
 
 
-def channel_of(method: str) -> str:
-    """The channel a service belongs to, from its name: `/hallgate.v1.KioskService/X` → `kiosk`."""
-    service = method.split("/")[1].rsplit(".", 1)[-1] if method.count("/") == 2 else ""
-    return service.removesuffix("Service").lower() or "unknown"
-
-
 class AuditInterceptor(grpc.aio.ServerInterceptor):
     """Sits just inside the error interceptor, so it sees every outcome as an exception or a
     result, and its own failure still becomes a clean UNAVAILABLE."""
@@ -66,7 +60,6 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _begin(method: str, context: grpc.aio.ServicerContext) -> CallContext:
         call = request_context.begin(method, context.peer())
-        call.channel = channel_of(method)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(method=method)
         return call
@@ -75,13 +68,18 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         """Store the event; DependencyUnavailable if the sink cannot."""
         event = {
             "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "channel": call.channel,
+            "channel": call.channel or "unidentified",
+            "hall": call.hall,
             "terminal": call.terminal,
+            "staff_id": call.staff_id,
+            "role": call.role,
+            "proof": call.proof,
             "peer": call.peer,
             "method": call.method,
             "subscriber": call.subscriber,
             "decision": DECISIONS.get(code, "failed"),
             "reason": call.reason or ("ok" if code == grpc.StatusCode.OK else code.name.lower()),
+            "detail": call.detail,
             "code": code.name,
             "records": call.records,
             "duration_ms": round((time.perf_counter() - call.started) * 1000, 3),

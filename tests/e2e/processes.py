@@ -29,9 +29,19 @@ class Proc:
             self.p = subprocess.Popen([*HALLGATE, *self.args], env={**os.environ, **env}, stdout=out,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def wait_serving(self, timeout: float = 20.0) -> Proc:
+    def channel(self, pki: Path | None, cert: str = "kiosk-H001-K01") -> grpc.Channel:
+        """A channel to this process: mutual TLS with `cert` from `pki`, else plaintext."""
+        if pki is None:
+            return grpc.insecure_channel(self.address)
+        creds = grpc.ssl_channel_credentials((pki / "ca.crt").read_bytes(), (pki / f"{cert}.key").read_bytes(),
+                                             (pki / f"{cert}.crt").read_bytes())
+        return grpc.secure_channel(self.address, creds)
+
+    def wait_serving(self, pki: Path | None = None, timeout: float = 20.0) -> Proc:
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
+        while pki is not None and not (pki / "ca.crt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.channel(pki) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 assert self.p.poll() is None, f"process exited: {self.log.read_text()[-2000:]}"

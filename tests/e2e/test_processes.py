@@ -13,7 +13,7 @@ import pytest
 
 from adapters.sms_outbox import OUTBOX_NAME
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
-from tests.conftest import CODE_RE
+from tests.conftest import CODE_RE, TRUST_DOMAIN
 from tests.e2e.processes import Proc
 from tests.helpers import ORDINARY, month
 
@@ -37,10 +37,10 @@ def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path
     data = tmp_path / "d"
     gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(data), *SIM], {}, tmp_path / "gw.log")
     try:
-        gw.wait_serving()
+        gw.wait_serving(data / "pki")  # a development CA and terminal certificates were made
         sock = data / "redis" / "redis.sock"
         assert sock.exists()
-        with grpc.insecure_channel(gw.address) as channel:
+        with gw.channel(data / "pki") as channel:
             stub = kiosk_pb2_grpc.KioskServiceStub(channel)
             stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
             reply = stub.Authenticate(kiosk_pb2.AuthenticateRequest(
@@ -59,26 +59,33 @@ def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path
     assert (data / "redis" / "appendonlydir").is_dir()  # AOF persistence was on
 
 
+def tls_env(pki: Path) -> dict[str, str]:
+    return {"HALLGATE_TLS_CERT": str(pki / "server.crt"), "HALLGATE_TLS_KEY": str(pki / "server.key"),
+            "HALLGATE_TLS_CLIENT_CA": str(pki / "ca.crt"), "HALLGATE_TRUST_DOMAIN": TRUST_DOMAIN}
+
+
 @pytest.fixture
-def two_gateways(tmp_path: Path, redis_url: str, clean_redis: str) -> Iterator[tuple[Proc, Proc, Path]]:
+def two_gateways(tmp_path: Path, redis_url: str, clean_redis: str, pki: Path
+                 ) -> Iterator[tuple[Proc, Proc, Path]]:
     sim = Proc(["billing-sim", "--listen", "{address}", *SIM], {}, tmp_path / "sim.log").wait_port()
     data = tmp_path / "shared"
     env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": "k",
-           "HALLGATE_DATA_DIR": str(data), "HALLGATE_LOCK_THRESHOLD": "3"}
+           "HALLGATE_DATA_DIR": str(data), "HALLGATE_LOCK_THRESHOLD": "3", **tls_env(pki)}
     gws = [Proc(["serve", "--listen", "{address}"], env, tmp_path / f"gw{i}.log") for i in (1, 2)]
     try:
         for g in gws:
-            g.wait_serving()
-        yield gws[0], gws[1], data
+            g.wait_serving(pki)
+        yield gws[0], gws[1], pki
     finally:
         codes = [g.stop() for g in gws]
         sim.stop()
     assert codes == [0, 0]
 
 
-def test_a_code_requested_through_one_gateway_authenticates_through_the_other(two_gateways) -> None:
-    a, b, data = two_gateways
-    with grpc.insecure_channel(a.address) as ca, grpc.insecure_channel(b.address) as cb:
+def test_a_code_requested_through_one_gateway_authenticates_through_the_other(two_gateways, tmp_path) -> None:
+    a, b, pki = two_gateways
+    data = tmp_path / "shared"
+    with a.channel(pki) as ca, b.channel(pki) as cb:
         kiosk_pb2_grpc.KioskServiceStub(ca).RequestOneTimeCode(
             kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
         stub_b = kiosk_pb2_grpc.KioskServiceStub(cb)
@@ -91,10 +98,10 @@ def test_a_code_requested_through_one_gateway_authenticates_through_the_other(tw
 
 
 def test_failed_sign_ins_add_up_across_gateways(two_gateways) -> None:
-    a, b, _ = two_gateways
+    a, b, pki = two_gateways
     bad = kiosk_pb2.AuthenticateRequest(msisdn=ORDINARY, service_password="000000", one_time_code="000000")
     seen = []
-    with grpc.insecure_channel(a.address) as ca, grpc.insecure_channel(b.address) as cb:
+    with a.channel(pki) as ca, b.channel(pki) as cb:
         for channel in (ca, cb, ca, cb):
             with pytest.raises(grpc.RpcError) as e:
                 kiosk_pb2_grpc.KioskServiceStub(channel).Authenticate(bad, timeout=10)
@@ -103,13 +110,14 @@ def test_failed_sign_ins_add_up_across_gateways(two_gateways) -> None:
                     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.RESOURCE_EXHAUSTED]
 
 
-def test_sigterm_lets_an_in_flight_stream_end_cleanly(tmp_path: Path, redis_url: str, clean_redis: str) -> None:
+def test_sigterm_lets_an_in_flight_stream_end_cleanly(tmp_path: Path, redis_url: str, clean_redis: str,
+                                                      pki: Path) -> None:
     data = tmp_path / "d"
-    env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_GRACE_PERIOD": "2"}
+    env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_GRACE_PERIOD": "2", **tls_env(pki)}
     gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(data), *SIM], env, tmp_path / "gw.log")
-    gw.wait_serving()
+    gw.wait_serving(pki)
     try:
-        with grpc.insecure_channel(gw.address) as channel:
+        with gw.channel(pki) as channel:
             stub = kiosk_pb2_grpc.KioskServiceStub(channel)
             stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn="13800000500"), timeout=10)
             reply = stub.Authenticate(kiosk_pb2.AuthenticateRequest(

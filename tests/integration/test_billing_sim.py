@@ -16,7 +16,7 @@ import pytest
 from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import BillingSimServicer, serve_billing_sim, start_billing_sim
-from gateway.errors import DependencyUnavailable
+from gateway.errors import DependencyUnavailable, Unauthenticated
 from hallgate_pb.billing.v1 import billing_pb2, billing_pb2_grpc
 
 NOW = datetime(2025, 6, 15, 4, 0, tzinfo=UTC)
@@ -205,7 +205,10 @@ async def test_stopped_server_is_dependency_unavailable_within_the_timeout(data:
         await pages.__anext__()
         await server.stop(None)
         for attempt in (pages.__anext__(), billing.get_subscriber(ORDINARY),
-                        billing.verify_service_password(ORDINARY, "123456")):
+                        billing.verify_service_password(ORDINARY, "123456"),
+                        billing.verify_owner_document(ORDINARY, "resident_id_card", "11010519491231002X", "王伟"),
+                        billing.get_customer_profile(ORDINARY),
+                        billing.set_service_password(ORDINARY, "123456")):
             t0 = time.monotonic()
             with pytest.raises(DependencyUnavailable) as err:
                 await attempt
@@ -264,3 +267,121 @@ async def test_serve_billing_sim_serves_until_cancelled(data: SeededBilling) -> 
     finally:
         task.cancel()
         await billing.close()
+
+
+# --- owner documents, profiles and password resets -----------------------------------------------
+
+
+async def test_customer_profile_over_the_real_client(data: SeededBilling, client: GrpcBilling) -> None:
+    for msisdn in (ORDINARY, HEAVY, SWAPPED, PORTED):
+        profile = await client.get_customer_profile(msisdn)
+        assert profile == data.owner_of(msisdn)
+    profile = await client.get_customer_profile(ORDINARY)
+    assert profile is not None
+    # Billing is internal: the SIM data travels to the gateway, which must never pass it on (R7).
+    assert profile.iccid.startswith("8986") and 19 <= len(profile.iccid) <= 20
+    assert profile.imsi.startswith("46000") and len(profile.imsi) == 15
+    assert profile.document_type == "resident_id_card" and profile.sex in ("female", "male")
+    assert profile.account_status == "active"
+    assert await client.get_customer_profile("13800003001") is None
+    assert await client.get_customer_profile("13900000001") is None
+
+
+async def test_customer_profile_on_the_wire(data: SeededBilling, stub: billing_pb2_grpc.BillingServiceStub) -> None:
+    resp = await stub.GetCustomerProfile(billing_pb2.GetCustomerProfileRequest(msisdn=PORTED))
+    owner = data.owner_of(PORTED)
+    assert resp.exists and resp.document_type == billing_pb2.DOCUMENT_TYPE_RESIDENT_ID_CARD
+    assert resp.sex == (billing_pb2.SEX_MALE if owner.sex == "male" else billing_pb2.SEX_FEMALE)
+    assert resp.address.district == owner.district and resp.address.street == owner.street
+    assert resp.opened_at.ToDatetime(tzinfo=UTC) == data.opened_at(PORTED) == NOW - timedelta(days=2)
+    unknown = await stub.GetCustomerProfile(billing_pb2.GetCustomerProfileRequest(msisdn="13800003001"))
+    assert unknown == billing_pb2.GetCustomerProfileResponse(exists=False)
+
+
+async def test_verify_owner_document_over_the_real_client(data: SeededBilling, client: GrpcBilling) -> None:
+    o = data.owner_of(ORDINARY)
+    n = o.document_number
+    assert await client.verify_owner_document(ORDINARY, "resident_id_card", n, o.name) is True
+    assert await client.verify_owner_document(ORDINARY, "resident_id_card", n.lower(), o.name) is True
+    wrong_number = n[:17] + ("0" if n[17] != "0" else "1")
+    other = data.owner_of("13800000002")
+    for msisdn, kind, number, name in [
+        (ORDINARY, "resident_id_card", n, "王伟" if o.name != "王伟" else "李娜"),  # wrong name
+        (ORDINARY, "resident_id_card", wrong_number, o.name),  # wrong number
+        (ORDINARY, "passport", n, o.name),  # wrong type
+        (ORDINARY, "driving_licence", n, o.name),  # a type billing has no word for
+        (ORDINARY, "resident_id_card", other.document_number, other.name),
+        ("13800003001", "resident_id_card", n, o.name),  # unknown numbers
+        ("13900000001", "resident_id_card", n, o.name),
+    ]:
+        assert await client.verify_owner_document(msisdn, kind, number, name) is False, (msisdn, kind, name)
+
+
+async def test_unspecified_document_type_never_matches(
+    data: SeededBilling, stub: billing_pb2_grpc.BillingServiceStub
+) -> None:
+    o = data.owner_of(ORDINARY)
+    resp = await stub.VerifyOwnerDocument(
+        billing_pb2.VerifyOwnerDocumentRequest(msisdn=ORDINARY, document_number=o.document_number, name=o.name)
+    )
+    assert resp.match is False
+
+
+async def test_set_service_password_then_verify(data: SeededBilling, client: GrpcBilling) -> None:
+    old = data.password_for(ORDINARY)
+    new = "000000" if old != "000000" else "111111"
+    assert await client.verify_service_password(ORDINARY, old) is True
+    assert await client.set_service_password(ORDINARY, new) is None
+    assert await client.verify_service_password(ORDINARY, new) is True
+    assert await client.verify_service_password(ORDINARY, old) is False
+    assert data.verify(ORDINARY, new) is True
+    # Others are untouched.
+    assert await client.verify_service_password("13800000002", data.password_for("13800000002")) is True
+
+
+async def test_set_service_password_of_an_unknown_number(client: GrpcBilling) -> None:
+    for msisdn in ("13800003001", "13900000001"):
+        with pytest.raises(Unauthenticated) as err:
+            await client.set_service_password(msisdn, "123456")
+        assert err.value.reason == "unknown_number"
+        assert isinstance(err.value.__cause__, grpc.aio.AioRpcError)
+        assert err.value.__cause__.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_client_turns_bad_reset_into_dependency_unavailable(data: SeededBilling, client: GrpcBilling) -> None:
+    with pytest.raises(DependencyUnavailable) as err:
+        await client.set_service_password(ORDINARY, "12345")
+    assert isinstance(err.value.__cause__, grpc.aio.AioRpcError)
+    assert err.value.__cause__.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(DependencyUnavailable):
+        await client.get_customer_profile("12345")
+    with pytest.raises(DependencyUnavailable):
+        await client.verify_owner_document("12345", "resident_id_card", "11010519491231002X", "王伟")
+    assert await client.verify_service_password(ORDINARY, data.password_for(ORDINARY)) is True
+
+
+@pytest.mark.parametrize("msisdn", ["", "12345", "1380000000x", "23800000001", "138000000011", "\uff11" * 11])
+async def test_new_rpcs_reject_a_malformed_msisdn(stub: billing_pb2_grpc.BillingServiceStub, msisdn: str) -> None:
+    calls = [
+        stub.VerifyOwnerDocument(billing_pb2.VerifyOwnerDocumentRequest(
+            msisdn=msisdn, document_type=billing_pb2.DOCUMENT_TYPE_RESIDENT_ID_CARD,
+            document_number="11010519491231002X", name="王伟")),
+        stub.GetCustomerProfile(billing_pb2.GetCustomerProfileRequest(msisdn=msisdn)),
+        stub.SetServicePassword(billing_pb2.SetServicePasswordRequest(msisdn=msisdn, new_service_password="123456")),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("password", ["", "12345", "1234567", "abcdef", "12 456", "\uff11" * 6])
+async def test_set_service_password_rejects_a_malformed_password(
+    data: SeededBilling, stub: billing_pb2_grpc.BillingServiceStub, password: str
+) -> None:
+    for msisdn in (ORDINARY, "13800003001"):  # checked before the number is looked up
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.SetServicePassword(billing_pb2.SetServicePasswordRequest(
+                msisdn=msisdn, new_service_password=password))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert data.verify(ORDINARY, data.password_for(ORDINARY)) is True

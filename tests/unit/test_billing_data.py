@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters.billing_sim.data import SeededBilling
+from adapters.billing_sim.data import SeededBilling, resident_id_check_char
 from hallgate_pb.billing.v1 import billing_pb2
 
 NOW = datetime(2025, 6, 15, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai, mid-month
@@ -220,3 +220,166 @@ def test_now_must_be_aware_and_defaults_to_the_present() -> None:
     data = SeededBilling(hash_n=2**10)
     assert before <= data.now <= datetime.now(UTC)
     assert data.now.utcoffset() == timedelta(0)
+
+
+# --- registered owners ---------------------------------------------------------------------------
+
+# GB/T 2260 codes and what they name: an owner's address must agree with the ID number's first six digits.
+AREAS = {
+    "110101": ("北京市", "北京市", "东城区"), "110105": ("北京市", "北京市", "朝阳区"),
+    "310104": ("上海市", "上海市", "徐汇区"), "310115": ("上海市", "上海市", "浦东新区"),
+    "440305": ("广东省", "深圳市", "南山区"), "440106": ("广东省", "广州市", "天河区"),
+    "510107": ("四川省", "成都市", "武侯区"), "330106": ("浙江省", "杭州市", "西湖区"),
+    "420106": ("湖北省", "武汉市", "武昌区"), "320102": ("江苏省", "南京市", "玄武区"),
+}
+
+
+def mod11_2(first17: str) -> str:
+    """ISO 7064 MOD 11-2 written from the standard's recursive definition, independent of the code
+    under test: p = (p + digit) * 2 mod 11 over the 17 digits, then the check value is (12 - p) mod 11."""
+    p = 0
+    for c in first17:
+        p = (p + int(c)) * 2 % 11
+    v = (12 - p) % 11
+    return "X" if v == 10 else str(v)
+
+
+def luhn_ok(number: str) -> bool:
+    digits = [int(c) for c in reversed(number)]
+    return sum(d if k % 2 == 0 else (d * 2 - 9 if d * 2 > 9 else d * 2) for k, d in enumerate(digits)) % 10 == 0
+
+
+def every_owner(data: SeededBilling) -> list[tuple[str, Any]]:
+    return [(f"138{i:08d}", data.owner_of(f"138{i:08d}")) for i in range(1, data.subscribers + 1)]
+
+
+def test_check_char_known_numbers_and_bad_input() -> None:
+    # Published examples: the standard's own (GB 11643-1999 annex) and widely quoted valid numbers.
+    assert resident_id_check_char("11010519491231002") == "X"
+    assert resident_id_check_char("44052418800101001") == "4"
+    assert resident_id_check_char("11010119900307123") == mod11_2("11010119900307123")
+    for first17 in ("", "1101051949123100", "110105194912310021", "1101051949123100X", "\uff11" + "1010519491231002"):
+        with pytest.raises(ValueError):
+            resident_id_check_char(first17)
+
+
+def test_every_generated_resident_id_is_valid_and_agrees_with_the_profile() -> None:
+    data = make()
+    owners = every_owner(data)
+    assert len(owners) == 3000
+    for msisdn, o in owners:
+        n = o.document_number
+        assert o.document_type == "resident_id_card", msisdn
+        assert len(n) == 18 and n[:17].isascii() and n[:17].isdigit() and n[17] in "0123456789X", n
+        assert mod11_2(n[:17]) == n[17], n
+        assert resident_id_check_char(n[:17]) == n[17]
+        born = date(int(n[6:10]), int(n[10:12]), int(n[12:14]))
+        assert date(1950, 1, 1) <= born <= date(2005, 12, 31)
+        assert o.birth_date == born.isoformat()
+        assert n[14:17] != "000"
+        assert o.sex == ("male" if int(n[16]) % 2 else "female")
+        assert (o.province, o.city, o.district) == AREAS[n[:6]], msisdn
+        assert o.street and o.street[-1] == "室" and "号" in o.street
+        assert isinstance(o.name, str) and 2 <= len(o.name) <= 3
+        assert all("\u4e00" <= c <= "\u9fff" for c in o.name), o.name
+        assert o.account_status == "active" and o.plan_name
+        assert o.iccid.isascii() and o.iccid.isdigit() and 19 <= len(o.iccid) <= 20
+        assert o.iccid.startswith("8986") and luhn_ok(o.iccid), o.iccid
+        assert o.imsi.isascii() and o.imsi.isdigit() and len(o.imsi) == 15 and o.imsi.startswith("46000")
+    # Variety, as real subscribers have: every area, both sexes, check characters X included.
+    numbers = [o.document_number for _, o in owners]
+    assert {n[:6] for n in numbers} == set(AREAS)
+    assert {o.sex for _, o in owners} == {"female", "male"}
+    assert any(n.endswith("X") for n in numbers)
+    assert len(set(numbers)) > 2990 and len({o.iccid for _, o in owners}) == len({o.imsi for _, o in owners}) == 3000
+
+
+def test_owners_are_reproducible_from_the_seed() -> None:
+    a, b, c = make(), make(), make(seed="another-seed")
+    assert a.owner_of(ORDINARY) == b.owner_of(ORDINARY) != c.owner_of(ORDINARY)
+    assert a.owner_of(ORDINARY) != a.owner_of("13800000002")
+    assert a.opened_at(ORDINARY) == b.opened_at(ORDINARY)
+    for msisdn in ("13800000000", "13800003001", "13900000001", "1380000001"):
+        with pytest.raises(KeyError):
+            a.owner_of(msisdn)
+        with pytest.raises(KeyError):
+            a.opened_at(msisdn)
+
+
+def test_opened_at_is_consistent_with_the_sim_history_and_the_owner() -> None:
+    data = make()
+    assert data.opened_at(PORTED) == data.subscriber(PORTED).ported_at
+    for i in range(1, 3001):
+        msisdn = f"138{i:08d}"
+        opened, sub, owner = data.opened_at(msisdn), data.subscriber(msisdn), data.owner_of(msisdn)
+        assert opened.utcoffset() == timedelta(0)
+        assert opened <= (sub.ported_at or sub.sim_changed_at or NOW) <= NOW
+        born = date.fromisoformat(owner.birth_date)
+        assert opened.astimezone(ZoneInfo("Asia/Shanghai")).date() >= date(born.year + 16, born.month, 1)
+
+
+def test_verify_owner_document_matches_only_the_registered_owner() -> None:
+    data = make()
+    o = data.owner_of(ORDINARY)
+    n = o.document_number
+    assert data.verify_owner_document(ORDINARY, "resident_id_card", n, o.name) is True
+    assert data.verify_owner_document(ORDINARY, "resident_id_card", n, f" {o.name[0]} {o.name[1:]}\u3000") is True
+    other_name = "王伟" if o.name != "王伟" else "李娜"
+    other_number = n[:17] + ("0" if n[17] != "0" else "1")
+    others = data.owner_of("13800000002")
+    for args in [
+        ("resident_id_card", n, other_name),  # wrong name
+        ("resident_id_card", n, o.name + "伟"),
+        ("resident_id_card", other_number, o.name),  # wrong number
+        ("resident_id_card", n[:17], o.name),
+        ("resident_id_card", others.document_number, o.name),
+        ("passport", n, o.name),  # wrong type
+        ("", n, o.name),
+        ("resident_id_card", "", ""),
+        ("resident_id_card", others.document_number, others.name),  # someone else's owner
+    ]:
+        assert data.verify_owner_document(ORDINARY, *args) is False, args
+    # Unknown numbers never match, not even with a real owner's document.
+    for msisdn in ("13800003001", "13900000001", "13800000000", "x"):
+        assert data.verify_owner_document(msisdn, "resident_id_card", n, o.name) is False
+
+
+def test_verify_owner_document_accepts_a_lowercase_x() -> None:
+    data = make()
+    msisdn, owner = next((m, o) for m, o in every_owner(data) if o.document_number.endswith("X"))
+    lower = owner.document_number.lower()
+    assert data.verify_owner_document(msisdn, "resident_id_card", lower, owner.name) is True
+    assert data.verify_owner_document(msisdn, "resident_id_card", owner.document_number, owner.name) is True
+
+
+def test_verify_owner_document_does_the_same_work_for_unknown_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make()
+    o = data.owner_of(ORDINARY)
+    built: list[str] = []
+    real = SeededBilling._owner
+
+    def counting(self: SeededBilling, d: bytes) -> Any:
+        built.append(d.hex())
+        return real(self, d)
+
+    monkeypatch.setattr(SeededBilling, "_owner", counting)
+    for msisdn in (ORDINARY, "13800003001", "13900000001"):
+        built.clear()
+        data.verify_owner_document(msisdn, "resident_id_card", o.document_number, o.name)
+        assert len(built) == 1, msisdn
+
+
+def test_demo_note_names_the_ordinary_owner() -> None:
+    data = make()
+    notes = {m: note for m, _, note in data.demo_subscribers()}
+    owner = data.owner_of(ORDINARY)
+    assert owner.name in notes[ORDINARY] and owner.document_number in notes[ORDINARY]
+    assert all(len(t) == 3 for t in data.demo_subscribers())
+
+
+@pytest.mark.parametrize("bad", ["12345", "1234567", "abcdef", "\uff11\uff12\uff13\uff14\uff15\uff16", "", "12345\n"])
+def test_set_password_accepts_only_six_ascii_digits(bad: str) -> None:
+    data = make()
+    with pytest.raises(ValueError):
+        data.set_password(ORDINARY, bad)
+    assert data.verify(ORDINARY, data.password_for(ORDINARY)) is True

@@ -25,31 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hallgate/billing/v1/billing.proto\x12\x13hallgate.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x1cVerifyServicePasswordRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x18\n\x10service_password\x18\x02 \x01(\t\".\n\x1dVerifyServicePasswordResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\"&\n\x14GetSubscriberRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\"\x8a\x01\n\x15GetSubscriberResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x32\n\x0esim_changed_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x16ListCallDetailsRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\r\n\x05month\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListCallDetailsResponse\x12\x30\n\x07records\x18\x01 \x03(\x0b\x32\x1f.hallgate.billing.v1.CallDetail\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf9\x01\n\nCallDetail\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\tdirection\x18\x02 \x01(\x0e\x32\".hallgate.billing.v1.CallDirection\x12\x13\n\x0bother_party\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x05\x12+\n\x04kind\x18\x05 \x01(\x0e\x32\x1d.hallgate.billing.v1.CallKind\x12\x14\n\x0cvolume_bytes\x18\x06 \x01(\x03\x12\x12\n\ncharge_fen\x18\x07 \x01(\x03*i\n\rCallDirection\x12\x1e\n\x1a\x43\x41LL_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_DIRECTION_OUTGOING\x10\x01\x12\x1b\n\x17\x43\x41LL_DIRECTION_INCOMING\x10\x02*a\n\x08\x43\x61llKind\x12\x19\n\x15\x43\x41LL_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41LL_KIND_VOICE\x10\x01\x12\x11\n\rCALL_KIND_SMS\x10\x02\x12\x12\n\x0e\x43\x41LL_KIND_DATA\x10\x03\x32\xe6\x02\n\x0e\x42illingService\x12~\n\x15VerifyServicePassword\x12\x31.hallgate.billing.v1.VerifyServicePasswordRequest\x1a\x32.hallgate.billing.v1.VerifyServicePasswordResponse\x12\x66\n\rGetSubscriber\x12).hallgate.billing.v1.GetSubscriberRequest\x1a*.hallgate.billing.v1.GetSubscriberResponse\x12l\n\x0fListCallDetails\x12+.hallgate.billing.v1.ListCallDetailsRequest\x1a,.hallgate.billing.v1.ListCallDetailsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hallgate/billing/v1/billing.proto\x12\x13hallgate.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x1aVerifyOwnerDocumentRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x38\n\rdocument_type\x18\x02 \x01(\x0e\x32!.hallgate.billing.v1.DocumentType\x12\x17\n\x0f\x64ocument_number\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\",\n\x1bVerifyOwnerDocumentResponse\x12\r\n\x05match\x18\x01 \x01(\x08\"+\n\x19GetCustomerProfileRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\"K\n\x07\x41\x64\x64ress\x12\x10\n\x08province\x18\x01 \x01(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\x10\n\x08\x64istrict\x18\x03 \x01(\t\x12\x0e\n\x06street\x18\x04 \x01(\t\"\xee\x02\n\x1aGetCustomerProfileResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x38\n\rdocument_type\x18\x03 \x01(\x0e\x32!.hallgate.billing.v1.DocumentType\x12\x17\n\x0f\x64ocument_number\x18\x04 \x01(\t\x12\x12\n\nbirth_date\x18\x05 \x01(\t\x12%\n\x03sex\x18\x06 \x01(\x0e\x32\x18.hallgate.billing.v1.Sex\x12-\n\x07\x61\x64\x64ress\x18\x07 \x01(\x0b\x32\x1c.hallgate.billing.v1.Address\x12\x11\n\tplan_name\x18\x08 \x01(\t\x12\x16\n\x0e\x61\x63\x63ount_status\x18\t \x01(\t\x12-\n\topened_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05iccid\x18\x0b \x01(\t\x12\x0c\n\x04imsi\x18\x0c \x01(\t\"I\n\x19SetServicePasswordRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x1c\n\x14new_service_password\x18\x02 \x01(\t\"\x1c\n\x1aSetServicePasswordResponse\"H\n\x1cVerifyServicePasswordRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x18\n\x10service_password\x18\x02 \x01(\t\".\n\x1dVerifyServicePasswordResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\"&\n\x14GetSubscriberRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\"\x8a\x01\n\x15GetSubscriberResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x32\n\x0esim_changed_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x16ListCallDetailsRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\r\n\x05month\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x17ListCallDetailsResponse\x12\x30\n\x07records\x18\x01 \x03(\x0b\x32\x1f.hallgate.billing.v1.CallDetail\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf9\x01\n\nCallDetail\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\tdirection\x18\x02 \x01(\x0e\x32\".hallgate.billing.v1.CallDirection\x12\x13\n\x0bother_party\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x05\x12+\n\x04kind\x18\x05 \x01(\x0e\x32\x1d.hallgate.billing.v1.CallKind\x12\x14\n\x0cvolume_bytes\x18\x06 \x01(\x03\x12\x12\n\ncharge_fen\x18\x07 \x01(\x03*m\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\"\n\x1e\x44OCUMENT_TYPE_RESIDENT_ID_CARD\x10\x01\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x02*8\n\x03Sex\x12\x13\n\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n\nSEX_FEMALE\x10\x01\x12\x0c\n\x08SEX_MALE\x10\x02*i\n\rCallDirection\x12\x1e\n\x1a\x43\x41LL_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_DIRECTION_OUTGOING\x10\x01\x12\x1b\n\x17\x43\x41LL_DIRECTION_INCOMING\x10\x02*a\n\x08\x43\x61llKind\x12\x19\n\x15\x43\x41LL_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41LL_KIND_VOICE\x10\x01\x12\x11\n\rCALL_KIND_SMS\x10\x02\x12\x12\n\x0e\x43\x41LL_KIND_DATA\x10\x03\x32\xce\x05\n\x0e\x42illingService\x12~\n\x15VerifyServicePassword\x12\x31.hallgate.billing.v1.VerifyServicePasswordRequest\x1a\x32.hallgate.billing.v1.VerifyServicePasswordResponse\x12\x66\n\rGetSubscriber\x12).hallgate.billing.v1.GetSubscriberRequest\x1a*.hallgate.billing.v1.GetSubscriberResponse\x12l\n\x0fListCallDetails\x12+.hallgate.billing.v1.ListCallDetailsRequest\x1a,.hallgate.billing.v1.ListCallDetailsResponse\x12x\n\x13VerifyOwnerDocument\x12/.hallgate.billing.v1.VerifyOwnerDocumentRequest\x1a\x30.hallgate.billing.v1.VerifyOwnerDocumentResponse\x12u\n\x12GetCustomerProfile\x12..hallgate.billing.v1.GetCustomerProfileRequest\x1a/.hallgate.billing.v1.GetCustomerProfileResponse\x12u\n\x12SetServicePassword\x12..hallgate.billing.v1.SetServicePasswordRequest\x1a/.hallgate.billing.v1.SetServicePasswordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hallgate.billing.v1.billing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLDIRECTION']._serialized_start=844
-  _globals['_CALLDIRECTION']._serialized_end=949
-  _globals['_CALLKIND']._serialized_start=951
-  _globals['_CALLKIND']._serialized_end=1048
-  _globals['_VERIFYSERVICEPASSWORDREQUEST']._serialized_start=91
-  _globals['_VERIFYSERVICEPASSWORDREQUEST']._serialized_end=163
-  _globals['_VERIFYSERVICEPASSWORDRESPONSE']._serialized_start=165
-  _globals['_VERIFYSERVICEPASSWORDRESPONSE']._serialized_end=211
-  _globals['_GETSUBSCRIBERREQUEST']._serialized_start=213
-  _globals['_GETSUBSCRIBERREQUEST']._serialized_end=251
-  _globals['_GETSUBSCRIBERRESPONSE']._serialized_start=254
-  _globals['_GETSUBSCRIBERRESPONSE']._serialized_end=392
-  _globals['_LISTCALLDETAILSREQUEST']._serialized_start=394
-  _globals['_LISTCALLDETAILSREQUEST']._serialized_end=488
-  _globals['_LISTCALLDETAILSRESPONSE']._serialized_start=490
-  _globals['_LISTCALLDETAILSRESPONSE']._serialized_end=590
-  _globals['_CALLDETAIL']._serialized_start=593
-  _globals['_CALLDETAIL']._serialized_end=842
-  _globals['_BILLINGSERVICE']._serialized_start=1051
-  _globals['_BILLINGSERVICE']._serialized_end=1409
+  _globals['_DOCUMENTTYPE']._serialized_start=1630
+  _globals['_DOCUMENTTYPE']._serialized_end=1739
+  _globals['_SEX']._serialized_start=1741
+  _globals['_SEX']._serialized_end=1797
+  _globals['_CALLDIRECTION']._serialized_start=1799
+  _globals['_CALLDIRECTION']._serialized_end=1904
+  _globals['_CALLKIND']._serialized_start=1906
+  _globals['_CALLKIND']._serialized_end=2003
+  _globals['_VERIFYOWNERDOCUMENTREQUEST']._serialized_start=92
+  _globals['_VERIFYOWNERDOCUMENTREQUEST']._serialized_end=233
+  _globals['_VERIFYOWNERDOCUMENTRESPONSE']._serialized_start=235
+  _globals['_VERIFYOWNERDOCUMENTRESPONSE']._serialized_end=279
+  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_start=281
+  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_end=324
+  _globals['_ADDRESS']._serialized_start=326
+  _globals['_ADDRESS']._serialized_end=401
+  _globals['_GETCUSTOMERPROFILERESPONSE']._serialized_start=404
+  _globals['_GETCUSTOMERPROFILERESPONSE']._serialized_end=770
+  _globals['_SETSERVICEPASSWORDREQUEST']._serialized_start=772
+  _globals['_SETSERVICEPASSWORDREQUEST']._serialized_end=845
+  _globals['_SETSERVICEPASSWORDRESPONSE']._serialized_start=847
+  _globals['_SETSERVICEPASSWORDRESPONSE']._serialized_end=875
+  _globals['_VERIFYSERVICEPASSWORDREQUEST']._serialized_start=877
+  _globals['_VERIFYSERVICEPASSWORDREQUEST']._serialized_end=949
+  _globals['_VERIFYSERVICEPASSWORDRESPONSE']._serialized_start=951
+  _globals['_VERIFYSERVICEPASSWORDRESPONSE']._serialized_end=997
+  _globals['_GETSUBSCRIBERREQUEST']._serialized_start=999
+  _globals['_GETSUBSCRIBERREQUEST']._serialized_end=1037
+  _globals['_GETSUBSCRIBERRESPONSE']._serialized_start=1040
+  _globals['_GETSUBSCRIBERRESPONSE']._serialized_end=1178
+  _globals['_LISTCALLDETAILSREQUEST']._serialized_start=1180
+  _globals['_LISTCALLDETAILSREQUEST']._serialized_end=1274
+  _globals['_LISTCALLDETAILSRESPONSE']._serialized_start=1276
+  _globals['_LISTCALLDETAILSRESPONSE']._serialized_end=1376
+  _globals['_CALLDETAIL']._serialized_start=1379
+  _globals['_CALLDETAIL']._serialized_end=1628
+  _globals['_BILLINGSERVICE']._serialized_start=2006
+  _globals['_BILLINGSERVICE']._serialized_end=2724
 # @@protoc_insertion_point(module_scope)

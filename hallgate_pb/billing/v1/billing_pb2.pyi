@@ -10,6 +10,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DocumentType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DOCUMENT_TYPE_UNSPECIFIED: _ClassVar[DocumentType]
+    DOCUMENT_TYPE_RESIDENT_ID_CARD: _ClassVar[DocumentType]
+    DOCUMENT_TYPE_PASSPORT: _ClassVar[DocumentType]
+
+class Sex(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEX_UNSPECIFIED: _ClassVar[Sex]
+    SEX_FEMALE: _ClassVar[Sex]
+    SEX_MALE: _ClassVar[Sex]
+
 class CallDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CALL_DIRECTION_UNSPECIFIED: _ClassVar[CallDirection]
@@ -22,6 +34,12 @@ class CallKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_KIND_VOICE: _ClassVar[CallKind]
     CALL_KIND_SMS: _ClassVar[CallKind]
     CALL_KIND_DATA: _ClassVar[CallKind]
+DOCUMENT_TYPE_UNSPECIFIED: DocumentType
+DOCUMENT_TYPE_RESIDENT_ID_CARD: DocumentType
+DOCUMENT_TYPE_PASSPORT: DocumentType
+SEX_UNSPECIFIED: Sex
+SEX_FEMALE: Sex
+SEX_MALE: Sex
 CALL_DIRECTION_UNSPECIFIED: CallDirection
 CALL_DIRECTION_OUTGOING: CallDirection
 CALL_DIRECTION_INCOMING: CallDirection
@@ -29,6 +47,82 @@ CALL_KIND_UNSPECIFIED: CallKind
 CALL_KIND_VOICE: CallKind
 CALL_KIND_SMS: CallKind
 CALL_KIND_DATA: CallKind
+
+class VerifyOwnerDocumentRequest(_message.Message):
+    __slots__ = ("msisdn", "document_type", "document_number", "name")
+    MSISDN_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    msisdn: str
+    document_type: DocumentType
+    document_number: str
+    name: str
+    def __init__(self, msisdn: _Optional[str] = ..., document_type: _Optional[_Union[DocumentType, str]] = ..., document_number: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class VerifyOwnerDocumentResponse(_message.Message):
+    __slots__ = ("match",)
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    match: bool
+    def __init__(self, match: _Optional[bool] = ...) -> None: ...
+
+class GetCustomerProfileRequest(_message.Message):
+    __slots__ = ("msisdn",)
+    MSISDN_FIELD_NUMBER: _ClassVar[int]
+    msisdn: str
+    def __init__(self, msisdn: _Optional[str] = ...) -> None: ...
+
+class Address(_message.Message):
+    __slots__ = ("province", "city", "district", "street")
+    PROVINCE_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    DISTRICT_FIELD_NUMBER: _ClassVar[int]
+    STREET_FIELD_NUMBER: _ClassVar[int]
+    province: str
+    city: str
+    district: str
+    street: str
+    def __init__(self, province: _Optional[str] = ..., city: _Optional[str] = ..., district: _Optional[str] = ..., street: _Optional[str] = ...) -> None: ...
+
+class GetCustomerProfileResponse(_message.Message):
+    __slots__ = ("exists", "name", "document_type", "document_number", "birth_date", "sex", "address", "plan_name", "account_status", "opened_at", "iccid", "imsi")
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    SEX_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    ICCID_FIELD_NUMBER: _ClassVar[int]
+    IMSI_FIELD_NUMBER: _ClassVar[int]
+    exists: bool
+    name: str
+    document_type: DocumentType
+    document_number: str
+    birth_date: str
+    sex: Sex
+    address: Address
+    plan_name: str
+    account_status: str
+    opened_at: _timestamp_pb2.Timestamp
+    iccid: str
+    imsi: str
+    def __init__(self, exists: _Optional[bool] = ..., name: _Optional[str] = ..., document_type: _Optional[_Union[DocumentType, str]] = ..., document_number: _Optional[str] = ..., birth_date: _Optional[str] = ..., sex: _Optional[_Union[Sex, str]] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., plan_name: _Optional[str] = ..., account_status: _Optional[str] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iccid: _Optional[str] = ..., imsi: _Optional[str] = ...) -> None: ...
+
+class SetServicePasswordRequest(_message.Message):
+    __slots__ = ("msisdn", "new_service_password")
+    MSISDN_FIELD_NUMBER: _ClassVar[int]
+    NEW_SERVICE_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    msisdn: str
+    new_service_password: str
+    def __init__(self, msisdn: _Optional[str] = ..., new_service_password: _Optional[str] = ...) -> None: ...
+
+class SetServicePasswordResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class VerifyServicePasswordRequest(_message.Message):
     __slots__ = ("msisdn", "service_password")

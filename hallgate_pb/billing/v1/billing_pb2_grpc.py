@@ -51,6 +51,21 @@ class BillingServiceStub:
                 request_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.ListCallDetailsRequest.SerializeToString,
                 response_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.ListCallDetailsResponse.FromString,
                 _registered_method=True)
+        self.VerifyOwnerDocument = channel.unary_unary(
+                '/hallgate.billing.v1.BillingService/VerifyOwnerDocument',
+                request_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.VerifyOwnerDocumentRequest.SerializeToString,
+                response_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.VerifyOwnerDocumentResponse.FromString,
+                _registered_method=True)
+        self.GetCustomerProfile = channel.unary_unary(
+                '/hallgate.billing.v1.BillingService/GetCustomerProfile',
+                request_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.GetCustomerProfileRequest.SerializeToString,
+                response_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.GetCustomerProfileResponse.FromString,
+                _registered_method=True)
+        self.SetServicePassword = channel.unary_unary(
+                '/hallgate.billing.v1.BillingService/SetServicePassword',
+                request_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.SetServicePasswordRequest.SerializeToString,
+                response_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.SetServicePasswordResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -81,6 +96,29 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyOwnerDocument(self, request, context):
+        """VerifyOwnerDocument says whether an identity document and name are the registered owner's.
+        Unknown numbers answer `match = false` after the same work as known ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCustomerProfile(self, request, context):
+        """GetCustomerProfile returns the registered owner's profile. It includes SIM data for internal
+        lookups only; the gateway never forwards it to any hall channel (R7).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetServicePassword(self, request, context):
+        """SetServicePassword replaces the service password (after the owner proved identity in person).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +136,21 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ListCallDetails,
                     request_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.ListCallDetailsRequest.FromString,
                     response_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.ListCallDetailsResponse.SerializeToString,
+            ),
+            'VerifyOwnerDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyOwnerDocument,
+                    request_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.VerifyOwnerDocumentRequest.FromString,
+                    response_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.VerifyOwnerDocumentResponse.SerializeToString,
+            ),
+            'GetCustomerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerProfile,
+                    request_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.GetCustomerProfileRequest.FromString,
+                    response_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.GetCustomerProfileResponse.SerializeToString,
+            ),
+            'SetServicePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetServicePassword,
+                    request_deserializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.SetServicePasswordRequest.FromString,
+                    response_serializer=hallgate_dot_billing_dot_v1_dot_billing__pb2.SetServicePasswordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +236,87 @@ class BillingService:
             '/hallgate.billing.v1.BillingService/ListCallDetails',
             hallgate_dot_billing_dot_v1_dot_billing__pb2.ListCallDetailsRequest.SerializeToString,
             hallgate_dot_billing_dot_v1_dot_billing__pb2.ListCallDetailsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyOwnerDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hallgate.billing.v1.BillingService/VerifyOwnerDocument',
+            hallgate_dot_billing_dot_v1_dot_billing__pb2.VerifyOwnerDocumentRequest.SerializeToString,
+            hallgate_dot_billing_dot_v1_dot_billing__pb2.VerifyOwnerDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hallgate.billing.v1.BillingService/GetCustomerProfile',
+            hallgate_dot_billing_dot_v1_dot_billing__pb2.GetCustomerProfileRequest.SerializeToString,
+            hallgate_dot_billing_dot_v1_dot_billing__pb2.GetCustomerProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetServicePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hallgate.billing.v1.BillingService/SetServicePassword',
+            hallgate_dot_billing_dot_v1_dot_billing__pb2.SetServicePasswordRequest.SerializeToString,
+            hallgate_dot_billing_dot_v1_dot_billing__pb2.SetServicePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

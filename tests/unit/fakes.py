@@ -1,0 +1,170 @@
+"""Tiny in-memory fakes of the ports in gateway/ports.py, for testing the rules without Redis or gRPC.
+
+Time is a FakeClock the test moves by hand: every TTL in FakeSignInState is measured on it, and
+KioskFlows gets the same clock, so "five minutes later" is one `clock.advance(300)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.ports import CodeCheck, SendSlot, Session, Subscriber
+from hallgate_pb.billing.v1 import billing_pb2
+
+START = datetime(2025, 6, 15, 4, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    """Seconds since the epoch, moved only by `advance`."""
+
+    t: float = START.timestamp()
+
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class FakeSignInState:
+    """The SignInState port in dicts. An entry lives while `clock.t < its expiry`."""
+
+    clock: FakeClock
+    sends: dict[str, tuple[int, float]] = field(default_factory=dict)  # msisdn -> (count, hour window end)
+    next_send: dict[str, float] = field(default_factory=dict)  # msisdn -> earliest next send
+    codes: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # (msisdn, purpose) -> [digest, tries, end]
+    fails: dict[str, tuple[int, float]] = field(default_factory=dict)  # msisdn -> (count, forget at)
+    locks: dict[str, float] = field(default_factory=dict)  # msisdn -> lock end
+    sessions: dict[str, tuple[Session, float, float]] = field(default_factory=dict)  # digest -> (s, idle end, deadline)
+    lock_count: int = 0  # how many times a lock was set
+
+    def _left(self, expiry: float) -> float:
+        return max(0.0, expiry - self.clock.t)
+
+    def lock_left(self, msisdn: str) -> float:
+        return self._left(self.locks.get(msisdn, 0.0))
+
+    def fail_count(self, msisdn: str) -> int:
+        count, forget_at = self.fails.get(msisdn, (0, 0.0))
+        return count if self.clock.t < forget_at else 0
+
+    async def take_send_slot(self, msisdn: str, min_interval: float, max_per_hour: int) -> SendSlot:
+        lock = self.lock_left(msisdn)
+        wait = self._left(self.next_send.get(msisdn, 0.0))
+        if wait > 0:
+            return SendSlot(False, wait, lock)
+        count, window_end = self.sends.get(msisdn, (0, 0.0))
+        if self.clock.t >= window_end:
+            count, window_end = 0, self.clock.t + 3600
+        if count >= max_per_hour:
+            return SendSlot(False, self._left(window_end), lock)
+        self.sends[msisdn] = (count + 1, window_end)
+        self.next_send[msisdn] = self.clock.t + min_interval
+        return SendSlot(True, 0.0, lock)
+
+    async def store_code(self, msisdn: str, purpose: str, digest: str, ttl: float) -> None:
+        self.codes[(msisdn, purpose)] = [digest, 0, self.clock.t + ttl]
+
+    async def check_code(self, msisdn: str, purpose: str, digest: str, max_tries: int) -> CodeCheck:
+        lock = self.lock_left(msisdn)
+        if lock > 0:
+            return CodeCheck(False, lock)
+        entry = self.codes.get((msisdn, purpose))
+        if entry is None or self.clock.t >= entry[2]:
+            return CodeCheck(False, 0.0)
+        if entry[0] == digest:
+            del self.codes[(msisdn, purpose)]
+            return CodeCheck(True, 0.0)
+        entry[1] += 1
+        if entry[1] >= max_tries:
+            del self.codes[(msisdn, purpose)]
+        return CodeCheck(False, 0.0)
+
+    async def record_failure(self, msisdn: str, threshold: int, lock_for: float, memory: float) -> float:
+        if self.lock_left(msisdn) > 0:  # already locked: this failure did not lock it
+            return 0.0
+        count = self.fail_count(msisdn) + 1
+        if count >= threshold:
+            self.fails.pop(msisdn, None)
+            self.locks[msisdn] = self.clock.t + lock_for
+            self.lock_count += 1
+            return lock_for
+        self.fails[msisdn] = (count, self.clock.t + memory)
+        return 0.0
+
+    async def open_session(self, msisdn: str, token_digest: str, session: Session, idle: float,
+                           absolute: float, now: float) -> None:
+        # Like the Redis adapter: a successful sign-in clears the number's failure count.
+        self.fails.pop(msisdn, None)
+        self.sessions[token_digest] = (session, now + min(idle, absolute), now + absolute)
+
+    async def touch_session(self, token_digest: str, idle: float, now: float) -> Session | None:
+        found = self.sessions.get(token_digest)
+        if found is None:
+            return None
+        session, idle_end, deadline = found
+        if now >= idle_end or now >= deadline:
+            del self.sessions[token_digest]
+            return None
+        self.sessions[token_digest] = (session, min(now + idle, deadline), deadline)
+        return session
+
+    async def end_session(self, token_digest: str) -> None:
+        self.sessions.pop(token_digest, None)
+
+
+@dataclass
+class FakeBilling:
+    """Subscribers by number, each with a service password; counts password checks."""
+
+    subscribers: dict[str, Subscriber] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+    records: dict[tuple[str, str], list[billing_pb2.CallDetail]] = field(default_factory=dict)
+    page_size: int = 2
+    password_checks: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, msisdn: str, password: str, sim_changed_at: datetime | None = None,
+            ported_at: datetime | None = None) -> None:
+        self.subscribers[msisdn] = Subscriber(True, sim_changed_at, ported_at)
+        self.passwords[msisdn] = password
+
+    async def verify_service_password(self, msisdn: str, password: str) -> bool:
+        self.password_checks.append((msisdn, password))
+        return msisdn in self.passwords and self.passwords[msisdn] == password
+
+    async def get_subscriber(self, msisdn: str) -> Subscriber:
+        return self.subscribers.get(msisdn, Subscriber(False))
+
+    async def call_detail_pages(self, msisdn: str, month: str) -> AsyncIterator[bytes]:
+        rows = self.records.get((msisdn, month), [])
+        for i in range(0, max(len(rows), 1), self.page_size):
+            last = i + self.page_size >= len(rows)
+            yield billing_pb2.ListCallDetailsResponse(
+                records=rows[i:i + self.page_size], next_page_token="" if last else f"p{i + self.page_size}",
+            ).SerializeToString()
+
+
+@dataclass
+class FakeSms:
+    """Collects every message sent, in order."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)
+
+    async def send(self, msisdn: str, text: str) -> None:
+        self.sent.append((msisdn, text))
+
+    def to(self, msisdn: str) -> list[str]:
+        return [text for number, text in self.sent if number == msisdn]
+
+
+@dataclass
+class FakeAudit:
+    events: list[Mapping[str, Any]] = field(default_factory=list)
+
+    async def append(self, event: Mapping[str, Any]) -> None:
+        self.events.append(dict(event))
