@@ -120,6 +120,18 @@ def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int,
     return server, port, health_servicer
 
 
+def health_server(settings: Settings, servicer: health.aio.HealthServicer) -> grpc.aio.Server | None:
+    """A plaintext server with nothing but the health service, for probes without certificates.
+    It shares the main server's health state, so it answers for the gateway, not for itself."""
+    if not settings.health_listen:
+        return None
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if server.add_insecure_port(settings.health_listen) == 0:
+        raise RuntimeError(f"cannot listen on {settings.health_listen}")
+    return server
+
+
 class Runtime:
     """Starts the dependencies the settings name, embedded ones included, and stops them again."""
 
@@ -195,8 +207,11 @@ async def serve(settings: Settings, banner: bool = True) -> None:
     settings = runtime.s
     try:
         server, port, health_servicer = create_server(settings, deps)
+        probes = health_server(settings, health_servicer)
         await deps.revocations.refresh()
         await server.start()
+        if probes is not None:
+            await probes.start()
         tasks = [asyncio.create_task(watch_readiness(health_servicer, deps)),
                  asyncio.create_task(deps.revocations.run(settings.revocation_refresh))]
         host = settings.listen.rsplit(":", 1)[0]
@@ -215,6 +230,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
             task.cancel()
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grace_period)
+        if probes is not None:
+            await probes.stop(0)
     finally:
         await runtime.close()
     log.info("stopped")

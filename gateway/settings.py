@@ -20,6 +20,7 @@ class Settings:
     """Everything the gateway can be told. Durations are seconds."""
 
     listen: str = "127.0.0.1:50051"
+    health_listen: str = ""
     data_dir: str = ".hallgate"
     redis_url: str = ""
     billing_target: str = ""
@@ -88,6 +89,8 @@ class Settings:
 
 HELP: dict[str, str] = {
     "listen": "address to serve on (host:port); use a loopback address unless fronted by TLS",
+    "health_listen": ("extra plaintext address serving only grpc.health.v1, for probes that cannot present "
+                      "a client certificate (Kubernetes, Docker); empty: none"),
     "data_dir": "directory for the embedded Redis, the SMS outbox and the secret key",
     "redis_url": "Redis URL (redis://, rediss://, unix://); empty: start an embedded redis-server",
     "billing_target": "billing service host:port; empty: run the embedded billing simulator",

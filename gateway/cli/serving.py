@@ -1,0 +1,68 @@
+"""`hallgate serve`, `hallgate billing-sim` and `hallgate health`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway import logs
+from gateway.cli import connect
+from gateway.settings import add_arguments, from_args
+
+SIM_SETTINGS = ["sim_seed", "sim_subscribers", "sim_hash_n", "timezone", "log_format", "log_level"]
+
+
+def add_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the gateway", description=(
+        "Run the gateway. With no HALLGATE_REDIS_URL it starts its own redis-server under the data "
+        "directory; with no HALLGATE_BILLING_TARGET it runs the embedded billing simulator; with no "
+        "HALLGATE_TLS_CERT it makes a development CA and terminal certificates under the data directory. "
+        "Every flag can also be set by the environment variable shown."))
+    add_arguments(serve)
+    serve.set_defaults(run=cmd_serve)
+
+    sim = sub.add_parser("billing-sim", help="run the billing simulator as its own process")
+    sim.add_argument("--listen", default="127.0.0.1:50061", help="address to serve on [default 127.0.0.1:50061]")
+    add_arguments(sim, SIM_SETTINGS)
+    sim.set_defaults(run=cmd_billing_sim)
+
+    health = sub.add_parser("health", help="exit 0 if the gateway reports SERVING (for container health checks)")
+    connect.add_target_arguments(health, "kiosk-H001-K01")
+    health.add_argument("--plaintext", action="store_true", help="the target is the plaintext health port")
+    health.add_argument("--service", default="", help="service name to check [default: the whole server]")
+    health.set_defaults(run=cmd_health)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.bootstrap import serve
+
+    settings = from_args(args)
+    logs.configure(settings.log_format, settings.log_level)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_billing_sim(args: argparse.Namespace) -> int:
+    from adapters.billing_sim.data import SeededBilling
+    from adapters.billing_sim.server import serve_billing_sim
+
+    s = from_args(args)
+    logs.configure(s.log_format, s.log_level)
+    data = SeededBilling(seed=s.sim_seed, subscribers=s.sim_subscribers, hash_n=s.sim_hash_n, tz=s.timezone)
+    print(f"billing simulator serving on {args.listen}", flush=True)
+    asyncio.run(serve_billing_sim(args.listen, data))
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    channel = grpc.insecure_channel(args.target) if args.plaintext else connect.channel(args)
+    with channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
+                                                           timeout=5)
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(name)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
