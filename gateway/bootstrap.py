@@ -65,6 +65,7 @@ class Deps:
     revocations: RevocationList
     redis: aioredis.Redis | None = None
     demo: list[tuple[str, str, str]] = field(default_factory=list)
+    demo_staff: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def redis_deps(client: aioredis.Redis) -> dict[str, Any]:
@@ -160,8 +161,13 @@ class Runtime:
             target, demo = await self._start_billing_sim()
         billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
         self.closers.append(billing.close)
-        return Deps(billing=billing, sms=OutboxSms(data / OUTBOX_NAME), key=self.s.key_bytes(), demo=demo,
+        deps = Deps(billing=billing, sms=OutboxSms(data / OUTBOX_NAME), key=self.s.key_bytes(), demo=demo,
                     **redis_deps(client))
+        if not self.s.billing_target:
+            from gateway.demo import seed_demo_staff
+
+            deps.demo_staff = await seed_demo_staff(deps.staff, self.s.staff_hash_n)
+        return deps
 
     async def _start_billing_sim(self) -> tuple[str, list[tuple[str, str, str]]]:
         from adapters.billing_sim.data import SeededBilling
@@ -219,7 +225,7 @@ async def serve(settings: Settings, banner: bool = True) -> None:
                  redis="embedded" if runtime.redis_child else "external",
                  billing="embedded simulator" if runtime.billing_server else settings.billing_target)
         if banner:
-            print_banner(f"{host}:{port}", settings, deps.demo)
+            print_banner(f"{host}:{port}", settings, deps.demo, deps.demo_staff)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -237,7 +243,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
     log.info("stopped")
 
 
-def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]]) -> None:
+def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]],
+                 staff: list[tuple[str, str, str, str]] | None = None) -> None:
     mode = "mutual TLS" if settings.tls_cert else "PLAINTEXT, development mode"
     lines = [f"hallgate is serving on {address} ({mode})",
              f"SMS outbox: {Path(settings.data_dir) / OUTBOX_NAME}   (hallgate sms outbox NUMBER)"]
@@ -246,4 +253,7 @@ def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, st
     if demo:
         lines.append("Demo subscribers of the embedded billing simulator (number / service password):")
         lines += [f"  {m}  {p}  {note}" for m, p, note in demo]
+    if staff:
+        lines.append("Demo staff (id / role / hall / TOTP secret; password hallgate2026):")
+        lines += [f"  {i:6} {role:15} {hall:5} {secret}" for i, role, hall, secret in staff]
     print("\n".join(lines), flush=True)
