@@ -97,7 +97,7 @@ def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int,
     """A configured, not yet started server bound to `settings.listen` (port 0 picks a free one)."""
     credentials = server_credentials(settings)
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), AuditInterceptor(deps.audit),
+        interceptors=[ErrorMappingInterceptor(), AuditInterceptor(deps.audit, deps.key),
                       AuthorizationInterceptor(settings, deps.sessions, deps.revocations),
                       RequestDecodingInterceptor()],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -189,7 +189,9 @@ class Runtime:
 
 
 async def watch_readiness(health_servicer: health.aio.HealthServicer, deps: Deps, every: float = 2.0) -> None:
-    """Readiness follows Redis: a gateway that cannot reach it would only fail closed."""
+    """Readiness (the per-service statuses) follows Redis: a gateway that cannot reach it would only
+    fail closed. The server-wide status "" stays SERVING while the process runs: it is liveness, and
+    a Redis outage must not make an orchestrator restart every gateway."""
     serving = None
     while True:
         ok = True
@@ -201,7 +203,7 @@ async def watch_readiness(health_servicer: health.aio.HealthServicer, deps: Deps
         if ok != serving:
             serving = ok
             st = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-            for name in ["", *SERVICES]:
+            for name in SERVICES:
                 await health_servicer.set(name, st)
         await asyncio.sleep(every)
 

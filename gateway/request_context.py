@@ -21,7 +21,8 @@ class CallContext:
     staff_id: str = ""
     role: str = ""
     proof: str = ""
-    subscriber: str = ""
+    msisdn: str = ""  # the customer's number: never written anywhere as is
+    subscriber: str = ""  # set only where msisdn does not fit (several legal targets)
     reason: str = ""
     detail: str = ""
     records: int = 0

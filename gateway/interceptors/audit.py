@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import structlog
 
-from gateway import request_context, status
+from gateway import request_context, rules, status
 from gateway.errors import DomainError
 from gateway.interceptors.wrapping import Streaming, Unary, wrap
 from gateway.ports import AuditSink
@@ -40,8 +40,9 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
     """Sits just inside the error interceptor, so it sees every outcome as an exception or a
     result, and its own failure still becomes a clean UNAVAILABLE."""
 
-    def __init__(self, sink: AuditSink) -> None:
+    def __init__(self, sink: AuditSink, key: bytes) -> None:
         self.sink = sink
+        self.key = key
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         method = details.method
@@ -76,7 +77,8 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
             "proof": call.proof,
             "peer": call.peer,
             "method": call.method,
-            "subscriber": call.subscriber,
+            "subscriber": call.subscriber or (rules.mask_msisdn(call.msisdn) if call.msisdn else ""),
+            "subscriber_ref": rules.subscriber_ref(self.key, call.msisdn) if call.msisdn else "",
             "decision": DECISIONS.get(code, "failed"),
             "reason": call.reason or ("ok" if code == grpc.StatusCode.OK else code.name.lower()),
             "detail": call.detail,

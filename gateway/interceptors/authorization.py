@@ -127,4 +127,4 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         if rule.proof == Proof.ID_DOCUMENT_SESSION and session.proof != "id_document":
             raise PermissionDenied("id_document_required")
         call.customer, call.proof = session, session.proof
-        call.subscriber = rules.mask_msisdn(session.msisdn)
+        call.msisdn = session.msisdn

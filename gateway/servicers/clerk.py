@@ -48,7 +48,7 @@ class ClerkServicer(clerk_pb2_grpc.ClerkServiceServicer):
         msisdn = rules.check_msisdn(v, request.msisdn)
         v.raise_if_any()
         call = request_context.current()
-        call.subscriber = rules.mask_msisdn(msisdn)
+        call.msisdn = msisdn
         call.reason = await self.desk.request_code(msisdn)
         return self._code_answer
 
@@ -67,7 +67,7 @@ class ClerkServicer(clerk_pb2_grpc.ClerkServiceServicer):
         else:
             v.items.append(("proof", "is required: id_document or password_and_code"))
         v.raise_if_any()
-        call.subscriber = rules.mask_msisdn(msisdn)
+        call.msisdn = msisdn
         call.proof = kind or ""
         if kind == "id_document":
             token = await self.desk.open_by_document(call.staff_id, call.terminal, call.hall, msisdn, doc)

@@ -33,7 +33,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         msisdn = rules.check_msisdn(v, request.msisdn)
         v.raise_if_any()
         call = request_context.current()
-        call.subscriber = rules.mask_msisdn(msisdn)
+        call.msisdn = msisdn
         call.reason = await self.flows.request_code(msisdn)
         return self._code_answer
 
@@ -45,7 +45,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         code = rules.check_code(v, request.one_time_code)
         v.raise_if_any()
         call = request_context.current()
-        call.subscriber = rules.mask_msisdn(msisdn)
+        call.msisdn = msisdn
         grant = await self.flows.authenticate(msisdn, password, code, terminal=call.terminal)
         expires_at = timestamp_pb2.Timestamp()
         expires_at.FromDatetime(grant.expires_at)
@@ -60,7 +60,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         v.raise_if_any()
         call = request_context.current()
         session = await self.flows.session(token, terminal=call.terminal)
-        call.subscriber = rules.mask_msisdn(session.msisdn)
+        call.msisdn = session.msisdn
         async for page in self.flows.call_detail_pages(session, month):
             # A billing page is wire-compatible with this message; re-reading it as the public type
             # and discarding unknown fields lets only the fields the public API declares through.

@@ -46,7 +46,8 @@ class Proc:
             while time.monotonic() < deadline:
                 assert self.p.poll() is None, f"process exited: {self.log.read_text()[-2000:]}"
                 try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    ready = health_pb2.HealthCheckRequest(service="hallgate.v1.KioskService")
+                    if stub.Check(ready, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
                         return self
                 except grpc.RpcError:
                     pass
