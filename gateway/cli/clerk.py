@@ -82,7 +82,8 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.id_number:
         req.id_document.CopyFrom(clerk_pb2.IdDocumentProof(
             document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=args.id_number,
-            name=args.name or "", birth_date=args.birth_date or "", sex=SEXES.get(args.sex or "", clerk_pb2.DOCUMENT_SEX_UNSPECIFIED)))
+            name=args.name or "", birth_date=args.birth_date or "",
+            sex=SEXES.get(args.sex or "", clerk_pb2.DOCUMENT_SEX_UNSPECIFIED)))
     else:
         req.password_and_code.CopyFrom(clerk_pb2.PasswordAndCodeProof(
             service_password=args.service_password or getpass.getpass("service password (customer): "),
