@@ -80,6 +80,10 @@ class RedisStaffStore:
         return set(await self.r.smembers(STAFF_INDEX))  # type: ignore[misc]
 
     @guarded
+    async def is_active(self, staff_id: str) -> bool:
+        return await self.r.hget(_staff_key(staff_id), "disabled") == b"0"  # type: ignore[misc]
+
+    @guarded
     async def accept_totp_step(self, staff_id: str, step: int) -> bool:
         key = _staff_key(staff_id) + ":totp-step"
         return bool(await self._accept(keys=[key], args=[step, 10 * 60 * 1000]))

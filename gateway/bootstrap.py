@@ -20,35 +20,56 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from adapters.audit_redis import RedisStreamAuditSink
+from adapters.audit_reader import ChainAuditReader
+from adapters.audit_stream import ChainedAuditSink
 from adapters.billing_client import GrpcBilling
 from adapters.dev_pki import ensure_dev_pki
+from adapters.document_store import FileDocumentStore
+from adapters.legal_store import RedisLegalStore
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess
 from adapters.redis_staff import RedisStaffStore
 from adapters.redis_state import RedisSignInState
 from adapters.revocations import RevocationList
 from adapters.sms_outbox import OUTBOX_NAME, OutboxSms
+from gateway import delivery
 from gateway.clerk import ClerkDesk
 from gateway.interceptors.audit import AuditInterceptor
 from gateway.interceptors.authorization import AuthorizationInterceptor
 from gateway.interceptors.decoding import RequestDecodingInterceptor
 from gateway.interceptors.errors import ErrorMappingInterceptor
 from gateway.kiosk import KioskFlows
+from gateway.legal import LegalConfig, LegalDesk
 from gateway.ports import AuditSink, Billing, Sessions, SignInState, SmsSender, StaffDirectory
+from gateway.servicers.audit import AuditServicer
 from gateway.servicers.clerk import ClerkServicer
 from gateway.servicers.kiosk import KioskServicer
+from gateway.servicers.legal import LegalServicer
 from gateway.servicers.staff import StaffServicer
 from gateway.settings import Settings
 from gateway.staff import StaffDesk
-from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
+from hallgate_pb.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    clerk_pb2,
+    clerk_pb2_grpc,
+    kiosk_pb2,
+    kiosk_pb2_grpc,
+    legal_pb2,
+    legal_pb2_grpc,
+    staff_pb2,
+    staff_pb2_grpc,
+)
 
 log = structlog.get_logger("hallgate")
 SERVICES = [
     kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name,
     staff_pb2.DESCRIPTOR.services_by_name["StaffService"].full_name,
     clerk_pb2.DESCRIPTOR.services_by_name["ClerkService"].full_name,
+    legal_pb2.DESCRIPTOR.services_by_name["LegalService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 ]
+REGISTER_LEGAL_REQUEST = "/hallgate.v1.LegalService/RegisterRequest"
 
 
 @dataclass
@@ -64,15 +85,30 @@ class Deps:
     sessions: Sessions
     revocations: RevocationList
     redis: aioredis.Redis | None = None
+    legal: LegalDesk | None = None
+    audit_reader: ChainAuditReader | None = None
     demo: list[tuple[str, str, str]] = field(default_factory=list)
     demo_staff: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
-def redis_deps(client: aioredis.Redis) -> dict[str, Any]:
+def redis_deps(client: aioredis.Redis, settings: Settings) -> dict[str, Any]:
     """The Redis-backed adapters, from one client."""
     staff = RedisStaffStore(client)
-    return {"state": RedisSignInState(client), "audit": RedisStreamAuditSink(client), "staff": staff,
-            "sessions": staff, "revocations": RevocationList(client), "redis": client}
+    keys, kid = settings.audit_keys()
+    sink = ChainedAuditSink(client, keys, kid, settings.audit_chain, durability=settings.audit_durability)
+    return {"state": RedisSignInState(client), "audit": sink, "staff": staff, "sessions": staff,
+            "revocations": RevocationList(client), "redis": client,
+            "audit_reader": ChainAuditReader(client, settings.audit_chain, keys)}
+
+
+def legal_desk(settings: Settings, client: aioredis.Redis, billing: Billing) -> LegalDesk:
+    """The legal department's desk: its store, the letters on disk, and the delivery signing key."""
+    data = Path(settings.data_dir)
+    key = (delivery.load_private_key(settings.legal_signing_key) if settings.legal_signing_key
+           else delivery.load_or_create_private_key(data / "legal-signing.pem"))
+    documents = FileDocumentStore(settings.legal_document_dir or data / "documents")
+    return LegalDesk(RedisLegalStore(client), documents, billing, delivery.Signer(key),
+                     LegalConfig.from_settings(settings))
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -96,19 +132,24 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A configured, not yet started server bound to `settings.listen` (port 0 picks a free one)."""
     credentials = server_credentials(settings)
+    large = {REGISTER_LEGAL_REQUEST: settings.legal_max_letter_bytes + 64 * 1024}
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor(), AuditInterceptor(deps.audit, deps.key),
-                      AuthorizationInterceptor(settings, deps.sessions, deps.revocations),
-                      RequestDecodingInterceptor()],
-        options=[("grpc.max_receive_message_length", settings.max_message_bytes),
+                      AuthorizationInterceptor(settings, deps.sessions, deps.revocations, deps.staff),
+                      RequestDecodingInterceptor(settings.max_message_bytes, large)],
+        options=[("grpc.max_receive_message_length", max(settings.max_message_bytes, *large.values())),
                  ("grpc.so_reuseport", 0)],
     )
-    kiosk = KioskFlows(settings, deps.state, deps.billing, deps.sms, deps.key)
+    kiosk = KioskFlows(settings, deps.state, deps.billing, deps.sms, deps.key, access_log=deps.audit_reader)
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(KioskServicer(kiosk), server)
     staff = StaffDesk(settings, deps.staff, deps.state, deps.sessions)
     staff_pb2_grpc.add_StaffServiceServicer_to_server(StaffServicer(staff), server)
     clerk = ClerkDesk(settings, kiosk.proof, deps.billing, deps.sms, deps.sessions)
     clerk_pb2_grpc.add_ClerkServiceServicer_to_server(ClerkServicer(clerk), server)
+    if deps.legal is not None:
+        legal_pb2_grpc.add_LegalServiceServicer_to_server(LegalServicer(deps.legal), server)
+    if deps.audit_reader is not None:
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps.audit_reader, deps.key), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -151,7 +192,9 @@ class Runtime:
                                   tls_client_ca=str(pki / "ca.crt"))
         url = self.s.redis_url
         if not url:
-            self.redis_child = RedisServerProcess(data / "redis", unix_socket=data / "redis" / "redis.sock")
+            # fsync on every write: an audit event is acknowledged only once it is on disk.
+            self.redis_child = RedisServerProcess(data / "redis", unix_socket=data / "redis" / "redis.sock",
+                                                  appendfsync="always")
             await asyncio.to_thread(self.redis_child.start)
             url = self.redis_child.url
         client = connect(url, self.s.redis_timeout)
@@ -162,7 +205,7 @@ class Runtime:
         billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
         self.closers.append(billing.close)
         deps = Deps(billing=billing, sms=OutboxSms(data / OUTBOX_NAME), key=self.s.key_bytes(), demo=demo,
-                    **redis_deps(client))
+                    legal=await asyncio.to_thread(legal_desk, self.s, client, billing), **redis_deps(client, self.s))
         if not self.s.billing_target:
             from gateway.demo import seed_demo_staff
 

@@ -88,11 +88,16 @@ class ClerkDesk:
             raise InvalidArgument([(f"id_document.{f}", d) for f, d in problems])
 
     async def open_by_document(self, staff_id: str, terminal: str, hall: str, msisdn: str, doc: IdDocument) -> str:
+        """R9 way 2. The owner in person with their card is how a number locked by wrong passwords
+        gets served again, so the password lock does not apply here; document mismatches count
+        towards a lock of their own."""
         self.check_document(doc)
-        await self.proof.check_lock(msisdn)
+        subject = f"id-document:{msisdn}"
+        await self.proof.check_lock(subject)
         match = await self.billing.verify_owner_document(msisdn, doc.document_type, doc.number.upper(), doc.name)
         if not match:
-            await self.proof.fail(msisdn)
+            await self.proof.fail(msisdn, subject)
+        await self.proof.state.reset_failures(subject)
         return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, ID_DOCUMENT))
 
     async def open_by_password(self, staff_id: str, terminal: str, hall: str, msisdn: str, password: str,
@@ -101,7 +106,8 @@ class ClerkDesk:
         return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, PASSWORD_AND_CODE))
 
     async def _open(self, session: CustomerSession) -> str:
-        await self.proof.state.reset_failures(session.msisdn)
+        if session.proof == PASSWORD_AND_CODE:
+            await self.proof.state.reset_failures(session.msisdn)
         token = rules.new_token()
         await self.sessions.open_customer(rules.token_digest(token), session, self.s.customer_session_idle)
         return token
@@ -124,8 +130,9 @@ class ClerkDesk:
             raise InvalidArgument([("new_service_password", why)])
         await self.billing.set_service_password(session.msisdn, new_password)
         await self.proof.state.reset_failures(session.msisdn, unlock=True)
-        day = rules.local_today(self.clock(), self.s.timezone).isoformat()
-        await self.sms.send(session.msisdn, RESET_TEXT.format(hall=session.hall, date=day))
+        if self.s.notify_subscriber:
+            day = rules.local_today(self.clock(), self.s.timezone).isoformat()
+            await self.sms.send(session.msisdn, RESET_TEXT.format(hall=session.hall, date=day))
         return NEXT_STEP
 
     async def close(self, token: str) -> None:

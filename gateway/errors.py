@@ -53,6 +53,12 @@ class NotFound(DomainError):
     reason = "not_found"
 
 
+class Unimplemented(DomainError):
+    """No such method."""
+
+    reason = "unknown_method"
+
+
 class TooManyRequests(DomainError):
     """Throttled or locked; `retry_after` is in seconds."""
 

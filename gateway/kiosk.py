@@ -12,10 +12,22 @@ from datetime import UTC, date, datetime, timedelta
 from gateway import rules
 from gateway.errors import Unauthenticated
 from gateway.owner_proof import OwnerProof, Texts
-from gateway.ports import Billing, Session, SignInState, SmsSender
+from gateway.ports import AccessLog, Billing, Session, SignInState, SmsSender
 from gateway.settings import Settings
 
 CALL_LIST_SCOPE = "call_list"
+RELEASE_TEXT = ("[hallgate] Your call list for {month} was shown at self-service kiosk {terminal} on {day}. "
+                "If this was not you, call customer service and change your service password.")
+# What a subscriber is shown of each audited method; anything else never appears in their history.
+HISTORY_WORDS = {
+    "/hallgate.v1.KioskService/ListCallDetails": "call list viewed at a self-service kiosk",
+    "/hallgate.v1.KioskService/Authenticate": "sign-in at a self-service kiosk",
+    "/hallgate.v1.KioskService/ListAccessHistory": "access history viewed at a self-service kiosk",
+    "/hallgate.v1.ClerkService/OpenCustomerSession": "identified at a service hall counter",
+    "/hallgate.v1.ClerkService/GetCustomerProfile": "profile viewed at a service hall counter",
+    "/hallgate.v1.ClerkService/ResetServicePassword": "service password reset at a service hall counter",
+}
+HISTORY_CHANNELS = {"kiosk", "clerk"}
 
 __all__ = ["CALL_LIST_SCOPE", "Grant", "KioskFlows", "Texts"]
 
@@ -34,11 +46,14 @@ class KioskFlows:
 
     def __init__(self, settings: Settings, state: SignInState, billing: Billing, sms: SmsSender,
                  key: bytes, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 texts: Texts | None = None) -> None:
+                 texts: Texts | None = None, access_log: AccessLog | None = None) -> None:
         self.s = settings
         self.state = state
         self.billing = billing
+        self.sms = sms
+        self.key = key
         self.clock = clock
+        self.access_log = access_log
         self.proof = OwnerProof(settings, state, billing, sms, key, clock, texts)
 
     async def request_code(self, msisdn: str, purpose: rules.Purpose = rules.Purpose.CALL_LIST) -> str:
@@ -69,6 +84,29 @@ class KioskFlows:
     def call_detail_pages(self, session: Session, month: str) -> AsyncIterator[bytes]:
         """The owner's month, page by page straight from billing: the gateway stores none of it."""
         return self.billing.call_detail_pages(session.msisdn, month)
+
+    async def notify_release(self, session: Session, month: str) -> None:
+        """R10 transparency: the owner learns of every release of their call list."""
+        if self.s.notify_subscriber:
+            day = self.today().isoformat()
+            await self.sms.send(session.msisdn, RELEASE_TEXT.format(month=month, terminal=session.terminal,
+                                                                    day=day))
+
+    async def history(self, session: Session) -> list[tuple[datetime, str, str, str, str]]:
+        """The owner's accesses through halls and kiosks, newest first: (time, hall, channel, what,
+        outcome). Built only from events about this subscriber's pseudonym on hall channels, so
+        legal-channel work (which carries no pseudonym and another channel) can never show."""
+        if self.access_log is None:
+            return []
+        since = self.clock() - timedelta(days=self.s.history_days)
+        found = []
+        async for e in self.access_log.accesses(rules.subscriber_ref(self.key, session.msisdn), since):
+            what = HISTORY_WORDS.get(e.get("method", ""))
+            if what is None or e.get("channel") not in HISTORY_CHANNELS:
+                continue
+            outcome = "allowed" if e.get("decision") == "allowed" else "refused"
+            found.append((datetime.fromisoformat(e["at"]), e.get("hall", ""), e["channel"], what, outcome))
+        return sorted(found, reverse=True)
 
     async def end_session(self, token: str) -> None:
         await self.state.end_session(rules.token_digest(token))

@@ -72,8 +72,8 @@ class OwnerProof:
         await self.sms.send(msisdn, self.texts.code[purpose].format(code=code, minutes=round(self.s.code_ttl / 60)))
         return "code_sent"
 
-    async def check_lock(self, msisdn: str) -> None:
-        locked = await self.state.lock_remaining(msisdn)
+    async def check_lock(self, subject: str) -> None:
+        locked = await self.state.lock_remaining(subject)
         if locked > 0:
             raise TooManyRequests("locked", locked)
 
@@ -89,12 +89,13 @@ class OwnerProof:
         if not (check.code_ok and password_ok):
             await self.fail(msisdn)
 
-    async def fail(self, msisdn: str) -> None:
-        """Count one failed proof for the number; lock it (every channel) at the threshold."""
-        locked_for = await self.state.record_failure(msisdn, self.s.lock_threshold, self.s.lock_duration,
-                                                     self.s.fail_memory)
+    async def fail(self, msisdn: str, subject: str | None = None) -> None:
+        """Count one failed proof towards `subject`'s lock (the number itself, every channel, by
+        default); at the threshold lock it and tell the owner."""
+        locked_for = await self.state.record_failure(subject or msisdn, self.s.lock_threshold,
+                                                     self.s.lock_duration, self.s.fail_memory)
         if locked_for > 0:
-            if (await self.billing.get_subscriber(msisdn)).exists:
+            if subject is None and (await self.billing.get_subscriber(msisdn)).exists:
                 await self.sms.send(msisdn, self.texts.locked.format(
                     tries=self.s.lock_threshold, minutes=round(self.s.lock_duration / 60)))
             raise TooManyRequests("locked_now", locked_for)

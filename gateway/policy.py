@@ -46,13 +46,18 @@ KIOSK = {Channel.KIOSK}
 CLERK = {Channel.CLERK}
 STAFF_CHANNELS = {Channel.CLERK, Channel.LEGAL, Channel.AUDIT}
 COUNTER = {Role.CLERK, Role.HALL_MANAGER}
+LEGAL = {Channel.LEGAL}
+AUDIT = {Channel.AUDIT}
+LEGAL_WRITERS = {Role.LEGAL_OFFICER, Role.LEGAL_APPROVER}
 LEGAL_READERS = {Role.LEGAL_OFFICER, Role.LEGAL_APPROVER, Role.AUDITOR}
+AUDITORS = {Role.AUDITOR}
 
 POLICY: dict[str, Rule] = {
     "/hallgate.v1.KioskService/RequestOneTimeCode": rule(KIOSK),
     "/hallgate.v1.KioskService/Authenticate": rule(KIOSK),
     "/hallgate.v1.KioskService/ListCallDetails": rule(KIOSK, proof=Proof.OWNER_TOKEN),
     "/hallgate.v1.KioskService/EndSession": rule(KIOSK, proof=Proof.OWNER_TOKEN),
+    "/hallgate.v1.KioskService/ListAccessHistory": rule(KIOSK, proof=Proof.OWNER_TOKEN),
     "/hallgate.v1.StaffService/SignIn": rule(STAFF_CHANNELS),
     "/hallgate.v1.StaffService/ChangePassword": rule(STAFF_CHANNELS),
     "/hallgate.v1.StaffService/SignOut": rule(STAFF_CHANNELS, set(Role)),
@@ -61,6 +66,19 @@ POLICY: dict[str, Rule] = {
     "/hallgate.v1.ClerkService/GetCustomerProfile": rule(CLERK, COUNTER, Proof.CUSTOMER_SESSION),
     "/hallgate.v1.ClerkService/ResetServicePassword": rule(CLERK, COUNTER, Proof.ID_DOCUMENT_SESSION),
     "/hallgate.v1.ClerkService/CloseCustomerSession": rule(CLERK, COUNTER, Proof.CUSTOMER_SESSION),
+    # R5: the legal channel only. The desk (gateway/legal.py) narrows each step further: only
+    # officers register and fulfil, only approvers approve, never the registering officer (four eyes).
+    "/hallgate.v1.LegalService/RegisterRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/ApproveRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/RejectRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/MarkInvalid": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/CancelRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/FulfilRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/ListRequests": rule(LEGAL, LEGAL_READERS),
+    "/hallgate.v1.LegalService/GetRequest": rule(LEGAL, LEGAL_READERS),
+    "/hallgate.v1.AuditService/QueryEvents": rule(AUDIT, AUDITORS),
+    "/hallgate.v1.AuditService/VerifyChain": rule(AUDIT, AUDITORS),
+    "/hallgate.v1.AuditService/ExportEvents": rule(AUDIT, AUDITORS),
 }
 
 # Which channel a staff member of each role signs in on (R6: staff act only within their role).

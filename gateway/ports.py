@@ -172,6 +172,10 @@ class StaffDirectory(Protocol):
 
     async def all(self) -> list[StaffRecord]: ...
 
+    async def is_active(self, staff_id: str) -> bool:
+        """True if the account exists and is not disabled (checked on every staff call)."""
+        ...
+
     async def accept_totp_step(self, staff_id: str, step: int) -> bool:
         """Atomically accept `step` only if it is later than every step accepted before."""
         ...
@@ -195,3 +199,23 @@ class Revocations(Protocol):
     """The terminal deny-list, answered from memory on every call."""
 
     def revoked(self, terminal: str, serial: str) -> bool: ...
+
+
+class AccessLog(Protocol):
+    """Read side of the audit trail, for the subscriber's own access history."""
+
+    def accesses(self, subscriber_ref: str, since: datetime) -> AsyncIterator[Mapping[str, str]]:
+        """Stored events about one subscriber (by keyed pseudonym) since a time, oldest first."""
+        ...
+
+
+class AuditReader(Protocol):
+    """Auditors' read access to the audit chain."""
+
+    def query(self, where: Any, limit: int | None = None) -> AsyncIterator[dict[str, str]]:
+        """Stored events matching an audit_chain.AuditFilter, oldest first."""
+        ...
+
+    async def verify(self, start_seq: int | None, end_seq: int | None) -> Any:
+        """An audit_chain.VerifyResult for the range."""
+        ...

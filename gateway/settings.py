@@ -57,6 +57,19 @@ class Settings:
     staff_password_max_age: float = 90 * 86400
     staff_hash_n: int = 2**14
     customer_session_idle: float = 600
+    notify_subscriber: bool = True
+    audit_hmac_key: str = ""
+    audit_retired_keys: str = ""
+    audit_chain: str = "main"
+    audit_durability: str = "strict"
+    audit_retention_months: int = 12
+    legal_signing_key: str = ""
+    legal_approval_days: float = 30
+    legal_max_window_months: int = 12
+    legal_document_dir: str = ""
+    legal_fulfil_lease: float = 3600
+    legal_max_letter_bytes: int = 8 * 2**20
+    history_days: int = 365
 
     def key_bytes(self) -> bytes:
         """The server secret that keys code hashes. Shared by every gateway process of a deployment:
@@ -82,6 +95,14 @@ class Settings:
         if not key:
             raise RuntimeError(f"{path} is empty: remove it or set HALLGATE_SECRET_KEY")
         return key
+
+    def audit_keys(self) -> tuple[dict[str, bytes], str]:
+        """(keys by id, current key id) for the audit chain; retired keys keep old events verifiable."""
+        from gateway.audit_chain import keyring
+
+        secret = self.audit_hmac_key.encode() if self.audit_hmac_key else self.key_bytes()
+        retired = [r.encode() for r in self.audit_retired_keys.split(",") if r]
+        return keyring(secret, retired)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -111,7 +132,7 @@ HELP: dict[str, str] = {
     "billing_page_size": "call-detail records fetched from billing per page",
     "redis_timeout": "socket timeout in seconds for Redis",
     "grace_period": "seconds in-flight calls get to finish on SIGTERM",
-    "max_message_bytes": "largest request message accepted",
+    "max_message_bytes": "largest request message accepted (LegalService.RegisterRequest: see legal_max_letter_bytes)",
     "log_format": "json, console or auto (console on a terminal)",
     "log_level": "debug, info, warning or error",
     "sim_seed": "seed of the embedded billing simulator's data",
@@ -127,6 +148,20 @@ HELP: dict[str, str] = {
     "staff_password_max_age": "seconds after which a staff password must be changed (90 days)",
     "staff_hash_n": "scrypt cost (N) for staff password hashes",
     "customer_session_idle": "seconds a clerk's customer session survives without use",
+    "notify_subscriber": "SMS the subscriber whenever their call list is released or password reset",
+    "history_days": "how far back ListAccessHistory looks",
+    "audit_hmac_key": "secret keying the audit chain's HMACs; empty: derived from the secret key",
+    "audit_retired_keys": "comma-separated retired audit secrets, so events sealed before a rotation still verify",
+    "audit_chain": "name of the audit chain (its Redis keys share the hash tag {name})",
+    "audit_durability": ("strict: acknowledge an audit event only once fsynced (WAITAOF on Redis >= 7.2, else "
+                         "appendfsync always is required); trust: rely on the server's own settings"),
+    "audit_retention_months": "months audit events are kept before `hallgate audit trim` removes them",
+    "legal_signing_key": "Ed25519 private key (PEM) signing legal delivery manifests; empty: a dev key in the data dir",
+    "legal_approval_days": "days an approved legal request may wait for fulfilment before it expires",
+    "legal_max_window_months": "longest time window a legal request may cover",
+    "legal_document_dir": "where scanned agency letters are kept; empty: <data_dir>/documents",
+    "legal_fulfil_lease": "seconds a fulfilment may stream before it counts as interrupted",
+    "legal_max_letter_bytes": "largest scanned letter accepted (the only large request message)",
 }
 
 

@@ -21,6 +21,7 @@ from gateway.errors import (
     PermissionDenied,
     TooManyRequests,
     Unauthenticated,
+    Unimplemented,
 )
 
 DOMAIN = "hallgate.v1"
@@ -32,6 +33,7 @@ TABLE: dict[type[DomainError], tuple[int, str]] = {
     TooManyRequests: (code_pb2.RESOURCE_EXHAUSTED, "too many requests; try again later"),
     FailedPrecondition: (code_pb2.FAILED_PRECONDITION, "not possible in the current state"),
     NotFound: (code_pb2.NOT_FOUND, "not found"),
+    Unimplemented: (code_pb2.UNIMPLEMENTED, "no such method"),
     DependencyUnavailable: (code_pb2.UNAVAILABLE, "the service is temporarily unavailable; nothing was released"),
 }
 
@@ -51,6 +53,11 @@ REASON_MESSAGES = {
     "trivial_password": "the new password is too easy to guess",
     "four_eyes": "a request must be approved by someone other than the officer who registered it",
     "staff_locked": "too many failed sign-ins: this account is locked; try again later",
+    "outside_approved_targets": "only the approved targets may be disclosed",
+    "outside_approved_categories": "only the approved data categories may be disclosed",
+    "outside_approved_window": "only the approved time window may be disclosed",
+    "request_changed": "the request changed meanwhile; reload it and try again",
+    "request_expired": "the approval has lapsed; a new approval is needed",
     "send_throttled": "a code was requested for this number recently; try again later",
     "locked": "too many failed attempts: this number is locked for self-service; try again later",
     "locked_now": "too many failed attempts: this number is locked for self-service; try again later",

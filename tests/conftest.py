@@ -18,7 +18,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from adapters.audit_redis import AUDIT_STREAM
+from adapters.audit_stream import stream_key
 from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import start_billing_sim
@@ -28,7 +28,7 @@ from adapters.redis_server import RedisServerProcess, free_port
 from adapters.redis_staff import RedisStaffStore
 from adapters.sms_outbox import OutboxSms, read_outbox
 from gateway import passwords
-from gateway.bootstrap import Deps, create_server, redis_deps
+from gateway.bootstrap import Deps, create_server, legal_desk, redis_deps
 from gateway.ports import StaffRecord
 from gateway.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
@@ -50,7 +50,7 @@ def redis_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if given:
         yield given
         return
-    proc = RedisServerProcess(tmp_path_factory.mktemp("redis"), port=free_port()).start()
+    proc = RedisServerProcess(tmp_path_factory.mktemp("redis"), port=free_port(), appendfsync="always").start()
     try:
         yield proc.url
     finally:
@@ -67,7 +67,7 @@ def clean_redis(redis_url: str) -> str:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
     """A Redis of this test's own, which the test may stop or kill."""
-    proc = RedisServerProcess(tmp_path / "own-redis", port=free_port()).start()
+    proc = RedisServerProcess(tmp_path / "own-redis", port=free_port(), appendfsync="always").start()
     try:
         yield proc
     finally:
@@ -149,7 +149,7 @@ class Harness:
         return str(reply.access_token)
 
     async def audit_events(self) -> list[dict[str, str]]:
-        entries = await self.redis.xrange(AUDIT_STREAM)
+        entries = await self.redis.xrange(stream_key(self.settings.audit_chain))
         return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 
@@ -181,7 +181,8 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         billing = GrpcBilling(f"127.0.0.1:{billing_port}", timeout=settings.billing_timeout,
                               page_size=settings.billing_page_size)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
-        deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(), **redis_deps(client))
+        deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(),
+                    legal=legal_desk(settings, client, billing), **redis_deps(client, settings))
         server, port, _ = create_server(settings, deps)
         await server.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))

@@ -18,7 +18,7 @@ import grpc
 import structlog
 
 from gateway import request_context, rules, status
-from gateway.errors import DomainError
+from gateway.errors import DomainError, Unimplemented
 from gateway.interceptors.wrapping import Streaming, Unary, wrap
 from gateway.ports import AuditSink
 from gateway.request_context import CallContext
@@ -33,6 +33,8 @@ DECISIONS = {
     grpc.StatusCode.UNAUTHENTICATED: "denied",
     grpc.StatusCode.PERMISSION_DENIED: "denied",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "denied",
+    grpc.StatusCode.FAILED_PRECONDITION: "denied",
+    grpc.StatusCode.NOT_FOUND: "denied",
 }
 
 
@@ -55,8 +57,9 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     async def _unimplemented(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        request_context.current().reason = "unknown_method"
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no such method")
+        # Raised, not aborted here: an abort sends the status at once, and the event must be
+        # stored first (the error interceptor outside turns this into UNIMPLEMENTED).
+        raise Unimplemented()
 
     @staticmethod
     def _begin(method: str, context: grpc.aio.ServicerContext) -> CallContext:

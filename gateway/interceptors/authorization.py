@@ -19,10 +19,10 @@ from cryptography import x509
 from gateway import request_context, rules
 from gateway.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from gateway.identity import Channel, Identity, parse_spiffe
-from gateway.interceptors.decoding import MALFORMED, MALFORMED_ERROR
+from gateway.interceptors.decoding import Malformed
 from gateway.interceptors.wrapping import Streaming, Unary, wrap
 from gateway.policy import POLICY, Proof, Role, Rule
-from gateway.ports import Revocations, Sessions
+from gateway.ports import Revocations, Sessions, StaffDirectory
 from gateway.request_context import CallContext
 from gateway.settings import Settings
 
@@ -38,10 +38,11 @@ def _serial(pem: bytes) -> str:
 class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
     """Inside the audit interceptor, so every refusal is audited with whatever identity was found."""
 
-    def __init__(self, settings: Settings, sessions: Sessions, revocations: Revocations,
+    def __init__(self, settings: Settings, sessions: Sessions, revocations: Revocations, directory: StaffDirectory,
                  policy: dict[str, Rule] | None = None) -> None:
         self.s = settings
         self.sessions = sessions
+        self.directory = directory
         self.revocations = revocations
         self.policy = POLICY if policy is None else policy
 
@@ -71,8 +72,9 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
 
     def identify(self, context: grpc.aio.ServicerContext, metadata: dict[str, Any]) -> Identity | None:
         auth = context.auth_context()
-        uris: Sequence[bytes] = auth.get("peer_spiffe_id") or auth.get("x509_subject_alternative_name") or ()
-        if uris:
+        if auth.get("transport_security_type") == [b"ssl"]:
+            # A TLS peer is identified by its certificate alone, whatever the settings or headers say.
+            uris: Sequence[bytes] = auth.get("peer_spiffe_id") or auth.get("x509_subject_alternative_name") or ()
             pem = (auth.get("x509_pem_cert") or [b""])[0]
             serial = _serial(pem) if pem else ""
             for uri in uris:
@@ -96,7 +98,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         if rule is None:
             raise PermissionDenied("no_policy")  # deny by default
         if identity.channel not in rule.channels:
-            hall_to_legal = Channel.LEGAL in rule.channels and identity.channel in HALL_CHANNELS
+            hall_to_legal = rule.channels == {Channel.LEGAL} and identity.channel in HALL_CHANNELS
             raise PermissionDenied("legal_via_hall" if hall_to_legal else "wrong_channel")
         if rule.roles:
             await self._staff(rule, identity, metadata, call)
@@ -111,13 +113,16 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         staff = await self.sessions.staff(rules.token_digest(token), self.s.staff_idle)
         if staff is None or staff.terminal != identity.terminal:
             raise Unauthenticated("staff_sign_in_required")
+        if not await self.directory.is_active(staff.staff_id):  # disabled since signing in
+            await self.sessions.end("staff", rules.token_digest(token))
+            raise Unauthenticated("staff_sign_in_required")
         call.staff_id, call.role = staff.staff_id, staff.role
         if Role(staff.role) not in rule.roles:
             raise PermissionDenied("role")
 
     async def _customer(self, rule: Rule, identity: Identity, request: Any, call: CallContext) -> None:
-        if request is MALFORMED:
-            raise InvalidArgument(MALFORMED_ERROR)
+        if isinstance(request, Malformed):
+            raise InvalidArgument(request.violations)
         v = rules.Violations()
         token = rules.check_token(v, getattr(request, "customer_session", ""), "customer_session")
         v.raise_if_any()

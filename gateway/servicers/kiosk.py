@@ -69,6 +69,23 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
             if chunk.records:
                 call.records += len(chunk.records)
                 yield chunk
+        await self.flows.notify_release(session, month)
+
+    async def ListAccessHistory(self, request: kiosk_pb2.ListAccessHistoryRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> AsyncIterator[kiosk_pb2.ListAccessHistoryResponse]:
+        v = rules.Violations()
+        token = rules.check_token(v, request.access_token)
+        v.raise_if_any()
+        call = request_context.current()
+        session = await self.flows.session(token, terminal=call.terminal)
+        call.msisdn = session.msisdn
+        for when, hall, channel, what, outcome in await self.flows.history(session):
+            t = timestamp_pb2.Timestamp()
+            t.FromDatetime(when)
+            call.records += 1
+            yield kiosk_pb2.ListAccessHistoryResponse(record=kiosk_pb2.AccessRecord(
+                time=t, hall=hall, channel=channel, what=what, outcome=outcome))
 
     async def EndSession(self, request: kiosk_pb2.EndSessionRequest,
                          context: grpc.aio.ServicerContext) -> kiosk_pb2.EndSessionResponse:

@@ -106,3 +106,29 @@ class EndSessionRequest(_message.Message):
 class EndSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ListAccessHistoryRequest(_message.Message):
+    __slots__ = ("access_token",)
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    def __init__(self, access_token: _Optional[str] = ...) -> None: ...
+
+class AccessRecord(_message.Message):
+    __slots__ = ("time", "hall", "channel", "what", "outcome")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    HALL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    hall: str
+    channel: str
+    what: str
+    outcome: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hall: _Optional[str] = ..., channel: _Optional[str] = ..., what: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class ListAccessHistoryResponse(_message.Message):
+    __slots__ = ("record",)
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: AccessRecord
+    def __init__(self, record: _Optional[_Union[AccessRecord, _Mapping]] = ...) -> None: ...

@@ -56,6 +56,11 @@ class KioskServiceStub:
                 request_serializer=hallgate_dot_v1_dot_kiosk__pb2.EndSessionRequest.SerializeToString,
                 response_deserializer=hallgate_dot_v1_dot_kiosk__pb2.EndSessionResponse.FromString,
                 _registered_method=True)
+        self.ListAccessHistory = channel.unary_stream(
+                '/hallgate.v1.KioskService/ListAccessHistory',
+                request_serializer=hallgate_dot_v1_dot_kiosk__pb2.ListAccessHistoryRequest.SerializeToString,
+                response_deserializer=hallgate_dot_v1_dot_kiosk__pb2.ListAccessHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class KioskServiceServicer:
@@ -94,6 +99,14 @@ class KioskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccessHistory(self, request, context):
+        """ListAccessHistory shows the owner who accessed their data through halls and kiosks: when,
+        where, through which channel and what. Never staff names; never the legal channel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KioskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +129,11 @@ def add_KioskServiceServicer_to_server(servicer, server):
                     servicer.EndSession,
                     request_deserializer=hallgate_dot_v1_dot_kiosk__pb2.EndSessionRequest.FromString,
                     response_serializer=hallgate_dot_v1_dot_kiosk__pb2.EndSessionResponse.SerializeToString,
+            ),
+            'ListAccessHistory': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListAccessHistory,
+                    request_deserializer=hallgate_dot_v1_dot_kiosk__pb2.ListAccessHistoryRequest.FromString,
+                    response_serializer=hallgate_dot_v1_dot_kiosk__pb2.ListAccessHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +246,33 @@ class KioskService:
             '/hallgate.v1.KioskService/EndSession',
             hallgate_dot_v1_dot_kiosk__pb2.EndSessionRequest.SerializeToString,
             hallgate_dot_v1_dot_kiosk__pb2.EndSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hallgate.v1.KioskService/ListAccessHistory',
+            hallgate_dot_v1_dot_kiosk__pb2.ListAccessHistoryRequest.SerializeToString,
+            hallgate_dot_v1_dot_kiosk__pb2.ListAccessHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

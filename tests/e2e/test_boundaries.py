@@ -6,8 +6,13 @@ import grpc
 import pytest
 import structlog
 
+from adapters.audit_stream import stream_key
 from hallgate_pb.v1 import kiosk_pb2
-from tests.helpers import HEAVY, ORDINARY, UNKNOWN, month, violations
+from tests.helpers import HEAVY, ORDINARY, UNKNOWN, details, month, violations
+
+
+def violations_text(err):
+    return " ".join(v.description for v in details(err)["BadRequest"].field_violations)
 
 pytestmark = pytest.mark.asyncio
 Code = grpc.StatusCode
@@ -84,6 +89,10 @@ async def test_undecodable_request_bytes_are_invalid_argument_and_audited(gw):
 async def test_oversized_request_is_refused(gw):
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn="1" * 100_000))
+    assert e.value.code() == Code.INVALID_ARGUMENT
+    assert "larger than" in violations_text(e.value)
+    with pytest.raises(grpc.aio.AioRpcError) as e:  # beyond even the legal letter limit: gRPC refuses
+        await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn="1" * 10_000_000))
     assert e.value.code() == Code.RESOURCE_EXHAUSTED
 
 
@@ -183,8 +192,9 @@ async def test_billing_down_fails_closed(gw):
 
 async def test_audit_log_unavailable_releases_nothing(gw):
     token = await gw.sign_in(ORDINARY)
-    await gw.redis.delete("hg:audit")
-    await gw.redis.set("hg:audit", "not a stream")  # every XADD now fails
+    stream = stream_key(gw.settings.audit_chain)
+    await gw.redis.delete(stream)
+    await gw.redis.set(stream, "not a stream")  # every append now fails
     received = []
     with pytest.raises(grpc.aio.AioRpcError) as e:
         async for chunk in gw.stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(access_token=token, month=month())):

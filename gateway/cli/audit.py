@@ -1,0 +1,204 @@
+"""`hallgate audit …`: auditors' queries over the audit channel, and maintenance on the host."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from gateway.cli import clerk, connect
+from gateway.settings import from_env
+from hallgate_pb.v1 import audit_pb2, audit_pb2_grpc
+
+FILTERS = ("msisdn", "staff_id", "terminal", "hall", "method", "decision", "channel")
+
+
+def add_commands(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="the audit trail: query, verify, export (auditors); trim, ship (host)")
+    connect.add_target_arguments(audit, "audit-B01-A01")
+    audit.add_argument("--staff-token", default=os.environ.get("HALLGATE_STAFF_TOKEN", ""),
+                       help="auditor's staff token from `hallgate audit sign-in` [HALLGATE_STAFF_TOKEN]")
+    au = audit.add_subparsers(title="audit commands")
+    si = au.add_parser("sign-in", help="sign an auditor in on this audit terminal; prints the staff token")
+    si.add_argument("staff_id")
+    si.add_argument("--password")
+    si.add_argument("--totp")
+    si.add_argument("--totp-secret", help="development: compute the code from this secret")
+    si.set_defaults(run=clerk.cmd_sign_in)
+    for name, helptext, run in (("query", "print matching events, oldest first", cmd_query),
+                                ("tail", "follow new matching events", cmd_tail),
+                                ("export", "write matching events as JSON Lines", cmd_export)):
+        p = au.add_parser(name, help=helptext)
+        for f in FILTERS:
+            p.add_argument("--" + f.replace("_", "-"), dest=f, default="")
+        p.add_argument("--since", help="ISO time, e.g. 2026-11-01T00:00:00+08:00")
+        p.add_argument("--until", help="ISO time")
+        p.add_argument("--limit", type=int, default=0)
+        p.add_argument("--out", help="file to write (export); default standard output")
+        p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (tail)")
+        p.set_defaults(run=run)
+    ve = au.add_parser("verify", help="verify the chain; exit 1 and name the first broken event if not intact")
+    ve.add_argument("--start-seq", type=int, default=0)
+    ve.add_argument("--end-seq", type=int, default=0)
+    ve.set_defaults(run=cmd_verify)
+
+    env = from_env()
+    tr = au.add_parser("trim", help="host: remove events past retention after a signed checkpoint")
+    tr.add_argument("--months", type=int, default=env.audit_retention_months,
+                    help=f"retention in months [HALLGATE_AUDIT_RETENTION_MONTHS, default {env.audit_retention_months}]")
+    sh = au.add_parser("ship", help="host: follow the chain and write JSON Lines for a SIEM, resuming after restarts")
+    sh.add_argument("--group", default="siem", help="consumer group [siem]")
+    sh.add_argument("--consumer", default=os.uname().nodename, help="consumer name [this host's name]")
+    sh.add_argument("--out", help="JSON Lines file (appended; exactly once); default standard output")
+    sh.add_argument("--once", action="store_true", help="ship what is there and stop")
+    st = au.add_parser("status", help="host: the chain's head, checkpoint and length")
+    for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status)):
+        p.add_argument("--redis-url", default=env.redis_url,
+                       help="[HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
+        p.set_defaults(run=run)
+
+
+def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {args.staff_token}"),) if args.staff_token else ()
+
+
+def _ts(text: str | None) -> timestamp_pb2.Timestamp | None:
+    if not text:
+        return None
+    t = timestamp_pb2.Timestamp()
+    when = datetime.fromisoformat(text)
+    t.FromDatetime(when if when.tzinfo else when.replace(tzinfo=UTC))
+    return t
+
+
+def _filter(args: argparse.Namespace, since: str | None = None) -> audit_pb2.EventFilter:
+    f = audit_pb2.EventFilter(**{name: getattr(args, name) for name in FILTERS})
+    start, end = _ts(since or args.since), _ts(args.until)
+    if start:
+        f.start_time.CopyFrom(start)
+    if end:
+        f.end_time.CopyFrom(end)
+    return f
+
+
+def _line(event: audit_pb2.AuditEvent) -> str:
+    f = event.fields
+    who = "/".join(x for x in (f.get("staff_id", ""), f.get("role", "")) if x) or "-"
+    return (f"{event.seq:>7} {f.get('at', ''):29} {f.get('channel', ''):7} {f.get('terminal', '') or '-':18} "
+            f"{who:22} {f.get('method', '').rsplit('/', 1)[-1]:24} {f.get('subscriber', '') or '-':12} "
+            f"{f.get('decision', ''):8} {f.get('reason', '')}")
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    with connect.channel(args) as channel:
+        stub = audit_pb2_grpc.AuditServiceStub(channel)
+        req = audit_pb2.QueryEventsRequest(filter=_filter(args), limit=args.limit)
+        for reply in stub.QueryEvents(req, metadata=_metadata(args), timeout=300):
+            print(_line(reply.event))
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    since = datetime.now(UTC).isoformat()
+    seen: set[str] = set()
+    with connect.channel(args) as channel:
+        stub = audit_pb2_grpc.AuditServiceStub(channel)
+        while True:
+            req = audit_pb2.QueryEventsRequest(filter=_filter(args, since))
+            for reply in stub.QueryEvents(req, metadata=_metadata(args), timeout=60):
+                if reply.event.id not in seen:
+                    seen.add(reply.event.id)
+                    print(_line(reply.event), flush=True)
+                    since = reply.event.fields.get("at", since)
+            time.sleep(args.interval)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    try:
+        with connect.channel(args) as channel:
+            stub = audit_pb2_grpc.AuditServiceStub(channel)
+            for chunk in stub.ExportEvents(audit_pb2.ExportEventsRequest(filter=_filter(args)),
+                                           metadata=_metadata(args), timeout=600):
+                out.write(chunk.jsonl)
+    finally:
+        if args.out:
+            out.close()
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with connect.channel(args) as channel:
+        r = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain(
+            audit_pb2.VerifyChainRequest(start_seq=args.start_seq, end_seq=args.end_seq),
+            metadata=_metadata(args), timeout=600)
+    if r.ok:
+        print(f"chain intact: {r.checked} events verified")
+        return 0
+    print(f"chain BROKEN at seq {r.first_bad_seq} (entry {r.first_bad_id}): {r.reason}; {r.checked} events checked")
+    return 1
+
+
+def _host(args: argparse.Namespace, work: Any) -> Any:
+    from adapters.redis_client import connect as redis_connect
+
+    url = args.redis_url or f"unix://{(Path(args.data_dir) / 'redis' / 'redis.sock').resolve()}"
+
+    async def go() -> Any:
+        client = redis_connect(url, 5.0)
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def cmd_trim(args: argparse.Namespace) -> int:
+    from adapters.audit_stream import ChainedAuditSink, trim
+    from gateway.audit_chain import retention_cutoff
+
+    s = from_env()
+    keys, kid = s.audit_keys()
+
+    async def work(client: Any) -> Any:
+        sink = ChainedAuditSink(client, keys, kid, s.audit_chain, durability=s.audit_durability)
+        return await trim(client, s.audit_chain, keys, kid, retention_cutoff(datetime.now(UTC), args.months),
+                          sink=sink, actor={"staff_id": os.environ.get("USER", "operator"), "role": "admin"})
+
+    result = _host(args, work)
+    print(f"trimmed {result.trimmed} events older than {args.months} months; checkpoint recorded")
+    return 0
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    from adapters.audit_shipper import ship
+
+    s = from_env()
+
+    async def work(client: Any) -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await ship(client, s.audit_chain, args.group, args.consumer, Path(args.out) if args.out else None,
+                          follow=not args.once, stop=stop)
+
+    result = _host(args, work)
+    print(f"shipped {result.shipped} events (last {result.last_id})", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from adapters.audit_stream import chain_status
+
+    print(_host(args, lambda client: chain_status(client, from_env().audit_chain)))
+    return 0
