@@ -49,13 +49,14 @@ def trivial_service_password(password: str, *, birth_date: str, document_number:
     sequences, and digits of readily available biographical data (US CPNI rules): the birth date,
     the ID number and the phone number."""
     digits = [int(c) for c in password]
-    steps = {b - a for a, b in itertools.pairwise(digits)}
+    steps = {(b - a) % 10 for a, b in itertools.pairwise(digits)}
     if len(set(password)) <= 2:
         return "repeats the same digits"
-    if steps in ({1}, {-1}):
+    if steps in ({1}, {9}):  # 123456, 654321, and wrapping ones such as 890123
         return "is a sequence"
-    if len(password) == 6 and password[:3] == password[3:]:
-        return "repeats a pattern"
+    halves, pairs = {password[:3], password[3:]}, {password[i:i + 2] for i in range(0, 6, 2)}
+    if len(password) == 6 and (len(halves) == 1 or all(p[0] == p[1] for p in pairs)):
+        return "repeats a pattern"  # 123123, 112233
     birth = birth_date.replace("-", "")
     birth_forms = {birth[2:], birth[4:] + birth[2:4], birth[:4] + birth[4:6], birth[4:] + birth[:2],
                    birth[6:] + birth[4:6] + birth[2:4]}
