@@ -83,6 +83,9 @@ def to_status_proto(err: DomainError) -> status_pb2.Status:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in err.violations])))
     message = REASON_MESSAGES.get(err.reason, message)
+    if isinstance(err, FailedPrecondition) and err.reason.startswith("request_") and err.reason not in REASON_MESSAGES:
+        state = err.reason.removeprefix("request_").replace("_", " ")
+        message = f"not possible now: the request is {state} (a new approval is needed to disclose again)"
     if isinstance(err, TooManyRequests):
         delay = duration_pb2.Duration(seconds=max(1, math.ceil(err.retry_after)))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))

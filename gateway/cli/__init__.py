@@ -11,14 +11,14 @@ import sys
 
 import grpc
 
-from gateway.cli import admin, audit, clerk, kiosk, serving
+from gateway.cli import admin, audit, clerk, kiosk, legal, serving
 from gateway.cli.connect import describe_error
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hallgate", description=__doc__)
     sub = parser.add_subparsers(title="commands")
-    for module in (serving, kiosk, clerk, audit, admin):
+    for module in (serving, kiosk, clerk, legal, audit, admin):
         module.add_commands(sub)
     return parser
 

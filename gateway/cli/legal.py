@@ -1,0 +1,161 @@
+"""`hallgate legal …`: the branch legal department's terminal (R5), and offline verification of
+delivery packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from gateway import delivery
+from gateway.cli import clerk, connect
+from gateway.settings import from_env
+from hallgate_pb.v1 import legal_pb2, legal_pb2_grpc
+
+DECISIONS = {"approve": "ApproveRequest", "reject": "RejectRequest", "invalid": "MarkInvalid",
+             "cancel": "CancelRequest"}
+
+
+def add_commands(sub: Any) -> None:
+    legal = sub.add_parser("legal", help="the branch legal department's channel (law-enforcement requests)")
+    connect.add_target_arguments(legal, "legal-B01-L01")
+    legal.add_argument("--staff-token", default=os.environ.get("HALLGATE_STAFF_TOKEN", ""),
+                       help="staff token from `hallgate legal sign-in` [HALLGATE_STAFF_TOKEN]")
+    lg = legal.add_subparsers(title="legal commands")
+    si = lg.add_parser("sign-in", help="sign a legal officer, approver or auditor in; prints the staff token")
+    si.add_argument("staff_id")
+    si.add_argument("--password")
+    si.add_argument("--totp")
+    si.add_argument("--totp-secret", help="development: compute the code from this secret")
+    si.set_defaults(run=clerk.cmd_sign_in)
+    rg = lg.add_parser("register", help="register a request from a JSON file (RegisterRequestRequest without the "
+                                        "letter's content) and the scanned letter")
+    rg.add_argument("request_json", help='e.g. {"agency": {"kind": "AGENCY_KIND_PUBLIC_SECURITY", ...}, ...}')
+    rg.add_argument("--letter", required=True, help="the scanned letter (PDF, JPEG or PNG)")
+    rg.set_defaults(run=cmd_register)
+    for name in DECISIONS:
+        p = lg.add_parser(name, help=f"{name} a request, saying why")
+        p.add_argument("request_id")
+        p.add_argument("--reason", required=True)
+        p.set_defaults(run=cmd_decide, decision=name)
+    ls = lg.add_parser("list", help="list requests")
+    ls.add_argument("--state", default="", help="e.g. AWAITING_APPROVAL")
+    ls.add_argument("--case-number", default="")
+    ls.add_argument("--agency-name", default="")
+    ls.set_defaults(run=cmd_list)
+    gt = lg.add_parser("get", help="show a request with its history")
+    gt.add_argument("request_id")
+    gt.set_defaults(run=cmd_get)
+    fu = lg.add_parser("fulfil", help="fulfil an approved request into a delivery package directory")
+    fu.add_argument("request_id")
+    fu.add_argument("--reason", required=True)
+    fu.add_argument("--out", required=True, help="new directory for records.bin, manifest.json, manifest.sig")
+    fu.set_defaults(run=cmd_fulfil)
+    ve = lg.add_parser("verify", help="offline: verify a delivery package's signature and content digest")
+    ve.add_argument("directory")
+    ve.add_argument("--public-key", required=True, help="the gateway's public key (PEM)")
+    ve.set_defaults(run=cmd_verify)
+    pk = lg.add_parser("public-key", help="host: print the gateway's delivery public key (PEM) and key id")
+    pk.set_defaults(run=cmd_public_key)
+
+
+def _stub(args: argparse.Namespace) -> tuple[Any, legal_pb2_grpc.LegalServiceStub]:
+    channel = connect.channel(args)
+    return channel, legal_pb2_grpc.LegalServiceStub(channel)
+
+
+def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {args.staff_token}"),) if args.staff_token else ()
+
+
+def _show(request: legal_pb2.LegalRequest) -> None:
+    print(json_format.MessageToJson(request, indent=2, preserving_proto_field_name=True))
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    req = json_format.Parse(Path(args.request_json).read_text(), legal_pb2.RegisterRequestRequest())
+    req.letter.content = Path(args.letter).read_bytes()
+    channel, stub = _stub(args)
+    with channel:
+        reply = stub.RegisterRequest(req, metadata=_metadata(args), timeout=60)
+    print(reply.request.request_id)
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    method = DECISIONS[args.decision]
+    request_type = getattr(legal_pb2, f"{method}Request")
+    channel, stub = _stub(args)
+    with channel:
+        reply = getattr(stub, method)(request_type(request_id=args.request_id, reason=args.reason),
+                                      metadata=_metadata(args), timeout=30)
+    print(f"{reply.request.request_id}: {legal_pb2.RequestState.Name(reply.request.state)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    req = legal_pb2.ListRequestsRequest(state=f"REQUEST_STATE_{args.state}" if args.state else None,
+                                        case_number=args.case_number, agency_name=args.agency_name)
+    channel, stub = _stub(args)
+    with channel:
+        reply = stub.ListRequests(req, metadata=_metadata(args), timeout=30)
+    for r in reply.requests:
+        print(f"{r.request_id}  {legal_pb2.RequestState.Name(r.state).removeprefix('REQUEST_STATE_'):24} "
+              f"case {r.case_number:16} {r.agency.name}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    channel, stub = _stub(args)
+    with channel:
+        reply = stub.GetRequest(legal_pb2.GetRequestRequest(request_id=args.request_id), metadata=_metadata(args),
+                                timeout=30)
+    _show(reply.request)
+    return 0
+
+
+def cmd_fulfil(args: argparse.Namespace) -> int:
+    writer = delivery.PackageWriter(args.out)
+    channel, stub = _stub(args)
+    finished = False
+    try:
+        with channel:
+            for part in stub.FulfilRequest(legal_pb2.FulfilRequestRequest(request_id=args.request_id,
+                                                                          reason=args.reason),
+                                           metadata=_metadata(args), timeout=3600):
+                kind = part.WhichOneof("part")
+                if kind == "records":
+                    writer.add_chunk(part.records)
+                elif kind == "manifest":
+                    writer.finish(part.manifest.manifest_json, part.manifest.signature)
+                    finished = True
+    finally:
+        if not finished:
+            writer.abort()
+    doc = json.loads((Path(args.out) / delivery.MANIFEST_FILE).read_text())
+    print(f"delivery {doc['delivery_id']} written to {args.out}; verify it with `hallgate legal verify`")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        doc = delivery.verify_package(args.directory, args.public_key)
+    except (delivery.DeliveryInvalid, ValueError, OSError) as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    print(f"OK: delivery {doc['delivery_id']} of request {doc['request_id']}, content {doc['content_sha256']}")
+    return 0
+
+
+def cmd_public_key(args: argparse.Namespace) -> int:
+    s = from_env()
+    path = s.legal_signing_key or str(Path(args.data_dir) / "legal-signing.pem")
+    signer = delivery.Signer(delivery.load_private_key(path))
+    sys.stdout.write(signer.public_pem().decode())
+    print(f"key id {signer.key_id}", file=sys.stderr)
+    return 0
