@@ -27,6 +27,6 @@ class ChainAuditReader:
         return await audit_stream.verify(self.r, self.chain, self.keys, start_seq, end_seq)
 
     async def accesses(self, subscriber_ref: str, since: datetime) -> AsyncIterator[Mapping[str, str]]:
-        where = ac.AuditFilter(start=since, extra=(("subscriber_ref", subscriber_ref),))
+        where = ac.AuditFilter(start=since, subscriber_ref=subscriber_ref)
         async for record in audit_stream.query(self.r, self.chain, where):
             yield record

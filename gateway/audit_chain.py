@@ -471,6 +471,7 @@ class AuditFilter:
     start: datetime | None = None
     end: datetime | None = None
     extra: tuple[tuple[str, str], ...] = ()  # (field, value) pairs for fields added later
+    subscriber_ref: str | None = None  # keyed pseudonym; matches events naming it among several
 
     def __post_init__(self) -> None:
         for moment in (self.start, self.end):
@@ -499,6 +500,8 @@ class AuditFilter:
                 return False
             if self.end is not None and at >= parse_stream_id(stream_id_at(self.end)):
                 return False
+        if self.subscriber_ref is not None and self.subscriber_ref not in entry.get("subscriber_ref", "").split(","):
+            return False
         return all(entry.get(k, "") == v for k, v in self.criteria().items())
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from google.protobuf.message import DecodeError
 
 from gateway.ports import CustomerProfile, Subscriber
 from hallgate_pb.v1 import kiosk_pb2, legal_pb2
@@ -332,7 +333,10 @@ def verify_delivery(manifest: bytes, signature: bytes, public_key: str | Path | 
     for chunk in chunks:
         h.update(frame(chunk))
         count, size = count + 1, size + FRAME + len(chunk)
-        part = legal_pb2.DeliveryRecords.FromString(chunk)
+        try:
+            part = legal_pb2.DeliveryRecords.FromString(chunk)
+        except DecodeError as err:
+            raise DeliveryInvalid("records.bin holds a chunk that is not a DeliveryRecords message") from err
         per_target[part.target] = per_target.get(part.target, 0) + len(part.call_details)
     if h.hexdigest() != doc["content_sha256"]:
         raise DeliveryInvalid("the content does not match the manifest's content_sha256")

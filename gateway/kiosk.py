@@ -94,8 +94,8 @@ class KioskFlows:
 
     async def history(self, session: Session) -> list[tuple[datetime, str, str, str, str]]:
         """The owner's accesses through halls and kiosks, newest first: (time, hall, channel, what,
-        outcome). Built only from events about this subscriber's pseudonym on hall channels, so
-        legal-channel work (which carries no pseudonym and another channel) can never show."""
+        outcome). Only events about this subscriber's pseudonym on hall channels and of the methods
+        in HISTORY_WORDS count, so legal-channel work can never show (no tipping off)."""
         if self.access_log is None:
             return []
         since = self.clock() - timedelta(days=self.s.history_days)

@@ -22,6 +22,7 @@ class CallContext:
     role: str = ""
     proof: str = ""
     msisdn: str = ""  # the customer's number: never written anywhere as is
+    msisdns: tuple[str, ...] = ()  # several numbers (legal targets): likewise never written as is
     subscriber: str = ""  # set only where msisdn does not fit (several legal targets)
     reason: str = ""
     detail: str = ""

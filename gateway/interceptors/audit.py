@@ -81,7 +81,8 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
             "peer": call.peer,
             "method": call.method,
             "subscriber": call.subscriber or (rules.mask_msisdn(call.msisdn) if call.msisdn else ""),
-            "subscriber_ref": rules.subscriber_ref(self.key, call.msisdn) if call.msisdn else "",
+            "subscriber_ref": ",".join(rules.subscriber_ref(self.key, m)
+                                       for m in (call.msisdns or ((call.msisdn,) if call.msisdn else ()))),
             "decision": DECISIONS.get(code, "failed"),
             "reason": call.reason or ("ok" if code == grpc.StatusCode.OK else code.name.lower()),
             "detail": call.detail,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
@@ -17,28 +17,43 @@ MAX_EVENTS = 100_000
 EXPORT_CHUNK = 256 * 1024
 TEXT_RE = re.compile(r"[A-Za-z0-9_./:-]{1,128}")
 DECISIONS = {"allowed", "denied", "invalid", "failed"}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _filter(v: rules.Violations, f: audit_pb2.EventFilter, key: bytes) -> ac.AuditFilter:
     """The proto filter as an AuditFilter. A number is matched by its keyed pseudonym, so the
     trail never needs to hold it, and masked numbers (shared by many) are never what matches."""
-    extra: tuple[tuple[str, str], ...] = ()
+    ref = None
     if f.msisdn:
         rules.check_msisdn(v, f.msisdn, "filter.msisdn")
-        extra = (("subscriber_ref", rules.subscriber_ref(key, f.msisdn)),)
+        ref = rules.subscriber_ref(key, f.msisdn)
     for name in ("staff_id", "terminal", "hall", "method", "channel"):
         if getattr(f, name):
             v.check(f"filter.{name}", getattr(f, name), TEXT_RE, "letters, digits and ._/:- (at most 128)")
     if f.decision and f.decision not in DECISIONS:
         v.items.append(("filter.decision", f"must be one of {', '.join(sorted(DECISIONS))}"))
-    start = f.start_time.ToDatetime(tzinfo=UTC) if f.HasField("start_time") else None
-    end = f.end_time.ToDatetime(tzinfo=UTC) if f.HasField("end_time") else None
+    start = _time(v, f, "start_time")
+    end = _time(v, f, "end_time")
     if start and end and end < start:
         v.items.append(("filter.end_time", "must not be before start_time"))
     v.raise_if_any()
+    if start is not None and start <= EPOCH:
+        start = None  # nothing is older than the stream itself
+    if end is not None:
+        end += timedelta(milliseconds=1)  # the API's end is inclusive; the filter's is exclusive
     return ac.AuditFilter(staff_id=f.staff_id or None, terminal=f.terminal or None, hall=f.hall or None,
                           method=f.method or None, decision=f.decision or None, channel=f.channel or None,
-                          start=start, end=end, extra=extra)
+                          start=start, end=end, subscriber_ref=ref)
+
+
+def _time(v: rules.Violations, f: audit_pb2.EventFilter, name: str) -> datetime | None:
+    if not f.HasField(name):
+        return None
+    try:
+        return getattr(f, name).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+    except (ValueError, OverflowError):
+        v.items.append((f"filter.{name}", "must be a valid time between years 1 and 9999"))
+        return None
 
 
 def _event(record: dict[str, str]) -> audit_pb2.AuditEvent:
@@ -68,9 +83,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def VerifyChain(self, request: audit_pb2.VerifyChainRequest, context: grpc.aio.ServicerContext
                           ) -> audit_pb2.VerifyChainResponse:
         v = rules.Violations()
-        if request.start_seq < 0 or request.end_seq < 0:
-            v.items.append(("start_seq" if request.start_seq < 0 else "end_seq", "must not be negative"))
-        if request.end_seq and request.start_seq > request.end_seq:
+        for name in ("start_seq", "end_seq"):
+            if getattr(request, name) < 0:
+                v.items.append((name, "must not be negative"))
+        if not v.items and request.end_seq and request.start_seq > request.end_seq:
             v.items.append(("end_seq", "must not be below start_seq"))
         v.raise_if_any()
         result = await self.reader.verify(request.start_seq or None, request.end_seq or None)

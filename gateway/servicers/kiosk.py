@@ -67,9 +67,10 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
             chunk = kiosk_pb2.ListCallDetailsResponse.FromString(page)
             chunk.DiscardUnknownFields()
             if chunk.records:
+                if not call.records:  # the owner is told as the release begins, however it ends
+                    await self.flows.notify_release(session, month)
                 call.records += len(chunk.records)
                 yield chunk
-        await self.flows.notify_release(session, month)
 
     async def ListAccessHistory(self, request: kiosk_pb2.ListAccessHistoryRequest,
                                 context: grpc.aio.ServicerContext

@@ -133,11 +133,12 @@ def transition_message(t: Transition) -> legal_pb2.RequestTransition:
 
 def _note_targets(targets: Sequence[str]) -> None:
     """The audit trail's subscriber: one target as `msisdn` (masked, with its keyed pseudonym),
-    several as a masked list. Never the numbers themselves."""
+    several as a masked list with a pseudonym each. Never the numbers themselves."""
     call = request_context.current()
     if len(targets) == 1:
         call.msisdn = targets[0]
     else:
+        call.msisdns = tuple(targets)
         call.subscriber = ",".join(rules.mask_msisdn(t) for t in targets)
 
 

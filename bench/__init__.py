@@ -1,0 +1,1 @@
+"""`make bench`: the gateway's throughput, latency and memory, side by side with what a bare Python hop can do."""

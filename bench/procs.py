@@ -1,0 +1,161 @@
+"""The processes a bench run starts, each on 127.0.0.1, each stopped by its own pid at the end."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.redis_server import RedisServerProcess, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+KIOSK_PATH = "hall/H001/kiosk/K01"  # a demo terminal of the gateway's development PKI
+KIOSK_CERT = "kiosk-H001-K01"
+HALLGATE = str(Path(sys.executable).parent / "hallgate")
+
+
+@dataclass
+class Child:
+    """One started process, its log file and the port it should answer on."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail(self, chars: int = 1500) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def wait_listening(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to this pid, then SIGKILL if it does not exit in time."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def serve_flags() -> str:
+    """`hallgate serve --help`: which flags this version of the gateway has."""
+    return subprocess.run([HALLGATE, "serve", "--help"], capture_output=True, text=True, timeout=30,
+                          cwd=REPO).stdout
+
+
+@dataclass
+class Stack:
+    """Redis, the billing simulator, the gateway and the bare proxy, started in that order; plus,
+    where the gateway has mutual TLS, a second gateway on mTLS with its development PKI."""
+
+    workdir: Path
+    sim_seed: str = "bench"
+    sim_subscribers: int = 20_000
+    children: list[Child] = field(default_factory=list)
+    redis: RedisServerProcess | None = None
+    identity: str = ""  # the kiosk identity for the x-hallgate-dev-identity header, if the gateway wants one
+    pki: Path | None = None  # the mTLS gateway's development PKI
+    candidates: list[Path] = field(default_factory=list)  # checkouts whose gateways run beside this one (A/B)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "gateway"
+
+    @property
+    def outbox(self) -> Path:
+        return self.data_dir / "sms-outbox.jsonl"
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.child(name).port}"
+
+    def _spawn(self, name: str, argv: list[str], port: int, src: Path | None = None) -> Child:
+        """Start a child; with `src`, its `gateway` and `adapters` packages come from that checkout."""
+        log = self.workdir / f"{name}.log"
+        env = os.environ | {"PYTHONPATH": str(src)} if src else None
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=src or REPO, env=env)
+        child = Child(name, proc, log, port)
+        self.children.append(child)
+        return child
+
+    def _gateway(self, name: str, data_dir: Path, billing_port: int, flags: list[str],
+                 src: Path | None = None) -> Child:
+        assert self.redis is not None
+        port = free_port()
+        return self._spawn(name, [
+            HALLGATE, "serve", "--listen", f"127.0.0.1:{port}", "--redis-url", self.redis.url,
+            "--billing-target", f"127.0.0.1:{billing_port}", "--data-dir", str(data_dir),
+            "--secret-key", "bench", "--log-level", "warning", "--log-format", "json",
+            # Generous throttles, so the same numbers can sign in again and again ("0", which the
+            # scripts treat as 1 ms, because older versions parse this flag as an int).
+            "--send-min-interval", "0", "--send-max-per-hour", "1000000000", "--grace-period", "1",
+            *flags], port, src)
+
+    def start(self, tls: bool = True) -> Stack:
+        redis_dir = self.workdir / "redis"
+        # appendfsync always: the audit trail must be durable before anything is released (on Redis
+        # < 7.2 the gateway refuses anything less), as the gateway's own embedded Redis runs it.
+        self.redis = RedisServerProcess(redis_dir, unix_socket=redis_dir / "redis.sock", appendfsync="always").start()
+        billing_port, proxy_port, stream_port = free_port(), free_port(), free_port()
+        billing = self._spawn("billing", [
+            HALLGATE, "billing-sim", "--listen", f"127.0.0.1:{billing_port}", "--sim-hash-n", "1024",
+            "--sim-seed", self.sim_seed, "--sim-subscribers", str(self.sim_subscribers),
+            "--log-level", "warning", "--log-format", "json"], billing_port)
+        proxy = self._spawn("proxy", [
+            sys.executable, "-m", "bench.proxy", "--listen", f"127.0.0.1:{proxy_port}",
+            "--upstream", f"127.0.0.1:{billing_port}"], proxy_port)
+        proxy_stream = self._spawn("proxy-stream", [
+            sys.executable, "-m", "bench.proxy", "--listen", f"127.0.0.1:{stream_port}",
+            "--upstream", f"127.0.0.1:{billing_port}", "--stream-out"], stream_port)
+        started = [billing, proxy, proxy_stream]
+        plain: list[str] = []
+        if "--insecure-dev" in serve_flags():
+            # Plaintext like the proxy, so the two compare like with like; the kiosk names itself
+            # in a header instead of a client certificate. Tokens are bound to this terminal.
+            self.identity = f"spiffe://hallgate.example/{KIOSK_PATH}"
+            plain = ["--insecure-dev", "--trust-domain", "hallgate.example"]
+            if tls:
+                started.append(self._gateway("gateway-tls", self.workdir / "gateway-tls", billing_port,
+                                             ["--trust-domain", "hallgate.example"]))
+        started.append(self._gateway("gateway", self.data_dir, billing_port, plain))
+        for n, src in enumerate(self.candidates, 1):
+            # Same Redis and secret key: tokens and codes from any of the gateways work on all.
+            started.append(self._gateway(f"gateway-c{n}", self.workdir / f"gateway-c{n}", billing_port, plain, src))
+        for c in started:
+            c.wait_listening()
+        if any(c.name == "gateway-tls" for c in started):
+            pki = self.workdir / "gateway-tls" / "pki"
+            if all((pki / f).exists() for f in ("ca.crt", KIOSK_CERT + ".crt", KIOSK_CERT + ".key")):
+                self.pki = pki
+        return self
+
+    def stop(self) -> None:
+        """Every child, newest first, by its own pid; then Redis."""
+        for c in reversed(self.children):
+            c.stop()
+        if self.redis is not None:
+            self.redis.stop()

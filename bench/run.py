@@ -1,0 +1,205 @@
+"""`make bench`: the gateway's throughput, latency and memory, side by side with its limits.
+
+Starts redis-server, the billing simulator, the gateway (plaintext, and a second one on mTLS where
+the gateway has it) and two bare pass-through proxies, each its own process on 127.0.0.1, drives load
+at them from one separate Python driver process, prints one table and the targets, and stops every
+process it started (by pid) however it ends. Figures also go to bench/results/latest.json.
+
+    .venv/bin/python -m bench.run                      # everything, about two minutes
+    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, auth, a, c
+    .venv/bin/python -m bench.run --profile 10         # py-spy on the gateway under scenario (b)
+    .venv/bin/python -m bench.run --only b --candidate ../copy-with-a-change   # A/B a gateway change
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench import driver as driver_module
+from bench.procs import KIOSK_CERT, REPO, Stack
+from bench.profile import summarize
+from bench.report import Figure, error_lines, table, targets_table
+from bench.scenarios import Scenarios
+from bench.targets import Target
+
+RESULTS = REPO / "bench" / "results"
+
+
+class DriverProcess:
+    """The load driver in a spawned process; each task must answer within its own bound."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child_end = ctx.Pipe()
+        self.proc = ctx.Process(target=driver_module.serve, args=(child_end, cfg), name="bench-driver", daemon=True)
+
+    def start(self) -> DriverProcess:
+        self.proc.start()
+        return self
+
+    def run(self, task: dict[str, Any], limit: float) -> dict[str, Any]:
+        self.conn.send(task)
+        if not self.conn.poll(limit):
+            raise TimeoutError(f"driver task {task['kind']} did not finish within {limit:.0f}s")
+        result: dict[str, Any] = self.conn.recv()
+        if "failure" in result:
+            raise RuntimeError(f"driver task {task['kind']} failed: {result['failure']}")
+        return result
+
+    def stop(self) -> None:
+        if self.proc.pid is None:
+            return
+        if self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: int = 16) -> str:
+    """py-spy on the gateway while scenario (b) runs; returns where the time went."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        return "py-spy not installed (.venv/bin/pip install py-spy)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    raw = out.with_suffix(".raw")
+    # --gil: only the thread holding the GIL, i.e. where the event loop's time goes.
+    proc = subprocess.Popen([spy, "record", "-p", str(stack.child("gateway").pid), "-d", str(int(seconds)),
+                             "--gil", "-f", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)  # let py-spy attach before the load starts
+        fig = bench.list_once(clients, seconds + 1.5)
+        _, err = proc.communicate(timeout=seconds + 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if not raw.exists():
+        return f"py-spy wrote nothing: {err.decode(errors='replace')[-400:]}"
+    summary = (f"py-spy --gil on the gateway, scenario (b) at {clients} clients: {fig.rate:,.0f} req/s, "
+               f"{fig.server_cpu_ms:.2f} ms gateway CPU per call, "
+               f"{sum(fig.errors.values())} errors while sampled\n" + summarize(raw))
+    out.write_text(summary + "\n")
+    return summary
+
+
+def revision() -> str:
+    """The commit the gateway was measured at, and whether the working tree differed from it."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway", "adapters"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return f"{rev or '?'}{' + uncommitted changes in gateway/ or adapters/' if dirty else ''}"
+
+
+def environment() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
+    return (f"commit {revision()}; nproc {os.cpu_count()} ({cpu}), Python {platform.python_version()}, "
+            f"grpcio {grpc.__version__}; "
+            "load driver: Python grpc.aio, one process, N concurrent calls on one channel per target, "
+            f"sharing the {os.cpu_count()} cores with the gateway, billing simulator, proxies and redis-server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="half the durations (a smoke run)")
+    p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                   help="instead of the scenarios, sample the gateway with py-spy under scenario (b)")
+    p.add_argument("--profile-clients", type=int, default=16, metavar="N", help="clients while profiling [16]")
+    p.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
+    p.add_argument("--budget", type=float, default=270, help="seconds the whole run may take [270]")
+    p.add_argument("--only", metavar="LIST", help="comma-separated subset of d,redis,b,auth,a,c (default: all)")
+    p.add_argument("--candidate", type=Path, metavar="DIR", action="append", default=[],
+                   help="also run the gateway of this checkout (a copy with a proposed change) in scenario (b); "
+                        "repeatable")
+    args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below stops the children
+
+    t0 = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="hallgate-bench-"))
+    stack = Stack(workdir, candidates=[c.resolve() for c in args.candidate])
+    driver: DriverProcess | None = None
+    try:
+        print(f"starting redis-server, billing simulator, gateway and proxy under {workdir}", file=sys.stderr)
+        stack.start()
+        assert stack.redis is not None
+        names = [c.name for c in stack.children if c.name != "billing"]
+        addresses = {name: stack.address(name) for name in names if name != "gateway-tls" or stack.pki}
+        cfg = {"targets": addresses | {"direct": stack.address("billing")}, "outbox": str(stack.outbox),
+               "identity": stack.identity, "pki": str(stack.pki or ""), "kiosk_cert": KIOSK_CERT}
+        driver = DriverProcess(cfg).start()
+        assert driver.proc.pid is not None
+        bench = Scenarios(stack, driver.run, driver.proc.pid, scale=0.5 if args.quick else 1.0,
+                          deadline=t0 + args.budget)
+        if args.profile:
+            bench.prepare()
+            print(profile(stack, bench, args.profile, RESULTS / f"profile-{args.profile_clients}.txt",
+                          args.profile_clients))
+            return 0
+        figures, targets = bench.all(set(args.only.split(",")) if args.only else None)
+    except BaseException:
+        for c in stack.children:
+            if c.proc.poll() is not None:
+                print(f"--- {c.name} exited with {c.proc.returncode}:\n{c.tail()}", file=sys.stderr)
+        raise
+    finally:
+        if driver is not None:
+            driver.stop()
+        stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\nhallgate bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {time.monotonic() - t0:.0f} s; "
+          f"{environment()}\n")
+    print(table(figures))
+    for line in error_lines(figures):
+        print(line)
+    print()
+    print(targets_table(targets))
+    write_json(args.json, figures, targets)
+    return 1 if any(f.errors for f in figures) else 0
+
+
+def write_json(path: Path, figures: list[Figure], targets: list[Target]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "at": datetime.now(UTC).isoformat(timespec="seconds"), "environment": environment(),
+        "figures": [{"scenario": f.scenario, "clients": f.clients, "path": f.path, "rate": round(f.rate, 1),
+                     "unit": f.unit, "p50_ms": round(f.p50, 3), "p99_ms": round(f.p99, 3), "ok": f.ok,
+                     "errors": dict(f.errors), "refusals": dict(f.refusals), "note": f.note,
+                     "outside_load": round(f.outside, 3),
+                     "cpu_ms_per_call": {k: round(1000 * v / max(f.answered, 1), 3) for k, v in f.cpu.items()}}
+                    for f in figures],
+        "targets": [{"name": t.name, "wanted": t.wanted, "measured": t.measured, "verdict": t.verdict}
+                    for t in targets],
+    }, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

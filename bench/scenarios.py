@@ -1,0 +1,221 @@
+"""The scenarios, in the order they run.
+
+Baselines run in the same process tree and are interleaved with the gateway (alternating order,
+several short rounds), so the ratios compare like with like on a small shared machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.billing_sim.data import SeededBilling
+from bench.measure import RedisCommands, RssSampler, cpu_seconds, machine_busy_seconds
+from bench.procs import Stack
+from bench.report import Figure, ratio
+from bench.targets import AUTH, LIST, MONTH_BIG, Target, find, targets
+from gateway import rules
+
+CLIENTS = (1, 16, 64)
+HEAVY = "13800000500"
+PAGE = 1000  # billing page size: the gateway's --billing-page-size default, used by the baselines too
+SLOW = 0.1  # seconds the slow reader sleeps between chunks
+PATHS = {"gateway": "gateway", "proxy": "bare proxy", "direct": "billing direct"}
+SERVER = {"direct": "billing"}  # the process a driver target talks to, where the names differ
+
+Runner = Callable[[dict[str, Any], float], dict[str, Any]]
+
+
+def seeded(start: int, count: int) -> list[str]:
+    """`count` seeded numbers from index `start` that get codes: no SIM swap, no port-in, no heavy user."""
+    found: list[str] = []
+    i = start
+    while len(found) < count:
+        if i % 100 not in (7, 8) and i % 500:
+            found.append(f"138{i:08d}")
+        i += 1
+    return found
+
+
+class Scenarios:
+    def __init__(self, stack: Stack, run: Runner, driver_pid: int, scale: float = 1.0,
+                 deadline: float = float("inf")) -> None:
+        assert stack.redis is not None and stack.redis.proc is not None
+        self.stack = stack
+        self._run = run
+        self.pids = {c.name: c.pid for c in stack.children} | {"redis": stack.redis.proc.pid, "driver": driver_pid}
+        self.scale = scale
+        self.deadline = deadline
+        self.sim = SeededBilling(seed=stack.sim_seed, subscribers=stack.sim_subscribers, hash_n=2)
+        self.month = rules.month_add(rules.local_today(datetime.now(UTC), "Asia/Shanghai"), -1)
+        self.figures: list[Figure] = []
+        self.subjects: list[tuple[str, str]] = []  # (number, token) of ordinary subscribers
+        self.issued = Figure("RequestOneTimeCode (+ read outbox)", 32, "gateway", server="gateway")
+        self.next_auth = 1000
+        self.facts: dict[str, Any] = {}
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def task(self, kind: str, clients: int, duration: float, max_count: int, **kw: Any) -> dict[str, Any]:
+        if time.monotonic() + duration > self.deadline:
+            raise RuntimeError("the bench would overrun its time budget (--budget)")
+        before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        machine = machine_busy_seconds()
+        result = self._run({"kind": kind, "concurrency": clients, "duration": duration, "max_count": max_count,
+                            "month": self.month, "page_size": PAGE, **kw}, duration + 60)
+        result["cpu"] = {name: cpu_seconds(pid) - before[name] for name, pid in self.pids.items()}
+        result["machine"] = machine_busy_seconds() - machine
+        return result
+
+    def figure(self, *args: Any, **kw: Any) -> Figure:
+        f = Figure(*args, **kw)
+        self.figures.append(f)
+        return f
+
+    def codes(self, numbers: list[str]) -> dict[str, str]:
+        result = self.task("issue", 32, 60, len(numbers), items=numbers)
+        self.issued.add(result)
+        if result["errors"] or len(result["codes"]) != len(numbers):
+            raise RuntimeError(f"issuing codes failed: {result['errors']}")
+        codes: dict[str, str] = result["codes"]
+        return codes
+
+    def sign_in(self, numbers: list[str]) -> list[tuple[str, str]]:
+        codes = self.codes(numbers)
+        items = [(m, self.sim.password_for(m), codes[m]) for m in numbers]
+        result = self.task("auth", 16, 60, len(items), items=items)
+        if result["errors"]:
+            raise RuntimeError(f"signing in failed: {result['errors']}")
+        return [(m, t) for m, t in result["tokens"]]
+
+    def log(self, what: str) -> None:
+        print(f"  {what}", flush=True)
+
+    # --- scenarios --------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Channels up, 64 ordinary subscribers signed in, every path warm."""
+        self.log("ready, warming up")
+        self._run({"kind": "ready"}, 30)
+        self.subjects = self.sign_in(seeded(1, 64))
+        for path in PATHS:
+            self.task("list", 16, 1.0 * self.scale, 10**6, items=self.subjects, target=path)
+
+    def all(self, only: set[str] | None = None) -> tuple[list[Figure], list[Target]]:
+        """Every scenario (or those named in `only`); the heavy month first, while the gateway's heap
+        is still small."""
+        self.prepare()
+        steps = {"d": self.heavy_month, "redis": self.redis_commands, "b": self.list_calls,
+                 "auth": self.authenticate, "a": self.sessions, "c": self.wrong_passwords}
+        for name, step in steps.items():
+            if only is None or name in only:
+                step()
+        self.figures.append(self.issued)
+        return self.figures, self.targets()
+
+    def heavy_month(self) -> None:
+        """(d) the heavy user's last month, ~21 pages of 1,000, and the gateway's RSS meanwhile."""
+        self.log("(d) 20,000-record month")
+        items = self.sign_in([HEAVY])
+        for path in ("direct", "proxy"):
+            self.figure(MONTH_BIG, 1, PATHS[path], unit="records/s", server=SERVER.get(path, path)).add(
+                self.task("list", 1, 30, 3, items=items, target=path))
+        gw = self.figure(MONTH_BIG, 1, "gateway", unit="records/s", server="gateway")
+        pid = self.stack.child("gateway").pid
+        with RssSampler(pid) as fast:
+            gw.add(self.task("list", 1, 30, 3, items=items, target="gateway"))
+        slow = self.figure(MONTH_BIG, 1, f"gateway, slow reader ({SLOW * 1000:.0f} ms/chunk)", unit="records/s",
+                           server="gateway")
+        with RssSampler(pid) as lazy:
+            slow.add(self.task("list", 1, 60, 1, items=items, target="gateway", slow=SLOW))
+        base = fast.before
+        self.facts["rss_before_mb"] = base / 1024
+        self.facts["rss_fast_mb"] = (fast.peak - base) / 1024
+        self.facts["rss_slow_mb"] = (lazy.peak - base) / 1024
+        gw.note = (f"{ratio(gw, find(self.figures, MONTH_BIG, 1, 'proxy')):.0%} of proxy; RSS {base / 1024:.0f} MB "
+                   f"before, peak +{self.facts['rss_fast_mb']:.1f} MB; {gw.records // max(gw.ok, 1):,} rec")
+        slow.note = f"peak RSS +{self.facts['rss_slow_mb']:.1f} MB over the same 'before'"
+
+    def redis_commands(self, n: int = 300) -> None:
+        """Redis commands per authorised ListCallDetails, one client (no batching possible) and 16."""
+        assert self.stack.redis is not None
+        for clients in (1, 16):
+            self.log(f"Redis commands per authorised ListCallDetails, {clients} clients")
+            with RedisCommands(self.stack.redis.url, idle=1.5) as rc:
+                result = self.task("list", clients, 15 * self.scale, n, items=self.subjects, target="gateway")
+            self.facts[f"redis_{clients}"] = rc.per_request(result["ok"])
+
+    def list_calls(self, rounds: int = 4) -> None:
+        """(b) with its baselines, interleaved in short rounds, alternating the order."""
+        for clients in CLIENTS:
+            self.log(f"(b) ListCallDetails at {clients} clients")
+            paths = dict(PATHS)
+            if clients in (1, 16):
+                paths["proxy-stream"] = "bare proxy answering as a stream"
+            if clients == 16 and self.stack.pki is not None:
+                paths["gateway-tls"] = "gateway over mTLS"
+            for n, src in enumerate(self.stack.candidates, 1):
+                paths[f"gateway-c{n}"] = f"candidate gateway {n} ({src.name})"
+            figs = {p: self.figure(LIST, clients, label, server=SERVER.get(p, p)) for p, label in paths.items()}
+            for r in range(rounds):
+                for path in list(paths) if r % 2 == 0 else list(paths)[::-1]:
+                    figs[path].add(self.task("list", clients, 1.0 * self.scale, 10**6, items=self.subjects,
+                                             target=path))
+            for path, f in figs.items():
+                if path != "direct":
+                    f.note = f"{ratio(f, figs['direct']):.0%} of direct"
+                if path not in ("proxy", "direct"):
+                    f.note = f"{ratio(f, figs['proxy']):.0%} of proxy, " + f.note
+
+    def authenticate(self) -> None:
+        """Authenticate through the gateway against the bare proxy making the same billing call."""
+        for clients in CLIENTS:
+            self.log(f"Authenticate at {clients} clients")
+            want = 500 if clients == 1 else 1000
+            numbers = seeded(self.next_auth, int(want * self.scale))
+            self.next_auth = int(numbers[-1][3:]) + 1
+            codes = self.codes(numbers)
+            items = [(m, self.sim.password_for(m), codes[m]) for m in numbers]
+            gw = self.figure(AUTH, clients, "gateway", server="gateway")
+            gw.add(self.task("auth", clients, 2.0 * self.scale, len(items), items=items))
+            proxy = self.figure(AUTH, clients, "bare proxy: billing VerifyServicePassword", server="proxy")
+            proxy.add(self.task("verify", clients, 2.0 * self.scale, len(items),
+                                items=[i[:2] for i in items], target="proxy"))
+            gw.note = f"{ratio(gw, proxy):.0%} of proxy"
+            if gw.ok >= len(items):
+                gw.note += "; ran out of codes before the time bound"
+
+    def sessions(self) -> None:
+        """(a) RequestOneTimeCode, code from the outbox, Authenticate, ListCallDetails, EndSession."""
+        people = [(m, self.sim.password_for(m)) for m in seeded(11_000, max(CLIENTS))]
+        for clients in CLIENTS:
+            self.log(f"(a) kiosk sessions at {clients} clients")
+            f = self.figure("(a) kiosk session, 4 calls", clients, "gateway", unit="sessions/s", server="gateway")
+            f.add(self.task("session", clients, 2.5 * self.scale, 10**6, items=people))
+            f.note = f"{4 * f.rate:,.0f} calls/s"
+
+    def wrong_passwords(self) -> None:
+        """(c) wrong passwords, six tries per number in a row: four refusals, the lock, then locked."""
+        start, unknown = 12_000, 0
+        for clients in CLIENTS:
+            self.log(f"(c) wrong passwords at {clients} clients")
+            known = seeded(start, 500)
+            start = int(known[-1][3:]) + 1
+            others = [f"139{unknown + k:08d}" for k in range(500)]
+            unknown += 500
+            items = []
+            for k, o in zip(known, others, strict=True):
+                bad = f"{(int(self.sim.password_for(k)) + 1) % 1_000_000:06d}"
+                items += [(k, bad)] * 6 + [(o, "123456")] * 6
+            f = self.figure("(c) wrong password, half unknown numbers", clients, "gateway", server="gateway")
+            f.add(self.task("wrong", clients, 2.5 * self.scale, len(items), items=items))
+            f.note = ", ".join(f"{k} {n}" for k, n in f.refusals.most_common())
+
+    def list_once(self, clients: int, duration: float) -> Figure:
+        return Figure(LIST, clients, "gateway", server="gateway").add(
+            self.task("list", clients, duration, 10**7, items=self.subjects, target="gateway"))
+
+    def targets(self) -> list[Target]:
+        return targets(self.figures, self.facts, len(self.stack.candidates))

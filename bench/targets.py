@@ -1,0 +1,94 @@
+"""The issue's targets, read off the figures: printed as pass/fail, never asserted.
+
+Throughput ratios come three ways, because the machine is small and shared: as measured (same run,
+interleaved), as the CPU-bound estimate for this box (CPU per call of every process on the path,
+driver included), and per hop alone (the gateway's own CPU per call against the proxy's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.report import Figure, ratio
+
+LIST = "(b) ListCallDetails, one month (~200 rec)"
+AUTH = "Authenticate"
+MONTH_BIG = "(d) 20,000-record month"
+NOISY = 0.15  # outside load (share of all cores) above which a comparison is flagged
+
+
+@dataclass
+class Target:
+    name: str
+    wanted: str
+    measured: str
+    passed: bool | None  # None: not measurable yet
+
+    @property
+    def verdict(self) -> str:
+        return "-" if self.measured == "not run" else "n/a" if self.passed is None else \
+            "PASS" if self.passed else "FAIL"
+
+
+def find(figures: list[Figure], scenario: str, clients: int, server: str) -> Figure | None:
+    return next((f for f in figures if (f.scenario, f.clients, f.server) == (scenario, clients, server)), None)
+
+
+def _cpu_view(a: Figure | None, b: Figure | None) -> str:
+    """The measured ratio's two CPU-based companions, and a warning when others loaded the machine."""
+    if not (a and b and a.path_cpu_ms and a.server_cpu_ms):
+        return ""
+    text = (f" (CPU-bound estimate {b.path_cpu_ms / a.path_cpu_ms:.0%}; hop alone "
+            f"{b.server_cpu_ms / a.server_cpu_ms:.0%}: {a.server_cpu_ms:.2f} vs {b.server_cpu_ms:.2f} ms/call)")
+    noise = max(a.outside, b.outside)
+    return text + (f"; noisy, other load {noise:.0%} of the cores" if noise > NOISY else "")
+
+
+def _throughput(figures: list[Figure], name: str, scenario: str, server: str, baseline: str,
+                wanted: float, what: str) -> Target:
+    a, b = find(figures, scenario, 16, server), find(figures, scenario, 16, baseline)
+    if a is None or b is None:
+        return Target(name, f">= {wanted:.0%} of {what}", "not run", None)
+    r = ratio(a, b)
+    return Target(name, f">= {wanted:.0%} of {what}", f"{r:.0%}{_cpu_view(a, b)}", r >= wanted)
+
+
+def _names(counts: dict[str, float]) -> str:
+    return ", ".join(f"{k.upper()} {v:.2f}" for k, v in sorted(counts.items()))
+
+
+def _redis(clients: int, c: dict[str, Any]) -> Target:
+    sent = sum(c["sent"].values())
+    text = f"{sent:.2f}: {_names(c['sent'])}; {c['all']:.2f} counting what scripts ran ({_names(c['lua'])})"
+    if c["rare"]:
+        text += f"; not per request: {_names(c['rare'])}"
+    return Target(f"Redis commands per authorised ListCallDetails, {clients} client{'s' * (clients > 1)}",
+                  "<= 2 (EVALSHA counts once)", text, 0 < sent <= 2)
+
+
+def targets(figures: list[Figure], facts: dict[str, Any], candidates: int = 0) -> list[Target]:
+    t = [_throughput(figures, "ListCallDetails throughput, 16 clients", LIST, "gateway", "proxy", 0.8,
+                     "bare proxy")]
+    t += [_throughput(figures, f"candidate {n}: ListCallDetails throughput, 16 clients", LIST, f"gateway-c{n}",
+                      "proxy", 0.8, "bare proxy") for n in range(1, candidates + 1)]
+    t.append(_throughput(figures, "Authenticate throughput, 16 clients", AUTH, "gateway", "proxy", 0.6,
+                         "bare proxy making the same billing call"))
+    for server in ["gateway"] + [f"gateway-c{n}" for n in range(1, candidates + 1)]:
+        gw, px = find(figures, LIST, 1, server), find(figures, LIST, 1, "proxy")
+        if gw and px:
+            d50, d99 = gw.p50 - px.p50, gw.p99 - px.p99
+            who = "" if server == "gateway" else f"candidate {server[-1]}: "
+            t.append(Target(f"{who}added latency p50, 1 client", "<= 1 ms over bare proxy", f"{d50:+.2f} ms",
+                            d50 <= 1))
+            t.append(Target(f"{who}added latency p99, 1 client", "<= 2 ms over bare proxy", f"{d99:+.2f} ms",
+                            d99 <= 2))
+    for clients in (1, 16):
+        if f"redis_{clients}" in facts:
+            t.append(_redis(clients, facts[f"redis_{clients}"]))
+    for key, what in (("rss_fast_mb", "fast reader"), ("rss_slow_mb", "slow reader")):
+        mb = facts.get(key)
+        t.append(Target(f"20,000-record month, gateway RSS, {what}", "< +20 MB",
+                        "not run" if mb is None else f"+{mb:.1f} MB", None if mb is None else mb < 20))
+    t.append(Target("--workers 2 vs one worker", ">= 1.4x", "n/a (scale-out issue)", None))
+    return t

@@ -1,0 +1,600 @@
+"""The tamper-evident audit trail (R10) end to end over mutual TLS: auditors query, verify and export
+the chain on the audit channel; numbers are matched by keyed pseudonym, never by mask; an edited or
+deleted entry is found at its seq; retention trims without breaking verification; nobody but an
+auditor on the audit channel gets in; and the subscriber sees their own hall and kiosk accesses
+(never staff ids, never anyone else's) and is told by SMS when their call list is released."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+
+from adapters import audit_stream
+from gateway import audit_chain as ac
+from gateway import rules
+from hallgate_pb.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    clerk_pb2,
+    clerk_pb2_grpc,
+    kiosk_pb2,
+    legal_pb2,
+    legal_pb2_grpc,
+)
+from tests.e2e.test_legal import desk, register_message
+from tests.helpers import HEAVY, ORDINARY, OTHER, UNKNOWN, details, month, violations
+
+Code = grpc.StatusCode
+AUDIT_CERT = "audit-B01-A01"
+CLERK_CERT = "clerk-H001-T07"
+H002_CERT = "clerk-H002-T01"
+LEGAL_CERT = "legal-B01-L01"
+TWIN = "13811110001"  # masks like ORDINARY (138****0001); billing does not know it
+THIRD = "13800000003"
+KIOSK = "/hallgate.v1.KioskService/"
+CLERK = "/hallgate.v1.ClerkService/"
+AUDIT = "/hallgate.v1.AuditService/"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def ts(t: datetime) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(t)
+    return out
+
+
+def event_filter(**kw: object) -> audit_pb2.EventFilter:
+    f = audit_pb2.EventFilter()
+    for k, v in kw.items():
+        if isinstance(v, datetime):
+            getattr(f, k).CopyFrom(ts(v))
+        else:
+            setattr(f, k, v)
+    return f
+
+
+class Auditor:
+    """A staff member signed in on a terminal, calling the AuditService from `cert`."""
+
+    def __init__(self, gw, md, cert: str = AUDIT_CERT) -> None:
+        self.md = md
+        self.stub = audit_pb2_grpc.AuditServiceStub(gw.channel_for(cert))
+
+    async def query(self, limit: int = 0, **kw: object) -> list[audit_pb2.AuditEvent]:
+        request = audit_pb2.QueryEventsRequest(filter=event_filter(**kw), limit=limit)
+        return [m.event async for m in self.stub.QueryEvents(request, metadata=self.md)]
+
+    async def verify(self, start_seq: int = 0, end_seq: int = 0) -> audit_pb2.VerifyChainResponse:
+        return await self.stub.VerifyChain(audit_pb2.VerifyChainRequest(start_seq=start_seq, end_seq=end_seq),
+                                           metadata=self.md)
+
+    async def export_chunks(self, **kw: object) -> list[bytes]:
+        request = audit_pb2.ExportEventsRequest(filter=event_filter(**kw))
+        return [m.jsonl async for m in self.stub.ExportEvents(request, metadata=self.md)]
+
+    async def export(self, **kw: object) -> list[tuple[str, str, dict[str, str]]]:
+        text = b"".join(await self.export_chunks(**kw)).decode()
+        return [ac.from_json_line(line) for line in text.splitlines()]
+
+
+async def auditor(gw, staff_id: str = "X001") -> Auditor:
+    secret = await gw.add_staff(staff_id, "auditor", hall="B01")
+    return Auditor(gw, await gw.staff_sign_in(AUDIT_CERT, staff_id, secret))
+
+
+async def entries(gw) -> list[tuple[str, dict[str, str]]]:
+    """The stored chain as (stream id, fields), straight from Redis."""
+    raw = await gw.redis.xrange(audit_stream.stream_key(gw.settings.audit_chain))
+    return [(i.decode(), {k.decode(): v.decode() for k, v in f.items()}) for i, f in raw]
+
+
+def ids(events: list[audit_pb2.AuditEvent]) -> list[str]:
+    return [e.id for e in events]
+
+
+def matching(stored: list[tuple[str, dict[str, str]]], **criteria: str) -> list[str]:
+    return [i for i, f in stored if all(f.get(k, "") == v for k, v in criteria.items())]
+
+
+async def refused(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await call
+    return e.value
+
+
+async def drain(call) -> list:
+    return [m async for m in call]
+
+
+class Counter:
+    """A clerk signed in on a clerk terminal."""
+
+    def __init__(self, gw, md, cert: str) -> None:
+        self.gw, self.md = gw, md
+        self.stub = clerk_pb2_grpc.ClerkServiceStub(gw.channel_for(cert))
+
+    async def serve_by_id(self, msisdn: str) -> None:
+        """Identify the owner by their ID card, view the profile, close the session."""
+        owner = self.gw.billing.owner_of(msisdn)
+        doc = clerk_pb2.IdDocumentProof(
+            document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=owner.document_number,
+            name=owner.name, birth_date=owner.birth_date,
+            sex=clerk_pb2.DOCUMENT_SEX_MALE if owner.sex == "male" else clerk_pb2.DOCUMENT_SEX_FEMALE)
+        session = (await self.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
+            msisdn=msisdn, id_document=doc), metadata=self.md)).customer_session
+        await self.stub.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=session),
+                                           metadata=self.md)
+        await self.stub.CloseCustomerSession(clerk_pb2.CloseCustomerSessionRequest(customer_session=session),
+                                             metadata=self.md)
+
+
+async def counter(gw, staff_id: str = "C1001", cert: str = CLERK_CERT, hall: str = "H001") -> Counter:
+    secret = await gw.add_staff(staff_id, "clerk", hall=hall)
+    return Counter(gw, await gw.staff_sign_in(cert, staff_id, secret), cert)
+
+
+async def call_list(gw, token: str, m: str | None = None) -> int:
+    n = 0
+    async for chunk in gw.stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(access_token=token,
+                                                                                 month=m or month())):
+        n += len(chunk.records)
+    return n
+
+
+async def access_history(gw, token: str) -> list[kiosk_pb2.AccessRecord]:
+    return [m.record async for m in gw.stub.ListAccessHistory(kiosk_pb2.ListAccessHistoryRequest(
+        access_token=token))]
+
+
+async def varied_trail(gw) -> Auditor:
+    """Kiosk, two halls' counters, a refusal and an invalid call; returns the signed-in auditor."""
+    aud = await auditor(gw)
+    await gw.sign_in(ORDINARY)
+    await (await counter(gw)).serve_by_id(OTHER)
+    await (await counter(gw, "C2001", H002_CERT, "H002")).serve_by_id(THIRD)
+    kiosk_as_clerk = clerk_pb2_grpc.ClerkServiceStub(gw.channel)
+    await refused(kiosk_as_clerk.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session="x")))
+    await refused(gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn="1380000000")))
+    return aud
+
+
+# --- queries -------------------------------------------------------------------------------------
+
+
+async def test_a_number_is_matched_by_its_pseudonym_never_by_its_mask(gw):
+    aud = await auditor(gw)
+    assert rules.mask_msisdn(TWIN) == rules.mask_msisdn(ORDINARY) == "138****0001"
+    await gw.sign_in(ORDINARY)  # RequestOneTimeCode + Authenticate
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=TWIN))
+    await refused(gw.stub.Authenticate(kiosk_pb2.AuthenticateRequest(msisdn=TWIN, service_password="480273",
+                                                                     one_time_code="123456")))
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=UNKNOWN))
+    key = gw.settings.key_bytes()
+    for msisdn, methods in ((ORDINARY, ["RequestOneTimeCode", "Authenticate"]),
+                            (TWIN, ["RequestOneTimeCode", "Authenticate"]), (UNKNOWN, ["RequestOneTimeCode"])):
+        stored = await entries(gw)
+        found = await aud.query(msisdn=msisdn)
+        assert ids(found) == matching(stored, subscriber_ref=rules.subscriber_ref(key, msisdn))
+        assert [e.fields["method"].removeprefix(KIOSK) for e in found] == methods, msisdn
+        assert all(e.fields["subscriber"] == rules.mask_msisdn(msisdn) for e in found)
+        assert all(msisdn not in v for e in found for v in e.fields.values())
+    # The auditor's own look at a number is part of that number's trail.
+    again = await aud.query(msisdn=TWIN)
+    assert [(e.fields["method"], e.fields["decision"]) for e in again] == [
+        (KIOSK + "RequestOneTimeCode", "allowed"), (KIOSK + "Authenticate", "denied"),
+        (AUDIT + "QueryEvents", "allowed")]
+    assert again[-1].fields["staff_id"] == "X001" and again[-1].fields["subscriber"] == "138****0001"
+    assert await aud.query(msisdn="13822220001") == []
+
+
+async def test_each_filter_returns_exactly_the_matching_events(gw):
+    aud = await varied_trail(gw)
+    cases = [
+        {"staff_id": "C1001"}, {"staff_id": "C2001"}, {"staff_id": "X001"},
+        {"terminal": "H002/clerk/T01"}, {"terminal": "H001/kiosk/K01"},
+        {"hall": "H002"}, {"hall": "H001"}, {"hall": "B01"},
+        {"method": CLERK + "GetCustomerProfile"}, {"method": KIOSK + "Authenticate"},
+        {"decision": "denied"}, {"decision": "invalid"}, {"decision": "allowed"},
+        {"channel": "clerk"}, {"channel": "kiosk"}, {"channel": "audit"},
+        {"channel": "clerk", "hall": "H001", "method": CLERK + "OpenCustomerSession"},
+        {"staff_id": "C1001", "hall": "H002"},
+    ]
+    for criteria in cases:
+        stored = await entries(gw)
+        expected = matching(stored, **criteria)
+        found = await aud.query(**criteria)
+        assert ids(found) == expected, criteria
+        assert all(e.seq == int(dict(stored)[e.id]["seq"]) for e in found)
+        assert all(dict(e.fields) == {k: v for k, v in dict(stored)[e.id].items()} for e in found)
+        if criteria != {"staff_id": "C1001", "hall": "H002"}:
+            assert found, criteria
+    assert [e.fields["reason"] for e in await aud.query(decision="invalid")] == ["invalid_argument"]
+    assert len(await aud.query(limit=3)) == 3
+
+
+async def test_a_time_range_returns_exactly_the_events_inside_it(gw):
+    aud = await auditor(gw)
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY))
+    await asyncio.sleep(0.05)
+    t1 = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=OTHER))
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=THIRD))
+    await asyncio.sleep(0.05)
+    t2 = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=UNKNOWN))
+    inside = await aud.query(start_time=t1, end_time=t2)
+    assert [e.fields["subscriber"] for e in inside] == [rules.mask_msisdn(OTHER), rules.mask_msisdn(THIRD)]
+    stored = await entries(gw)
+    after_t1 = [i for i, _ in stored if ac.time_of(i) >= t1.replace(microsecond=t1.microsecond // 1000 * 1000)]
+    assert ids(await aud.query(start_time=t1)) == after_t1
+    before_t2 = await aud.query(end_time=t2, channel="kiosk")
+    assert [e.fields["subscriber"] for e in before_t2] == [rules.mask_msisdn(m) for m in (ORDINARY, OTHER, THIRD)]
+
+
+async def legal_disclosure(gw, targets: tuple[str, ...]) -> None:
+    officer, approver = await desk(gw, "L001", "legal_officer"), await desk(gw, "A001", "legal_approver")
+    reg = await officer.register(register_message(targets=targets))
+    await approver.approve(reg.request_id)
+    await officer.fulfil(reg.request_id)
+
+
+LEGAL_STEPS = ["/hallgate.v1.LegalService/" + m for m in ("RegisterRequest", "ApproveRequest", "FulfilRequest")]
+
+
+async def test_a_legal_disclosure_about_one_number_is_found_by_that_number(gw):
+    aud = await auditor(gw)
+    await legal_disclosure(gw, (ORDINARY,))
+    found = await aud.query(msisdn=ORDINARY)
+    assert [(e.fields["method"], e.fields["channel"], e.fields["decision"]) for e in found] == [
+        (m, "legal", "allowed") for m in LEGAL_STEPS]
+    assert await aud.query(msisdn=TWIN) == []
+
+
+async def test_a_legal_disclosure_about_several_numbers_is_found_by_each_number(gw):
+    aud = await auditor(gw)
+    await legal_disclosure(gw, (ORDINARY, OTHER))
+    for msisdn in (ORDINARY, OTHER):
+        found = await aud.query(msisdn=msisdn, channel="legal")
+        assert [e.fields["method"] for e in found] == LEGAL_STEPS, msisdn
+
+
+async def test_the_end_of_a_time_range_is_inclusive_as_documented(gw):
+    aud = await auditor(gw)
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY))
+    [(entry_id, _)] = [(i, f) for i, f in await entries(gw) if f["method"] == KIOSK + "RequestOneTimeCode"]
+    at = ac.time_of(entry_id)
+    assert entry_id in ids(await aud.query(start_time=at))
+    assert entry_id in ids(await aud.query(start_time=at, end_time=at))
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+async def rewrite(gw, change) -> None:
+    """What someone with Redis access can do: rewrite the stream, keeping every stream id."""
+    stored = await entries(gw)
+    change(stored)
+    key = audit_stream.stream_key(gw.settings.audit_chain)
+    await gw.redis.delete(key)
+    for entry_id, fields in stored:
+        await gw.redis.xadd(key, fields, id=entry_id)
+
+
+async def test_verify_chain_finds_an_edited_entry_at_its_seq(gw):
+    aud = await varied_trail(gw)
+    before = await entries(gw)
+    clean = await aud.verify()
+    assert clean.ok and clean.checked == len(before) and clean.first_bad_seq == 0 and clean.reason == ""
+    # Turn the refusal into an allowed call, as someone covering their tracks would.
+    [target] = [i for i, f in before if f["decision"] == "denied"]
+    seq = int(dict(before)[target]["seq"])
+
+    def edit(stored):
+        for _, fields in stored:
+            if fields["decision"] == "denied":
+                fields["decision"] = "allowed"
+
+    await rewrite(gw, edit)
+    broken = await aud.verify()
+    assert (broken.ok, broken.first_bad_seq, broken.first_bad_id, broken.reason) == (False, seq, target, "edited")
+    assert broken.checked == seq - 1
+    assert (await aud.verify(start_seq=1, end_seq=seq - 1)).ok
+    after = await aud.verify(start_seq=seq + 1)
+    assert after.ok and after.checked > 0
+    # The verdicts themselves are in the trail.
+    details_ = [e.fields["detail"] for e in await aud.query(method=AUDIT + "VerifyChain")]
+    assert details_[0].startswith("verify ok=True") and details_[1].startswith("verify ok=False")
+
+
+async def test_verify_chain_finds_a_deleted_entry_at_its_seq(gw):
+    aud = await varied_trail(gw)
+    stored = await entries(gw)
+    victim, fields = stored[4]
+    seq = int(fields["seq"])
+    await gw.redis.xdel(audit_stream.stream_key(gw.settings.audit_chain), victim)
+    broken = await aud.verify()
+    assert (broken.ok, broken.first_bad_seq, broken.reason) == (False, seq, "deleted")
+    assert broken.first_bad_id == stored[5][0]  # where the gap shows
+
+
+async def test_verify_chain_notices_the_newest_entries_deleted(gw):
+    aud = await varied_trail(gw)
+    stored = await entries(gw)
+    await gw.redis.xdel(audit_stream.stream_key(gw.settings.audit_chain), stored[-1][0], stored[-2][0])
+    broken = await aud.verify()
+    assert (broken.ok, broken.first_bad_seq, broken.reason) == (False, int(stored[-2][1]["seq"]), "deleted")
+
+
+async def test_trimming_keeps_the_chain_verifiable_and_is_itself_recorded(gw):
+    aud = await varied_trail(gw)
+    await asyncio.sleep(0.05)
+    cutoff = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    await gw.sign_in(HEAVY)
+    old = [i for i, _ in await entries(gw) if ac.time_of(i) < cutoff]
+    keys, kid = gw.settings.audit_keys()
+    result = await audit_stream.trim(gw.redis, gw.settings.audit_chain, keys, kid, cutoff,
+                                     actor={"staff_id": "X001", "role": "auditor"})
+    assert result.trimmed == len(old) and result.checkpoint is not None
+    assert result.checkpoint.seq == len(old)
+    kept = await entries(gw)
+    assert not set(old) & {i for i, _ in kept}
+    verdict = await aud.verify()
+    assert verdict.ok and verdict.checked == len(kept), verdict
+    [trim] = await aud.query(method="maintenance/trim")
+    assert (trim.fields["channel"], trim.fields["decision"], trim.fields["staff_id"]) == ("maintenance", "allowed",
+                                                                                       "X001")
+    assert trim.fields["checkpoint_seq"] == str(len(old)) and trim.fields["records"] == str(len(old))
+    assert ids(await aud.query(channel="maintenance")) == [trim.id]
+    assert await aud.query(end_time=cutoff - timedelta(milliseconds=5)) == []
+    # The gateway goes on appending after the trim, and the chain stays whole.
+    await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=UNKNOWN))
+    assert (await aud.verify()).ok
+    assert (await aud.verify(start_seq=1)).ok
+    # A tampered checkpoint is caught.
+    cp_key = audit_stream.ChainKeys.of(gw.settings.audit_chain).checkpoint
+    await gw.redis.hset(cp_key, "seq", str(len(old) - 1))
+    bad = await aud.verify()
+    assert not bad.ok and bad.reason == "checkpoint"
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+async def test_export_is_json_lines_matching_the_query_and_verifiable_offline(gw):
+    aud = await varied_trail(gw)
+    key = gw.settings.key_bytes()
+    for criteria in ({"channel": "kiosk"}, {"msisdn": OTHER}, {"hall": "H002"}, {"decision": "denied"}):
+        queried = await aud.query(**criteria)
+        stored = await entries(gw)
+        exported = await aud.export(**criteria)
+        assert exported, criteria
+        assert {c for c, _, _ in exported} == {gw.settings.audit_chain}
+        assert [(i, f) for _, i, f in exported] == [(i, dict(stored)[i]) for i in ids(queried)] + (
+            # the query about a number is itself an event about that number
+            [(stored[-1][0], stored[-1][1])] if "msisdn" in criteria else []), criteria
+        if "msisdn" in criteria:
+            assert stored[-1][1]["method"] == AUDIT + "QueryEvents"
+            assert stored[-1][1]["subscriber_ref"] == rules.subscriber_ref(key, OTHER)
+    stored = await entries(gw)
+    chunks = await aud.export_chunks()
+    assert chunks and all(c.endswith(b"\n") for c in chunks)
+    everything = [ac.from_json_line(line) for line in b"".join(chunks).decode().splitlines()]
+    assert [(i, f) for _, i, f in everything] == stored
+    keys, _ = gw.settings.audit_keys()
+    offline = ac.verify_entries(gw.settings.audit_chain, keys, [(i, f) for _, i, f in everything])
+    assert offline.ok and offline.checked == len(stored)
+    for line in b"".join(chunks).decode().splitlines():
+        assert set(json.loads(line)) >= {"chain", "id", "seq", "mac", "prev", "method", "decision"}
+
+
+async def test_a_large_export_comes_in_several_chunks_of_whole_lines(gw):
+    aud = await auditor(gw)
+    unknown = [f"1390000{i:04d}" for i in range(700)]
+    for i in range(0, len(unknown), 50):
+        await asyncio.gather(*(gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=m))
+                               for m in unknown[i:i + 50]))
+    stored = await entries(gw)
+    chunks = await aud.export_chunks()
+    assert len(chunks) >= 2 and all(c.endswith(b"\n") for c in chunks)
+    exported = [ac.from_json_line(line) for c in chunks for line in c.decode().splitlines()]
+    # The export's own event is stored as its first chunk leaves, so a long export may include it.
+    assert [i for _, i, _ in exported][:len(stored)] == [i for i, _ in stored]
+    assert all(f["method"] == AUDIT + "ExportEvents" for _, _, f in exported[len(stored):])
+    assert len(exported) - len(stored) <= 1
+    everything = await entries(gw)
+    found = ids(await aud.query())
+    assert found[:len(everything)] == [i for i, _ in everything] and len(found) - len(everything) <= 1
+
+
+# --- who may ask ---------------------------------------------------------------------------------
+
+
+def every_audit_rpc(stub, md):
+    return {
+        "QueryEvents": lambda: drain(stub.QueryEvents(audit_pb2.QueryEventsRequest(), metadata=md)),
+        "VerifyChain": lambda: stub.VerifyChain(audit_pb2.VerifyChainRequest(), metadata=md),
+        "ExportEvents": lambda: drain(stub.ExportEvents(audit_pb2.ExportEventsRequest(), metadata=md)),
+    }
+
+
+async def test_only_auditors_on_the_audit_channel_get_in(gw):
+    clerk_secret = await gw.add_staff("C1001", "clerk", hall="H001")
+    clerk_md = await gw.staff_sign_in(CLERK_CERT, "C1001", clerk_secret)
+    legal_secret = await gw.add_staff("L001", "legal_officer", hall="B01")
+    legal_md = await gw.staff_sign_in(LEGAL_CERT, "L001", legal_secret)
+    approver_secret = await gw.add_staff("A001", "legal_approver", hall="B01")
+    approver_md = await gw.staff_sign_in(LEGAL_CERT, "A001", approver_secret)
+    auditor_secret = await gw.add_staff("X001", "auditor", hall="B01")
+    auditor_md = await gw.staff_sign_in(AUDIT_CERT, "X001", auditor_secret)
+    auditor_on_legal_md = await gw.staff_sign_in(LEGAL_CERT, "X001", auditor_secret)
+    admin_secret = await gw.add_staff("M001", "admin", hall="B01")
+    admin_md = await gw.staff_sign_in(AUDIT_CERT, "M001", admin_secret)
+    attempts = [
+        ("clerk on its clerk terminal", CLERK_CERT, clerk_md, Code.PERMISSION_DENIED, "WRONG_CHANNEL"),
+        ("legal officer on the legal terminal", LEGAL_CERT, legal_md, Code.PERMISSION_DENIED, "WRONG_CHANNEL"),
+        ("legal approver on the legal terminal", LEGAL_CERT, approver_md, Code.PERMISSION_DENIED, "WRONG_CHANNEL"),
+        ("auditor token from a clerk terminal", CLERK_CERT, auditor_md, Code.PERMISSION_DENIED, "WRONG_CHANNEL"),
+        ("auditor token from the kiosk", "kiosk-H001-K01", auditor_md, Code.PERMISSION_DENIED, "WRONG_CHANNEL"),
+        ("auditor signed in on the legal terminal", LEGAL_CERT, auditor_on_legal_md, Code.PERMISSION_DENIED,
+         "WRONG_CHANNEL"),
+        ("auditor's legal-terminal token on the audit terminal", AUDIT_CERT, auditor_on_legal_md,
+         Code.UNAUTHENTICATED, "STAFF_SIGN_IN_REQUIRED"),
+        ("admin on the audit terminal", AUDIT_CERT, admin_md, Code.PERMISSION_DENIED, "ROLE"),
+        ("nobody signed in on the audit terminal", AUDIT_CERT, (), Code.UNAUTHENTICATED, "STAFF_SIGN_IN_REQUIRED"),
+    ]
+    for who, cert, md, code, why in attempts:
+        stub = audit_pb2_grpc.AuditServiceStub(gw.channel_for(cert))
+        before = len(await entries(gw))
+        for name, start_call in every_audit_rpc(stub, md).items():
+            e = await refused(start_call())
+            assert (e.code(), str(details(e)["ErrorInfo"].reason)) == (code, why), (who, name)
+        new = (await entries(gw))[before:]
+        assert [f["method"] for _, f in new] == [AUDIT + n for n in every_audit_rpc(stub, md)], who
+        assert all(f["decision"] == "denied" for _, f in new), who
+    # The auditor on the audit terminal does get in, and sees every refusal above.
+    aud = Auditor(gw, auditor_md)
+    assert (await aud.verify()).ok
+    denied = await aud.query(decision="denied", method=AUDIT + "QueryEvents")
+    assert len(denied) == len(attempts)
+    # A legal officer's view of the legal channel has no audit trail in it either.
+    legal = legal_pb2_grpc.LegalServiceStub(gw.channel_for(LEGAL_CERT))
+    assert (await legal.ListRequests(legal_pb2.ListRequestsRequest(), metadata=legal_md)).requests == []
+
+
+async def test_bad_filters_and_ranges_are_invalid_argument_naming_the_fields(gw):
+    aud = await auditor(gw)
+    now = datetime.now(UTC)
+    bad = [
+        ({"msisdn": "1380000000"}, ["filter.msisdn"]),
+        ({"msisdn": "+8613800000001"}, ["filter.msisdn"]),
+        ({"decision": "maybe"}, ["filter.decision"]),
+        ({"decision": "ALLOWED"}, ["filter.decision"]),
+        ({"start_time": now, "end_time": now - timedelta(seconds=1)}, ["filter.end_time"]),
+        ({"staff_id": "C1001 OR 1=1"}, ["filter.staff_id"]),
+        ({"terminal": "H001/clerk/T07\n"}, ["filter.terminal"]),
+        ({"channel": "x" * 200}, ["filter.channel"]),
+        ({"msisdn": "12", "decision": "nope", "start_time": now, "end_time": now - timedelta(days=1)},
+         ["filter.msisdn", "filter.decision", "filter.end_time"]),
+    ]
+    for criteria, fields in bad:
+        e = await refused(aud.query(**criteria))
+        assert e.code() == Code.INVALID_ARGUMENT and violations(e) == fields, criteria
+        e = await refused(aud.export(**criteria))
+        assert e.code() == Code.INVALID_ARGUMENT and violations(e) == fields, criteria
+    e = await refused(aud.query(limit=-1))
+    assert e.code() == Code.INVALID_ARGUMENT and violations(e) == ["limit"]
+    for (start, end), field in (((-1, 0), "start_seq"), ((0, -5), "end_seq"), ((7, 3), "end_seq")):
+        e = await refused(aud.verify(start, end))
+        assert e.code() == Code.INVALID_ARGUMENT and set(violations(e)) == {field}, (start, end)
+    invalid = await aud.query(decision="invalid")
+    assert len(invalid) == 2 * len(bad) + 4 and all(e.fields["staff_id"] == "X001" for e in invalid)
+
+
+async def test_both_negative_seqs_are_named(gw):
+    aud = await auditor(gw)
+    e = await refused(aud.verify(-1, -1))
+    assert e.code() == Code.INVALID_ARGUMENT and set(violations(e)) == {"start_seq", "end_seq"}
+
+
+# --- the subscriber's side -----------------------------------------------------------------------
+
+
+async def test_access_history_shows_own_kiosk_and_counter_accesses_without_staff_ids(gw):
+    clerk = await counter(gw)
+    await clerk.serve_by_id(ORDINARY)
+    await clerk.serve_by_id(OTHER)  # another subscriber at the same counter
+    await (await counter(gw, "C2001", H002_CERT, "H002")).serve_by_id(ORDINARY)
+    code = await gw.request_code(ORDINARY)
+    password = gw.billing.password_for(ORDINARY)
+    await refused(gw.stub.Authenticate(kiosk_pb2.AuthenticateRequest(
+        msisdn=ORDINARY, service_password=password, one_time_code=f"{(int(code) + 1) % 10**6:06d}")))
+    token = (await gw.stub.Authenticate(kiosk_pb2.AuthenticateRequest(
+        msisdn=ORDINARY, service_password=password, one_time_code=code))).access_token
+    assert await call_list(gw, token, month(-1)) > 0
+    first = await access_history(gw, token)
+    assert [(h.channel, h.hall, h.what, h.outcome) for h in first] == [
+        ("kiosk", "H001", "call list viewed at a self-service kiosk", "allowed"),
+        ("kiosk", "H001", "sign-in at a self-service kiosk", "allowed"),
+        ("kiosk", "H001", "sign-in at a self-service kiosk", "refused"),
+        ("clerk", "H002", "profile viewed at a service hall counter", "allowed"),
+        ("clerk", "H002", "identified at a service hall counter", "allowed"),
+        ("clerk", "H001", "profile viewed at a service hall counter", "allowed"),
+        ("clerk", "H001", "identified at a service hall counter", "allowed"),
+    ]
+    times = [h.time.ToDatetime() for h in first]
+    assert times == sorted(times, reverse=True)
+    raw = b"".join(h.SerializeToString() for h in first)
+    for secret in (b"C1001", b"C2001", b"T07", b"T01", b"K01", ORDINARY.encode()):
+        assert secret not in raw
+    again = await access_history(gw, token)
+    assert again[0].what == "access history viewed at a self-service kiosk" and again[1:] == first
+
+    # The other subscriber sees only their own counter visit.
+    other = await access_history(gw, await gw.sign_in(OTHER))
+    assert [(h.channel, h.hall, h.what) for h in other] == [
+        ("kiosk", "H001", "sign-in at a self-service kiosk"),
+        ("clerk", "H001", "profile viewed at a service hall counter"),
+        ("clerk", "H001", "identified at a service hall counter")]
+
+
+async def test_the_release_sms_arrives_after_the_call_list(gw):
+    token = await gw.sign_in(ORDINARY)
+    assert [m for m in gw.messages(ORDINARY) if "was shown at" in m] == []
+    m = month(-1)
+    assert await call_list(gw, token, m) > 0
+    [release] = [t for t in gw.messages(ORDINARY) if "was shown at" in t]
+    assert f"call list for {m}" in release and "H001/kiosk/K01" in release
+    assert rules.local_today(datetime.now(UTC), "Asia/Shanghai").isoformat() in release
+    # A refused call list sends nothing.
+    await refused(call_list(gw, "A" * 43, m))
+    assert len([t for t in gw.messages(ORDINARY) if "was shown at" in t]) == 1
+    assert await call_list(gw, token, month(-2)) > 0
+    assert len([t for t in gw.messages(ORDINARY) if "was shown at" in t]) == 2
+
+
+async def test_a_call_list_the_kiosk_stops_reading_midway_is_still_reported_to_the_owner(make_gateway):
+    gw = await make_gateway(billing_page_size=200)
+    token = await gw.sign_in(HEAVY)
+    call = gw.stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(access_token=token, month=month(-1)))
+    first = await call.read()
+    assert len(first.records) == 200
+    call.cancel()
+    await asyncio.sleep(0.5)
+    released = [e for _, e in await entries(gw) if e["method"] == KIOSK + "ListCallDetails"]
+    assert [e["decision"] for e in released] == ["allowed"]
+    assert [t for t in gw.messages(HEAVY) if "was shown at" in t], "records left the gateway; the owner was not told"
+
+
+
+@pytest.mark.parametrize(("field", "bad"), [
+    ("start_time", timestamp_pb2.Timestamp(seconds=10**13)),
+    ("end_time", timestamp_pb2.Timestamp(seconds=-(10**13))),
+    ("start_time", timestamp_pb2.Timestamp(seconds=0, nanos=2 * 10**9)),
+])
+async def test_a_malformed_timestamp_in_the_filter_is_invalid_argument(gw, field, bad):
+    aud = await auditor(gw)
+    f = audit_pb2.EventFilter()
+    getattr(f, field).CopyFrom(bad)
+    e = await refused(drain(aud.stub.QueryEvents(audit_pb2.QueryEventsRequest(filter=f), metadata=aud.md)))
+    assert e.code() == Code.INVALID_ARGUMENT and violations(e) == [f"filter.{field}"]
+
+
+async def test_a_start_time_before_1970_is_answered(gw):
+    aud = await auditor(gw)
+    long_ago = datetime(1960, 1, 1, tzinfo=UTC)
+    try:
+        found = await aud.query(start_time=long_ago)
+    except grpc.aio.AioRpcError as e:
+        assert e.code() == Code.INVALID_ARGUMENT, e.details()
+    else:
+        assert ids(found) == [i for i, _ in await entries(gw)][:len(found)] and found
