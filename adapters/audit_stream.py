@@ -42,11 +42,13 @@ class ChainKeys:
     stream: str
     head: str
     checkpoint: str
+    lease: str = ""  # whose turn it is after a conflict (fairness between gateway processes)
 
     @classmethod
     def of(cls, chain: str, prefix: str = KEY_PREFIX) -> ChainKeys:
         tag = "{" + ac.check_chain_name(chain) + "}"
-        return cls(f"{prefix}:{tag}:stream", f"{prefix}:{tag}:head", f"{prefix}:{tag}:checkpoint")
+        return cls(f"{prefix}:{tag}:stream", f"{prefix}:{tag}:head", f"{prefix}:{tag}:checkpoint",
+                   f"{prefix}:{tag}:lease")
 
 
 def stream_key(chain: str = "main") -> str:
@@ -77,11 +79,19 @@ if not seq then
   end
 end
 mac = mac or ''
+-- Fairness: the process that lost the last race holds a short lease and goes next, so a busy
+-- process that always knows its own head cannot starve the others.
+local lease = redis.call('GET', KEYS[4])
+if lease and lease ~= ARGV[7] then return {0, seq, mac} end
+local function conflict()
+  if not lease then redis.call('SET', KEYS[4], ARGV[7], 'PX', 200) end
+  return {0, seq, mac}
+end
 local n = tonumber(ARGV[5])
 if seq ~= ARGV[1] or mac ~= ARGV[2] then
   local exp = tonumber(ARGV[1])
   local top = tonumber(seq) or 0
-  if top <= exp or top - exp > 512 + n then return {0, seq, mac} end
+  if top <= exp or top - exp > 512 + n then return conflict() end
   local ids = {}
   local cursor = '+'
   local scanned = 0
@@ -91,7 +101,7 @@ if seq ~= ARGV[1] or mac ~= ARGV[2] then
     for _, e in ipairs(page) do
       scanned = scanned + 1
       local s = tonumber(field(e[2], 'seq') or '')
-      if s == nil or s <= exp then return {0, seq, mac} end
+      if s == nil or s <= exp then return conflict() end
       if s <= exp + n then ids[s - exp] = e[1] end
       if s == exp + 1 and field(e[2], 'mac') == ARGV[6] then
         local out = {2, seq, mac}
@@ -101,10 +111,10 @@ if seq ~= ARGV[1] or mac ~= ARGV[2] then
     end
     cursor = '(' .. page[#page][1]
   end
-  return {0, seq, mac}
+  return conflict()
 end
 local out = {1, ARGV[3], ARGV[4]}
-local i = 7
+local i = 8
 local id = ''
 for _ = 1, n do
   local count = tonumber(ARGV[i])
@@ -113,6 +123,7 @@ for _ = 1, n do
   i = i + count + 1
 end
 redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'mac', ARGV[4], 'id', id)
+if lease then redis.call('DEL', KEYS[4]) end
 return out
 """
 
@@ -230,7 +241,7 @@ class ChainedAuditSink:
 
     def __init__(self, client: aioredis.Redis, keys: Mapping[str, bytes], key_id: str, chain: str = "main", *,
                  durability: str = "strict", waitaof_replicas: int = 0, waitaof_timeout_ms: int = 1000,
-                 max_attempts: int = 64, max_batch: int = 128, probe_interval: float = 60.0) -> None:
+                 max_attempts: int = 400, max_batch: int = 128, probe_interval: float = 60.0) -> None:
         if durability not in ("strict", "trust"):
             raise ValueError("durability must be 'strict' or 'trust'")
         self.r = client
@@ -238,6 +249,7 @@ class ChainedAuditSink:
         self.key_id = key_id
         self.chain = ac.check_chain_name(chain)
         self.k = ChainKeys.of(chain)
+        self._owner = secrets.token_hex(8)
         self.durability = durability
         self.waitaof = (waitaof_replicas, waitaof_timeout_ms)
         self.max_attempts = max_attempts
@@ -321,13 +333,13 @@ class ChainedAuditSink:
                 head = self._head or ac.Head(0, "")
                 sealed = ac.seal_batch(self.chain, events, head.seq, head.mac, self.key_id, key)
                 args: list[str] = [str(head.seq), head.mac, sealed[-1]["seq"], sealed[-1]["mac"], str(len(sealed)),
-                                   sealed[0]["mac"]]
+                                   sealed[0]["mac"], self._owner]
                 for s in sealed:
                     args.append(str(2 * len(s)))
                     for k, v in s.items():
                         args += (k, v)
-                res, synced = await self._scripts.run(APPEND_LUA, [self.k.stream, self.k.head, self.k.checkpoint],
-                                                      args, waitaof)
+                res, synced = await self._scripts.run(
+                    APPEND_LUA, [self.k.stream, self.k.head, self.k.checkpoint, self.k.lease], args, waitaof)
                 status, cur = int(res[0]), ac.Head(int(_s(res[1])), _s(res[2]))
                 if status == 0:
                     if self._head is not None and cur.seq < self._head.seq:
@@ -337,8 +349,8 @@ class ChainedAuditSink:
                         log.error("audit_head_regressed", chain=self.chain, was=self._head.seq, now=cur.seq)
                     self._head = cur
                     self.stats["conflicts"] += 1
-                    if attempt > 2:  # several gateways contending: spread them out a little
-                        await asyncio.sleep(random.uniform(0, 0.0005 * min(attempt, 20)))
+                    if attempt > 1:  # another process's turn (or several contending): wait a little
+                        await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 10)))
                     continue
                 self._head = cur  # 1: appended; 2: a retried call had appended it already
                 ids = [_s(i) for i in res[3:]]

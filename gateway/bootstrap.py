@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters.audit_reader import ChainAuditReader
@@ -38,8 +38,11 @@ from gateway.interceptors.audit import AuditInterceptor
 from gateway.interceptors.authorization import AuthorizationInterceptor
 from gateway.interceptors.decoding import RequestDecodingInterceptor
 from gateway.interceptors.errors import ErrorMappingInterceptor
+from gateway.interceptors.metrics import MetricsInterceptor
 from gateway.kiosk import KioskFlows
 from gateway.legal import LegalConfig, LegalDesk
+from gateway.metrics import CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
+from gateway.metrics import watch_readiness as watch_dependencies
 from gateway.ports import AuditSink, Billing, Sessions, SignInState, SmsSender, StaffDirectory
 from gateway.servicers.audit import AuditServicer
 from gateway.servicers.clerk import ClerkServicer
@@ -48,6 +51,7 @@ from gateway.servicers.legal import LegalServicer
 from gateway.servicers.staff import StaffServicer
 from gateway.settings import Settings
 from gateway.staff import StaffDesk
+from gateway.workers import reuse_port
 from hallgate_pb.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -107,7 +111,7 @@ def legal_desk(settings: Settings, client: aioredis.Redis, billing: Billing) -> 
     key = (delivery.load_private_key(settings.legal_signing_key) if settings.legal_signing_key
            else delivery.load_or_create_private_key(data / "legal-signing.pem"))
     documents = FileDocumentStore(settings.legal_document_dir or data / "documents")
-    return LegalDesk(RedisLegalStore(client), documents, billing, delivery.Signer(key),
+    return LegalDesk(CountingLegalStore(RedisLegalStore(client)), documents, billing, delivery.Signer(key),
                      LegalConfig.from_settings(settings))
 
 
@@ -134,11 +138,12 @@ def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int,
     credentials = server_credentials(settings)
     large = {REGISTER_LEGAL_REQUEST: settings.legal_max_letter_bytes + 64 * 1024}
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), AuditInterceptor(deps.audit, deps.key),
+        interceptors=[MetricsInterceptor(), ErrorMappingInterceptor(),
+                      AuditInterceptor(TimedAuditSink(deps.audit), deps.key),
                       AuthorizationInterceptor(settings, deps.sessions, deps.revocations, deps.staff),
                       RequestDecodingInterceptor(settings.max_message_bytes, large)],
         options=[("grpc.max_receive_message_length", max(settings.max_message_bytes, *large.values())),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", reuse_port(settings))],
     )
     kiosk = KioskFlows(settings, deps.state, deps.billing, deps.sms, deps.key, access_log=deps.audit_reader)
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(KioskServicer(kiosk), server)
@@ -231,39 +236,22 @@ class Runtime:
             await asyncio.to_thread(self.redis_child.stop)
 
 
-async def watch_readiness(health_servicer: health.aio.HealthServicer, deps: Deps, every: float = 2.0) -> None:
-    """Readiness (the per-service statuses) follows Redis: a gateway that cannot reach it would only
-    fail closed. The server-wide status "" stays SERVING while the process runs: it is liveness, and
-    a Redis outage must not make an orchestrator restart every gateway."""
-    serving = None
-    while True:
-        ok = True
-        if deps.redis is not None:
-            try:
-                await deps.redis.ping()
-            except Exception:
-                ok = False
-        if ok != serving:
-            serving = ok
-            st = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-            for name in SERVICES:
-                await health_servicer.set(name, st)
-        await asyncio.sleep(every)
-
-
 async def serve(settings: Settings, banner: bool = True) -> None:
     """Run until SIGTERM or SIGINT, then let in-flight calls finish within the grace period."""
     runtime = Runtime(settings)
     deps = await runtime.start()
     settings = runtime.s
+    endpoint = None
     try:
+        if settings.metrics_listen:
+            endpoint = start_metrics_server(settings.metrics_listen)
         server, port, health_servicer = create_server(settings, deps)
         probes = health_server(settings, health_servicer)
         await deps.revocations.refresh()
         await server.start()
         if probes is not None:
             await probes.start()
-        tasks = [asyncio.create_task(watch_readiness(health_servicer, deps)),
+        tasks = [asyncio.create_task(watch_dependencies(health_servicer, SERVICES, dependency_checks(deps))),
                  asyncio.create_task(deps.revocations.run(settings.revocation_refresh))]
         host = settings.listen.rsplit(":", 1)[0]
         log.info("serving", address=f"{host}:{port}", tls=bool(settings.tls_cert),
@@ -284,6 +272,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         if probes is not None:
             await probes.stop(0)
     finally:
+        if endpoint is not None:
+            endpoint.close()
         await runtime.close()
     log.info("stopped")
 

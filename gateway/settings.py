@@ -21,6 +21,8 @@ class Settings:
 
     listen: str = "127.0.0.1:50051"
     health_listen: str = ""
+    metrics_listen: str = ""
+    workers: int = 1
     data_dir: str = ".hallgate"
     redis_url: str = ""
     billing_target: str = ""
@@ -112,6 +114,10 @@ HELP: dict[str, str] = {
     "listen": "address to serve on (host:port); use a loopback address unless fronted by TLS",
     "health_listen": ("extra plaintext address serving only grpc.health.v1, for probes that cannot present "
                       "a client certificate (Kubernetes, Docker); empty: none"),
+    "metrics_listen": ("plain HTTP address (host:port) serving Prometheus metrics at /metrics; empty: none. "
+                       "Labels carry no subscriber data; keep it on a loopback or internal address"),
+    "workers": ("gateway processes sharing the listen port (SO_REUSEPORT); above 1 a supervisor starts "
+                "embedded Redis/billing once, runs the workers and serves their summed metrics"),
     "data_dir": "directory for the embedded Redis, the SMS outbox and the secret key",
     "redis_url": "Redis URL (redis://, rediss://, unix://); empty: start an embedded redis-server",
     "billing_target": "billing service host:port; empty: run the embedded billing simulator",

@@ -72,7 +72,7 @@ class StaffDesk:
             locked = await self.state.record_failure(subject, self.s.lock_threshold, self.s.lock_duration,
                                                      self.s.fail_memory)
             if locked > 0:
-                raise TooManyRequests("staff_locked", locked)
+                raise TooManyRequests("staff_locked_now", locked)
             raise Unauthenticated("bad_staff_credentials")
         await self.state.reset_failures(subject)
         return record

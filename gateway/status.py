@@ -53,6 +53,7 @@ REASON_MESSAGES = {
     "trivial_password": "the new password is too easy to guess",
     "four_eyes": "a request must be approved by someone other than the officer who registered it",
     "staff_locked": "too many failed sign-ins: this account is locked; try again later",
+    "staff_locked_now": "too many failed sign-ins: this account is locked; try again later",
     "outside_approved_targets": "only the approved targets may be disclosed",
     "outside_approved_categories": "only the approved data categories may be disclosed",
     "outside_approved_window": "only the approved time window may be disclosed",

@@ -49,18 +49,7 @@ NETWORK_LABEL = "hallgate/network"
 PLACEHOLDER = re.compile(r"^REPLACE_ME\b")
 
 # Settings that land with the scale-out and identity work; everything else must be a Settings field.
-COMING_SETTINGS = (
-    "HALLGATE_WORKERS",
-    "HALLGATE_HEALTH_LISTEN",
-    "HALLGATE_TRUST_DOMAIN",
-    "HALLGATE_METRICS_LISTEN",
-    "HALLGATE_TLS_CERT",
-    "HALLGATE_TLS_KEY",
-    "HALLGATE_TLS_CLIENT_CA",
-    "HALLGATE_AUDIT_HMAC_KEY",
-    "HALLGATE_SIGNING_KEY_FILE",
-)
-KNOWN_SETTINGS = frozenset({env_name(f.name) for f in fields(Settings)} | set(COMING_SETTINGS))
+KNOWN_SETTINGS = frozenset({env_name(f.name) for f in fields(Settings)})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -447,7 +436,7 @@ def test_file_settings_point_into_mounted_secret_volumes() -> None:
         items += volume.get("secret", {}).get("items", [])
         files |= {f"{mounts[volume['name']]}/{i['path']}" for i in items}
     config = the("ConfigMap", "hallgate-config")["data"]
-    for name in ("HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA", "HALLGATE_SIGNING_KEY_FILE"):
+    for name in ("HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA", "HALLGATE_LEGAL_SIGNING_KEY"):
         assert config[name] in files, f"{name}={config[name]} is not a mounted file"
 
 
@@ -776,7 +765,7 @@ def test_compose_file_settings_name_its_secrets() -> None:
     for name, svc in compose_gateways().items():
         mounted = {f"/run/secrets/{s}" for s in svc["secrets"]}
         assert set(svc["secrets"]) <= set(declared), name
-        for key in ("HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA", "HALLGATE_SIGNING_KEY_FILE"):
+        for key in ("HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA", "HALLGATE_LEGAL_SIGNING_KEY"):
             assert svc["environment"][key] in mounted, f"{name}: {key}"
 
 
@@ -798,12 +787,4 @@ def test_dev_secrets_script_makes_every_file_compose_reads(tmp_path: Path) -> No
     assert (out / "ca.key").stat().st_mode & 0o077 == 0, "the development CA key stays private"
 
 
-SETTINGS_FIELDS = frozenset(env_name(f.name) for f in fields(Settings))
 
-
-@pytest.mark.xfail(not set(COMING_SETTINGS) <= SETTINGS_FIELDS, strict=False,
-                   reason="lands with the scale-out/identity work: not every coming setting is a Settings field yet")
-def test_coming_settings_have_landed_under_these_names() -> None:
-    """Once they all exist this runs for real, and COMING_SETTINGS can go."""
-    missing = sorted(set(COMING_SETTINGS) - SETTINGS_FIELDS)
-    assert not missing, f"not (yet) Settings fields: {missing}"

@@ -90,7 +90,7 @@ async def test_appends_form_one_chain_under_a_hash_tagged_chain_name(r: aioredis
     hall = ChainedAuditSink(r, KEYS, "k1", "hall-7", durability="trust")
     await hall.append(ev(1, hall="7"))
     assert ChainKeys.of("hall-7") == ChainKeys("hg:audit:{hall-7}:stream", "hg:audit:{hall-7}:head",
-                                               "hg:audit:{hall-7}:checkpoint")
+                                               "hg:audit:{hall-7}:checkpoint", "hg:audit:{hall-7}:lease")
     assert (await verify(r, "hall-7", KEYS)).checked == 1 and (await verify(r, CHAIN, KEYS)).checked == 205
 
 
