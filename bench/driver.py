@@ -1,4 +1,5 @@
-"""The load driver: one process of its own, many concurrent grpc.aio calls on one channel per target.
+"""The load driver: one process of its own, many concurrent grpc.aio calls on one channel per target,
+and, for the scale-out comparison, on several channels (each its own TCP connection) per gateway.
 
 The orchestrator (bench.run) sends it one task at a time over a pipe. Every task is bounded in
 count AND time, checks the status of every call, and reports successes, expected refusals (the
@@ -131,13 +132,27 @@ class OutboxTail:
             await asyncio.sleep(0.005)
 
 
+def spread_channels(address: str, count: int) -> list[grpc.aio.Channel]:
+    """`count` channels to one address that share no connection: a local subchannel pool each and a
+    distinct (otherwise meaningless) channel argument, so each opens its own TCP connection, and
+    SO_REUSEPORT can hand each to a different worker."""
+    return [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1),
+                                                        ("hallgate.bench.connection", n)])
+            for n in range(count)]
+
+
 class Driver:
-    """Holds one channel per target for the whole run, so connections are warm for every task."""
+    """Holds one channel per target for the whole run, so connections are warm for every task; and
+    `connections` channels for each gateway named in cfg["spread"]."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         targets: dict[str, str] = cfg["targets"]
         self.channels = {name: grpc.aio.insecure_channel(address) for name, address in targets.items()
                          if name != "gateway-tls"}
+        spread: dict[str, str] = cfg.get("spread", {})
+        self.spread_channels = {name: spread_channels(address, cfg["connections"]) for name, address in spread.items()}
+        self.spread = {name: [kiosk_pb2_grpc.KioskServiceStub(c) for c in channels]
+                       for name, channels in self.spread_channels.items()}
         if "gateway-tls" in targets:
             pki, cert = Path(cfg["pki"]), cfg["kiosk_cert"]
             creds = grpc.ssl_channel_credentials(root_certificates=(pki / "ca.crt").read_bytes(),
@@ -157,14 +172,17 @@ class Driver:
         # Development mode: the kiosk names itself in a header (on mTLS its certificate does).
         self.metadata = (("x-hallgate-dev-identity", cfg["identity"]),) if cfg.get("identity") else None
 
+    def all_channels(self) -> list[grpc.aio.Channel]:
+        return [*self.channels.values(), *(c for channels in self.spread_channels.values() for c in channels)]
+
     async def close(self) -> None:
-        for channel in self.channels.values():
+        for channel in self.all_channels():
             await channel.close()
 
     async def run(self, task: dict[str, Any]) -> Outcome:
         kind = task["kind"]
         if kind == "ready":
-            for channel in self.channels.values():
+            for channel in self.all_channels():
                 await asyncio.wait_for(channel.channel_ready(), 20)
             return Outcome(ok=1)
         if kind in ("issue", "session"):
@@ -206,6 +224,9 @@ class Driver:
 
         async def listing(w: int, i: int) -> int:
             msisdn, token = items[i % len(items)]
+            if t.get("spread"):  # client w always on connection w mod N: each connection carries its share
+                stubs = self.spread[t["target"]]
+                return await self._list_gateway(token, t["month"], stub=stubs[w % len(stubs)])
             if t["target"] in self.kiosks:
                 return await self._list_gateway(token, t["month"], t.get("slow", 0.0), t["target"])
             return await self._list_billing(t["target"], msisdn, t["month"], t["page_size"])
@@ -232,11 +253,13 @@ class Driver:
             raise BenchError("no access token")
         return str(reply.access_token)
 
-    async def _list_gateway(self, token: str, month: str, slow: float = 0.0, target: str = "gateway") -> int:
+    async def _list_gateway(self, token: str, month: str, slow: float = 0.0, target: str = "gateway",
+                            stub: Any = None) -> int:
         records = 0
         req = kiosk_pb2.ListCallDetailsRequest(access_token=token, month=month)
         metadata = None if target == "gateway-tls" else self.metadata
-        async for chunk in self.kiosks[target].ListCallDetails(req, timeout=CALL_TIMEOUT, metadata=metadata):
+        stub = stub or self.kiosks[target]
+        async for chunk in stub.ListCallDetails(req, timeout=CALL_TIMEOUT, metadata=metadata):
             records += len(chunk.records)
             if slow:
                 await asyncio.sleep(slow)

@@ -37,6 +37,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def children(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is `pid` (a supervisor's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    except OSError:
+        pass
+    return inodes
+
+
+def tcp_sockets(pid: int, port: int, state: str) -> int:
+    """How many TCP sockets of process `pid` have local port `port` and the given state
+    ("0A" listening, "01" established), from /proc/net/tcp{,6}."""
+    want = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == state:
+                    want.add(int(cols[9]))
+    return len(want & _socket_inodes(pid))
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has been busy (all cores, anyone's processes), from /proc/stat."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.redis_server import RedisServerProcess, free_port
+from bench.measure import children, tcp_sockets
 
 REPO = Path(__file__).resolve().parents[1]
 KIOSK_PATH = "hall/H001/kiosk/K01"  # a demo terminal of the gateway's development PKI
@@ -26,6 +29,7 @@ class Child:
     proc: subprocess.Popen[bytes]
     log: Path
     port: int
+    workers: list[int] = field(default_factory=list)  # a supervisor's worker processes (`serve --workers`)
 
     @property
     def pid(self) -> int:
@@ -46,8 +50,24 @@ class Child:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.tail()}")
 
+    def wait_workers(self, count: int, timeout: float = 30.0) -> None:
+        """Until this supervisor has `count` worker processes and each of them listens on the port
+        (a connection made earlier would all go to the first worker that bound it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            kids = [k for k in children(self.pid) if _is_worker(k)]
+            if len(kids) == count and all(tcp_sockets(k, self.port, "0A") for k in kids):
+                self.workers = kids
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: {count} workers did not all listen on port {self.port} within {timeout}s:\n"
+                           f"{self.tail()}")
+
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to this pid, then SIGKILL if it does not exit in time."""
+        """SIGTERM to this pid, then SIGKILL if it does not exit in time; then any of its workers
+        still alive (the supervisor stops them itself; this is the fallback), each by its pid."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -55,6 +75,23 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        deadline = time.monotonic() + 5
+        for pid in self.workers:
+            while _is_worker(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _is_worker(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether `pid` is a live (not zombie) `python -m gateway.cli serve` worker process."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return state != "Z" and b"gateway.cli" in cmdline
 
 
 def serve_flags() -> str:
@@ -66,7 +103,8 @@ def serve_flags() -> str:
 @dataclass
 class Stack:
     """Redis, the billing simulator, the gateway and the bare proxy, started in that order; plus,
-    where the gateway has mutual TLS, a second gateway on mTLS with its development PKI."""
+    where the gateway has mutual TLS, a second gateway on mTLS with its development PKI, and with
+    `workers` > 1, where the gateway has `serve --workers`, a third one with that many workers."""
 
     workdir: Path
     sim_seed: str = "bench"
@@ -76,6 +114,7 @@ class Stack:
     identity: str = ""  # the kiosk identity for the x-hallgate-dev-identity header, if the gateway wants one
     pki: Path | None = None  # the mTLS gateway's development PKI
     candidates: list[Path] = field(default_factory=list)  # checkouts whose gateways run beside this one (A/B)
+    workers: int = 0  # above 1: also a gateway with `--workers N`, its own port, the same flags otherwise
 
     @property
     def data_dir(self) -> Path:
@@ -87,6 +126,11 @@ class Stack:
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
+
+    @property
+    def scaled(self) -> str:
+        """The name of the gateway with `--workers N`, if there is one."""
+        return next((c.name for c in self.children if c.workers), "")
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.child(name).port}"
@@ -133,7 +177,8 @@ class Stack:
             "--upstream", f"127.0.0.1:{billing_port}", "--stream-out"], stream_port)
         started = [billing, proxy, proxy_stream]
         plain: list[str] = []
-        if "--insecure-dev" in serve_flags():
+        flags = serve_flags()
+        if "--insecure-dev" in flags:
             # Plaintext like the proxy, so the two compare like with like; the kiosk names itself
             # in a header instead of a client certificate. Tokens are bound to this terminal.
             self.identity = f"spiffe://hallgate.example/{KIOSK_PATH}"
@@ -145,8 +190,15 @@ class Stack:
         for n, src in enumerate(self.candidates, 1):
             # Same Redis and secret key: tokens and codes from any of the gateways work on all.
             started.append(self._gateway(f"gateway-c{n}", self.workdir / f"gateway-c{n}", billing_port, plain, src))
+        scaled = None
+        if self.workers > 1 and "--workers" in flags:
+            scaled = self._gateway(f"gateway-w{self.workers}", self.workdir / f"gateway-w{self.workers}", billing_port,
+                                   [*plain, "--workers", str(self.workers)])
+            started.append(scaled)
         for c in started:
             c.wait_listening()
+        if scaled is not None:
+            scaled.wait_workers(self.workers)
         if any(c.name == "gateway-tls" for c in started):
             pki = self.workdir / "gateway-tls" / "pki"
             if all((pki / f).exists() for f in ("ca.crt", KIOSK_CERT + ".crt", KIOSK_CERT + ".key")):

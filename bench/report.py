@@ -25,6 +25,7 @@ class Figure:
     refusals: Counter[str] = field(default_factory=Counter)  # expected denials on the deny path
     latencies: list[float] = field(default_factory=list)
     cpu: Counter[str] = field(default_factory=Counter)  # CPU seconds each of our processes used meanwhile
+    parts: Counter[str] = field(default_factory=Counter)  # CPU seconds of each worker of a `--workers` gateway
     machine: float = 0.0  # CPU seconds the whole machine was busy meanwhile, other people's work included
     server: str = ""  # the process the driver talks to: gateway, proxy or billing
     note: str = ""
@@ -35,6 +36,7 @@ class Figure:
         self.elapsed += result["elapsed"]
         self.errors.update(result["errors"])
         self.cpu.update(result.get("cpu", {}))
+        self.parts.update(result.get("parts", {}))
         self.machine += result.get("machine", 0.0)
         for label, values in result["latencies"].items():
             self.latencies += values

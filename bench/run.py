@@ -1,13 +1,16 @@
 """`make bench`: the gateway's throughput, latency and memory, side by side with its limits.
 
-Starts redis-server, the billing simulator, the gateway (plaintext, and a second one on mTLS where
-the gateway has it) and two bare pass-through proxies, each its own process on 127.0.0.1, drives load
-at them from one separate Python driver process, prints one table and the targets, and stops every
-process it started (by pid) however it ends. Figures also go to bench/results/latest.json.
+Starts redis-server, the billing simulator, the gateway (plaintext, a second one on mTLS where the
+gateway has it, and a third with `serve --workers 2` where it has that) and two bare pass-through
+proxies, each its own process on 127.0.0.1, drives load at them from one separate Python driver
+process, prints one table and the targets, and stops every process it started (by pid) however it
+ends. Figures also go to bench/results/latest.json.
 
-    .venv/bin/python -m bench.run                      # everything, about two minutes
-    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, auth, a, c
+    .venv/bin/python -m bench.run                      # everything, about three minutes
+    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, w, auth, a, c
+    .venv/bin/python -m bench.run --only w             # --workers 2 against one worker
     .venv/bin/python -m bench.run --profile 10         # py-spy on the gateway under scenario (b)
+    .venv/bin/python -m bench.run --profile 10 --profile-workers   # ... on the workers of --workers 2
     .venv/bin/python -m bench.run --only b --candidate ../copy-with-a-change   # A/B a gateway change
 """
 
@@ -78,27 +81,40 @@ class DriverProcess:
             self.proc.join()
 
 
-def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: int = 16) -> str:
-    """py-spy on the gateway while scenario (b) runs; returns where the time went."""
+def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: int = 16,
+            target: str = "gateway") -> str:
+    """py-spy on the gateway (on each worker of a `--workers` one) while scenario (b) runs against
+    it; returns where the time went, the workers' samples merged."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         return "py-spy not installed (.venv/bin/pip install py-spy)"
     out.parent.mkdir(parents=True, exist_ok=True)
     raw = out.with_suffix(".raw")
+    child = stack.child(target)
+    pids = child.workers or [child.pid]
     # --gil: only the thread holding the GIL, i.e. where the event loop's time goes.
-    proc = subprocess.Popen([spy, "record", "-p", str(stack.child("gateway").pid), "-d", str(int(seconds)),
-                             "--gil", "-f", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    procs = [subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "--gil", "-f", "raw",
+                               "-o", str(raw.with_suffix(f".{pid}.raw"))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for pid in pids]
+    errors = b""
     try:
         time.sleep(0.5)  # let py-spy attach before the load starts
-        fig = bench.list_once(clients, seconds + 1.5)
-        _, err = proc.communicate(timeout=seconds + 30)
+        fig = bench.list_once(clients, seconds + 1.5, target)
+        for proc in procs:
+            errors += proc.communicate(timeout=seconds + 30)[1]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if not raw.exists():
-        return f"py-spy wrote nothing: {err.decode(errors='replace')[-400:]}"
-    summary = (f"py-spy --gil on the gateway, scenario (b) at {clients} clients: {fig.rate:,.0f} req/s, "
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    parts = [raw.with_suffix(f".{pid}.raw") for pid in pids]
+    if not all(part.exists() for part in parts):
+        return f"py-spy wrote nothing: {errors.decode(errors='replace')[-400:]}"
+    raw.write_text("".join(part.read_text() for part in parts))
+    for part in parts:
+        part.unlink()
+    who = f"each of the {len(pids)} workers of {target}" if child.workers else "the gateway"
+    summary = (f"py-spy --gil on {who}, scenario (b) at {clients} clients: {fig.rate:,.0f} req/s, "
                f"{fig.server_cpu_ms:.2f} ms gateway CPU per call, "
                f"{sum(fig.errors.values())} errors while sampled\n" + summarize(raw))
     out.write_text(summary + "\n")
@@ -117,13 +133,19 @@ def revision() -> str:
     return f"{rev or '?'}{' + uncommitted changes in gateway/ or adapters/' if dirty else ''}"
 
 
-def environment() -> str:
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def environment(connections: int = 8, load_before: str = "?") -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")
-    return (f"commit {revision()}; nproc {os.cpu_count()} ({cpu}), Python {platform.python_version()}, "
-            f"grpcio {grpc.__version__}; "
-            "load driver: Python grpc.aio, one process, N concurrent calls on one channel per target, "
-            f"sharing the {os.cpu_count()} cores with the gateway, billing simulator, proxies and redis-server")
+    return (f"commit {revision()}; nproc {os.cpu_count()} ({cpu}), load average (1, 5, 15 min) {load_before} "
+            f"before, {loadavg()} after; "
+            f"Python {platform.python_version()}, grpcio {grpc.__version__}; "
+            "load driver: Python grpc.aio, one process, N concurrent calls on one channel per target "
+            f"({connections} channels, i.e. TCP connections, per gateway in the --workers comparison), "
+            f"sharing the {os.cpu_count()} cores with the gateways, billing simulator, proxies and redis-server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,37 +155,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                    help="instead of the scenarios, sample the gateway with py-spy under scenario (b)")
     p.add_argument("--profile-clients", type=int, default=16, metavar="N", help="clients while profiling [16]")
+    p.add_argument("--profile-workers", action="store_true",
+                   help="profile the workers of the `--workers` gateway instead (load over --connections channels)")
     p.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
     p.add_argument("--budget", type=float, default=270, help="seconds the whole run may take [270]")
-    p.add_argument("--only", metavar="LIST", help="comma-separated subset of d,redis,b,auth,a,c (default: all)")
+    p.add_argument("--only", metavar="LIST", help="comma-separated subset of d,redis,b,w,auth,a,c (default: all)")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes of the scaled gateway in scenario w [2]")
+    p.add_argument("--connections", type=int, default=8, metavar="N",
+                   help="channels (TCP connections) per gateway in scenario w, clients spread over them [8]")
     p.add_argument("--candidate", type=Path, metavar="DIR", action="append", default=[],
                    help="also run the gateway of this checkout (a copy with a proposed change) in scenario (b); "
                         "repeatable")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below stops the children
 
-    t0 = time.monotonic()
+    t0, load_before = time.monotonic(), loadavg()
+    only = set(args.only.split(",")) if args.only else None
+    workers = args.workers if (args.profile_workers if args.profile else only is None or "w" in only) else 0
     workdir = Path(tempfile.mkdtemp(prefix="hallgate-bench-"))
-    stack = Stack(workdir, candidates=[c.resolve() for c in args.candidate])
+    stack = Stack(workdir, candidates=[c.resolve() for c in args.candidate], workers=workers)
     driver: DriverProcess | None = None
     try:
         print(f"starting redis-server, billing simulator, gateway and proxy under {workdir}", file=sys.stderr)
         stack.start()
         assert stack.redis is not None
-        names = [c.name for c in stack.children if c.name != "billing"]
+        names = [c.name for c in stack.children if c.name not in ("billing", stack.scaled)]
         addresses = {name: stack.address(name) for name in names if name != "gateway-tls" or stack.pki}
+        spread = {name: stack.address(name) for name in ("gateway", stack.scaled)} if stack.scaled else {}
         cfg = {"targets": addresses | {"direct": stack.address("billing")}, "outbox": str(stack.outbox),
-               "identity": stack.identity, "pki": str(stack.pki or ""), "kiosk_cert": KIOSK_CERT}
+               "identity": stack.identity, "pki": str(stack.pki or ""), "kiosk_cert": KIOSK_CERT,
+               "spread": spread, "connections": args.connections}
         driver = DriverProcess(cfg).start()
         assert driver.proc.pid is not None
         bench = Scenarios(stack, driver.run, driver.proc.pid, scale=0.5 if args.quick else 1.0,
-                          deadline=t0 + args.budget)
+                          deadline=t0 + args.budget, connections=args.connections)
         if args.profile:
             bench.prepare()
-            print(profile(stack, bench, args.profile, RESULTS / f"profile-{args.profile_clients}.txt",
-                          args.profile_clients))
+            target = stack.scaled if args.profile_workers else "gateway"
+            if not target:
+                raise RuntimeError("--profile-workers: this gateway has no `serve --workers`")
+            name = f"profile-{'workers-' * args.profile_workers}{args.profile_clients}.txt"
+            print(profile(stack, bench, args.profile, RESULTS / name, args.profile_clients, target))
             return 0
-        figures, targets = bench.all(set(args.only.split(",")) if args.only else None)
+        figures, targets = bench.all(only)
     except BaseException:
         for c in stack.children:
             if c.proc.poll() is not None:
@@ -176,25 +211,28 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\nhallgate bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {time.monotonic() - t0:.0f} s; "
-          f"{environment()}\n")
+          f"{environment(args.connections, load_before)}\n")
     print(table(figures))
     for line in error_lines(figures):
         print(line)
     print()
     print(targets_table(targets))
-    write_json(args.json, figures, targets)
+    write_json(args.json, figures, targets, environment(args.connections, load_before))
     return 1 if any(f.errors for f in figures) else 0
 
 
-def write_json(path: Path, figures: list[Figure], targets: list[Target]) -> None:
+def write_json(path: Path, figures: list[Figure], targets: list[Target], env: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "at": datetime.now(UTC).isoformat(timespec="seconds"), "environment": environment(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"), "environment": env,
         "figures": [{"scenario": f.scenario, "clients": f.clients, "path": f.path, "rate": round(f.rate, 1),
                      "unit": f.unit, "p50_ms": round(f.p50, 3), "p99_ms": round(f.p99, 3), "ok": f.ok,
                      "errors": dict(f.errors), "refusals": dict(f.refusals), "note": f.note,
                      "outside_load": round(f.outside, 3),
-                     "cpu_ms_per_call": {k: round(1000 * v / max(f.answered, 1), 3) for k, v in f.cpu.items()}}
+                     "cpu_ms_per_call": {k: round(1000 * v / max(f.answered, 1), 3) for k, v in f.cpu.items()},
+                     "machine_busy": round(f.busy + f.outside, 3),
+                     "worker_cpu_ms_per_call": {k: round(1000 * v / max(f.answered, 1), 3) for k, v in f.parts.items()
+                                                if k.startswith(f"{f.server} worker")}}
                     for f in figures],
         "targets": [{"name": t.name, "wanted": t.wanted, "measured": t.measured, "verdict": t.verdict}
                     for t in targets],

@@ -7,18 +7,22 @@ several short rounds), so the ratios compare like with like on a small shared ma
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from adapters.billing_sim.data import SeededBilling
-from bench.measure import RedisCommands, RssSampler, cpu_seconds, machine_busy_seconds
+from bench.measure import RedisCommands, RssSampler, commandstats, cpu_seconds, machine_busy_seconds, tcp_sockets
 from bench.procs import Stack
 from bench.report import Figure, ratio
-from bench.targets import AUTH, LIST, MONTH_BIG, Target, find, targets
+from bench.targets import AUTH, LIST, MONTH_BIG, SPREAD, Target, find, targets
 from gateway import rules
 
 CLIENTS = (1, 16, 64)
+SCALE_CLIENTS = (16, 64)  # the scale-out comparison
 HEAVY = "13800000500"
 PAGE = 1000  # billing page size: the gateway's --billing-page-size default, used by the baselines too
 SLOW = 0.1  # seconds the slow reader sleeps between chunks
@@ -41,11 +45,14 @@ def seeded(start: int, count: int) -> list[str]:
 
 class Scenarios:
     def __init__(self, stack: Stack, run: Runner, driver_pid: int, scale: float = 1.0,
-                 deadline: float = float("inf")) -> None:
+                 deadline: float = float("inf"), connections: int = 0) -> None:
         assert stack.redis is not None and stack.redis.proc is not None
         self.stack = stack
         self._run = run
-        self.pids = {c.name: c.pid for c in stack.children} | {"redis": stack.redis.proc.pid, "driver": driver_pid}
+        # A supervisor's CPU counts with its workers'; each worker's alone goes to Figure.parts.
+        self.pids = {c.name: [c.pid, *c.workers] for c in stack.children} | {"redis": [stack.redis.proc.pid],
+                                                                               "driver": [driver_pid]}
+        self.parts = {f"{c.name} worker {n}": pid for c in stack.children for n, pid in enumerate(c.workers)}
         self.scale = scale
         self.deadline = deadline
         self.sim = SeededBilling(seed=stack.sim_seed, subscribers=stack.sim_subscribers, hash_n=2)
@@ -55,17 +62,20 @@ class Scenarios:
         self.issued = Figure("RequestOneTimeCode (+ read outbox)", 32, "gateway", server="gateway")
         self.next_auth = 1000
         self.facts: dict[str, Any] = {}
+        self.connections_per_target = connections  # the driver's channels per gateway in the scale-out comparison
 
     # --- plumbing ---------------------------------------------------------------------------------
 
     def task(self, kind: str, clients: int, duration: float, max_count: int, **kw: Any) -> dict[str, Any]:
         if time.monotonic() + duration > self.deadline:
             raise RuntimeError("the bench would overrun its time budget (--budget)")
-        before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        before = {name: sum(map(cpu_seconds, pids)) for name, pids in self.pids.items()}
+        parts = {name: cpu_seconds(pid) for name, pid in self.parts.items()}
         machine = machine_busy_seconds()
         result = self._run({"kind": kind, "concurrency": clients, "duration": duration, "max_count": max_count,
                             "month": self.month, "page_size": PAGE, **kw}, duration + 60)
-        result["cpu"] = {name: cpu_seconds(pid) - before[name] for name, pid in self.pids.items()}
+        result["cpu"] = {name: sum(map(cpu_seconds, pids)) - before[name] for name, pids in self.pids.items()}
+        result["parts"] = {name: cpu_seconds(pid) - parts[name] for name, pid in self.parts.items()}
         result["machine"] = machine_busy_seconds() - machine
         return result
 
@@ -96,19 +106,21 @@ class Scenarios:
     # --- scenarios --------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Channels up, 64 ordinary subscribers signed in, every path warm."""
+        """Channels up, 64 ordinary subscribers signed in, every path warm (the `--workers` gateway too)."""
         self.log("ready, warming up")
         self._run({"kind": "ready"}, 30)
         self.subjects = self.sign_in(seeded(1, 64))
         for path in PATHS:
             self.task("list", 16, 1.0 * self.scale, 10**6, items=self.subjects, target=path)
+        if self.stack.scaled:  # every worker, over the scale-out's connections
+            self.task("list", 16, 1.0 * self.scale, 10**6, items=self.subjects, target=self.stack.scaled, spread=True)
 
     def all(self, only: set[str] | None = None) -> tuple[list[Figure], list[Target]]:
         """Every scenario (or those named in `only`); the heavy month first, while the gateway's heap
         is still small."""
         self.prepare()
         steps = {"d": self.heavy_month, "redis": self.redis_commands, "b": self.list_calls,
-                 "auth": self.authenticate, "a": self.sessions, "c": self.wrong_passwords}
+                 "w": self.scale_out, "auth": self.authenticate, "a": self.sessions, "c": self.wrong_passwords}
         for name, step in steps.items():
             if only is None or name in only:
                 step()
@@ -169,6 +181,50 @@ class Scenarios:
                 if path not in ("proxy", "direct"):
                     f.note = f"{ratio(f, figs['proxy']):.0%} of proxy, " + f.note
 
+    def connections(self, name: str) -> list[int]:
+        """Established connections on each worker of a `--workers` gateway (one number for a single one)."""
+        child = self.stack.child(name)
+        return [tcp_sockets(pid, child.port, "01") for pid in child.workers or [child.pid]]
+
+    def scale_out(self, rounds: int = 6) -> None:
+        """(b) against the one-worker gateway and the `--workers N` one, both driven over the same
+        `connections` channels per target (clients spread over them), interleaved in short rounds.
+        The kernel spreads connections, not calls, over the workers: the note shows how it did."""
+        scaled = self.stack.scaled
+        if not scaled:
+            self.log("--workers: not measured (this gateway has no `serve --workers`)")
+            return
+        n = self.connections_per_target
+        assert self.stack.redis is not None
+        r = redis.Redis.from_url(self.stack.redis.url, socket_timeout=20)
+        paths = {"gateway": f"gateway, 1 worker ({n} connections)",
+                 scaled: f"gateway --workers {len(self.stack.child(scaled).workers)} ({n} connections)"}
+        try:
+            for clients in SCALE_CLIENTS:
+                self.log(f"(b) ListCallDetails at {clients} clients over {n} connections: 1 worker vs --workers")
+                figs = {p: self.figure(SPREAD, clients, label, server=p) for p, label in paths.items()}
+                commands = {p: Counter[str]() for p in paths}  # Redis commands (scripts' included) meanwhile
+                for k in range(rounds):
+                    for path in list(paths) if k % 2 == 0 else list(paths)[::-1]:
+                        before = commandstats(r)
+                        figs[path].add(self.task("list", clients, 1.0 * self.scale, 10**6, items=self.subjects,
+                                                 target=path, spread=True))
+                        commands[path] += commandstats(r) - before
+                        commands[path]["info"] -= 1  # our own
+                for path, f in figs.items():
+                    calls = max(f.answered, 1)
+                    f.note = (f"Redis per call: EVALSHA {commands[path]['evalsha'] / calls:.2f}, "
+                              f"all {commands[path].total() / calls:.2f}")
+                one, many = figs["gateway"], figs[scaled]
+                if single := find(self.figures, LIST, clients, "gateway"):
+                    one.note += f"; {ratio(one, single):.0%} of the same on 1 connection"
+                worker_cpu = [v for k, v in many.parts.items() if k.startswith(f"{scaled} worker")]
+                split = "/".join(f"{v / max(sum(worker_cpu), 1e-9):.0%}" for v in worker_cpu)
+                many.note += (f"; {ratio(many, one):.2f}x of 1 worker; connections per worker "
+                              f"{'/'.join(map(str, self.connections(scaled)))}, CPU split {split}")
+        finally:
+            r.close()
+
     def authenticate(self) -> None:
         """Authenticate through the gateway against the bare proxy making the same billing call."""
         for clients in CLIENTS:
@@ -213,9 +269,11 @@ class Scenarios:
             f.add(self.task("wrong", clients, 2.5 * self.scale, len(items), items=items))
             f.note = ", ".join(f"{k} {n}" for k, n in f.refusals.most_common())
 
-    def list_once(self, clients: int, duration: float) -> Figure:
-        return Figure(LIST, clients, "gateway", server="gateway").add(
-            self.task("list", clients, duration, 10**7, items=self.subjects, target="gateway"))
+    def list_once(self, clients: int, duration: float, target: str = "gateway") -> Figure:
+        """(b) once against `target`; a `--workers` gateway over the scale-out's several connections."""
+        spread = target == self.stack.scaled
+        return Figure(SPREAD if spread else LIST, clients, target, server=target).add(
+            self.task("list", clients, duration, 10**7, items=self.subjects, target=target, spread=spread))
 
     def targets(self) -> list[Target]:
-        return targets(self.figures, self.facts, len(self.stack.candidates))
+        return targets(self.figures, self.facts, len(self.stack.candidates), self.stack.scaled)
