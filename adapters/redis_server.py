@@ -6,12 +6,26 @@ is stopped (SIGTERM, then SIGKILL) by the process that started it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the thread that started it dies, so a gateway killed with
+    SIGKILL does not leave its embedded redis-server behind. Start it from the main thread."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's own shutdown still stops the child
 
 
 def free_port() -> int:
@@ -50,7 +64,7 @@ class RedisServerProcess:
         if self.unix_socket is not None:
             self.unix_socket.unlink(missing_ok=True)
             args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self._wait_ready(timeout)
         return self
 

@@ -200,7 +200,7 @@ class Runtime:
             # fsync on every write: an audit event is acknowledged only once it is on disk.
             self.redis_child = RedisServerProcess(data / "redis", unix_socket=data / "redis" / "redis.sock",
                                                   appendfsync="always")
-            await asyncio.to_thread(self.redis_child.start)
+            self.redis_child.start()  # from the main thread: the child's death signal is tied to it
             url = self.redis_child.url
         client = connect(url, self.s.redis_timeout)
         self.closers.append(client.aclose)

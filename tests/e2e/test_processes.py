@@ -139,3 +139,20 @@ def test_sigterm_lets_an_in_flight_stream_end_cleanly(tmp_path: Path, redis_url:
     finally:
         code = gw.stop()
     assert code == 0, gw.log.read_text()[-2000:]
+
+
+def test_a_killed_gateway_does_not_leave_its_embedded_redis_behind(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(data), *SIM], {}, tmp_path / "gw.log")
+    gw.wait_serving(data / "pki")
+    sock = data / "redis" / "redis.sock"
+    gw.kill()  # SIGKILL: no shutdown code runs
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(sock))
+        except OSError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the embedded redis-server outlived its gateway")
