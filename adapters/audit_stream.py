@@ -185,7 +185,10 @@ class _Scripts:
         self.shas: dict[str, str] = {}
 
     async def run(self, source: str, keys: Sequence[str], args: Sequence[str],
-                  waitaof: tuple[int, int] | None = None) -> tuple[Any, Any]:
+                  waitaof: tuple[int, int] | None = None, replicas: tuple[int, int] | None = None,
+                  ) -> tuple[Any, Any]:
+        """`waitaof` = (replicas, timeout ms) on Redis >= 7.2; `replicas` = (n, timeout ms) for WAIT
+        on older servers. Either is answered in the second element of the result."""
         for _ in range(2):
             sha = self.shas.get(source)
             if sha is None:
@@ -194,6 +197,9 @@ class _Scripts:
             pipe.evalsha(sha, len(keys), *keys, *args)
             if waitaof is not None:  # WAITAOF waits for this connection's writes: same pipeline
                 pipe.execute_command("WAITAOF", 1, waitaof[0], waitaof[1])
+            elif replicas is not None:  # WAIT likewise: replicas have this connection's writes
+                pipe.execute_command("WAIT", replicas[0], replicas[1])
+                waitaof = replicas
             async with pipe:
                 res = await pipe.execute(raise_on_error=False)
             if isinstance(res[0], NoScriptError):
@@ -241,6 +247,7 @@ class ChainedAuditSink:
 
     def __init__(self, client: aioredis.Redis, keys: Mapping[str, bytes], key_id: str, chain: str = "main", *,
                  durability: str = "strict", waitaof_replicas: int = 0, waitaof_timeout_ms: int = 1000,
+                 replicas: int = 0,
                  max_attempts: int = 400, max_batch: int = 128, probe_interval: float = 60.0) -> None:
         if durability not in ("strict", "trust"):
             raise ValueError("durability must be 'strict' or 'trust'")
@@ -252,6 +259,10 @@ class ChainedAuditSink:
         self._owner = secrets.token_hex(8)
         self.durability = durability
         self.waitaof = (waitaof_replicas, waitaof_timeout_ms)
+        # Replication is asynchronous: an event acknowledged by a master that dies before a replica
+        # has it is lost on failover. With `replicas`, the append waits for that many replicas
+        # (WAIT, or WAITAOF's replica count) and fails closed when they do not confirm in time.
+        self.replicas = replicas
         self.max_attempts = max_attempts
         self.max_batch = max_batch
         self.probe_interval = probe_interval
@@ -305,14 +316,17 @@ class ChainedAuditSink:
             self.mode = "trust"
             return None
         if self.mode is None or time.monotonic() - self._probed_at > self.probe_interval:
-            server = await self.r.info("server")
-            persistence = await self.r.info("persistence")
+            node: dict[str, Any] = {}
+            if hasattr(self.r, "get_node_from_key"):  # Redis Cluster: ask the node that holds the chain
+                node["target_nodes"] = self.r.get_node_from_key(self.k.stream)
+            server = await self.r.info("server", **node)
+            persistence = await self.r.info("persistence", **node)
             version = _s(server.get("redis_version", "0"))
             aof = int(persistence.get("aof_enabled", 0)) == 1
             fsync: str | None = None
             if ac.durability_mode(version, aof, None) is None:
                 try:
-                    cfg = await self.r.config_get("appendfsync")
+                    cfg = await self.r.config_get("appendfsync", **node)
                     fsync = _s(next(iter(cfg.values()), "")) if cfg else None
                 except ResponseError:
                     fsync = None  # CONFIG disabled: cannot vouch
@@ -323,7 +337,9 @@ class ChainedAuditSink:
                           hint="run Redis with appendonly yes and appendfsync always (or Redis >= 7.2)")
                 raise DependencyUnavailable("audit")
             self.mode, self._probed_at = mode, time.monotonic()
-        return self.waitaof if self.mode == "waitaof" else None
+        if self.mode != "waitaof":
+            return None
+        return (max(self.waitaof[0], self.replicas), self.waitaof[1])
 
     async def _commit(self, events: list[dict[str, str]]) -> list[Receipt]:
         key = self.keys[self.key_id]
@@ -338,8 +354,9 @@ class ChainedAuditSink:
                     args.append(str(2 * len(s)))
                     for k, v in s.items():
                         args += (k, v)
+                wait = (self.replicas, self.waitaof[1]) if self.replicas and waitaof is None else None
                 res, synced = await self._scripts.run(
-                    APPEND_LUA, [self.k.stream, self.k.head, self.k.checkpoint, self.k.lease], args, waitaof)
+                    APPEND_LUA, [self.k.stream, self.k.head, self.k.checkpoint, self.k.lease], args, waitaof, wait)
                 status, cur = int(res[0]), ac.Head(int(_s(res[1])), _s(res[2]))
                 if status == 0:
                     if self._head is not None and cur.seq < self._head.seq:
@@ -356,8 +373,11 @@ class ChainedAuditSink:
                 ids = [_s(i) for i in res[3:]]
                 self.stats["commits"] += 1
                 self.stats["appends"] += len(sealed)
-                if synced is not None and (not isinstance(synced, list) or int(synced[0]) < 1
-                                           or int(synced[1]) < self.waitaof[0]):
+                if wait is not None and (not isinstance(synced, int) or synced < self.replicas):
+                    log.error("audit_not_replicated", wanted=self.replicas, got=synced)
+                    raise DependencyUnavailable("audit")
+                if wait is None and synced is not None and (not isinstance(synced, list) or int(synced[0]) < 1
+                                                            or int(synced[1]) < self.waitaof[0]):
                     log.error("audit_not_synced", waitaof=synced)
                     raise DependencyUnavailable("audit")
                 return [Receipt(int(s["seq"]), i, s["mac"]) for s, i in zip(sealed, ids, strict=True)]

@@ -65,10 +65,10 @@ class RedisStaffStore:
     async def put(self, record: StaffRecord) -> None:
         mapping: dict[Any, Any] = {k: ("1" if v is True else "0" if v is False else str(v))
                                    for k, v in asdict(record).items()}
-        async with self.r.pipeline(transaction=False) as p:
-            p.hset(_staff_key(record.staff_id), mapping=mapping)
-            p.sadd(STAFF_INDEX, record.staff_id)
-            await p.execute()
+        # Index first, then the record (different cluster slots, so two steps): a lost second step
+        # leaves an index entry `all()` skips, never an account missing from the list.
+        await self.r.sadd(STAFF_INDEX, record.staff_id)  # type: ignore[misc]
+        await self.r.hset(_staff_key(record.staff_id), mapping=mapping)  # type: ignore[misc]
 
     async def all(self) -> list[StaffRecord]:
         ids = sorted(m.decode() for m in await self._members())

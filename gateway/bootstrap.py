@@ -99,7 +99,8 @@ def redis_deps(client: aioredis.Redis, settings: Settings) -> dict[str, Any]:
     """The Redis-backed adapters, from one client."""
     staff = RedisStaffStore(client)
     keys, kid = settings.audit_keys()
-    sink = ChainedAuditSink(client, keys, kid, settings.audit_chain, durability=settings.audit_durability)
+    sink = ChainedAuditSink(client, keys, kid, settings.audit_chain, durability=settings.audit_durability,
+                            replicas=settings.audit_replicas)
     return {"state": RedisSignInState(client), "audit": sink, "staff": staff, "sessions": staff,
             "revocations": RevocationList(client), "redis": client,
             "audit_reader": ChainAuditReader(client, settings.audit_chain, keys)}

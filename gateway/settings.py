@@ -65,6 +65,7 @@ class Settings:
     audit_chain: str = "main"
     audit_durability: str = "strict"
     audit_retention_months: int = 12
+    audit_replicas: int = 0
     legal_signing_key: str = ""
     legal_approval_days: float = 30
     legal_max_window_months: int = 12
@@ -119,7 +120,8 @@ HELP: dict[str, str] = {
     "workers": ("gateway processes sharing the listen port (SO_REUSEPORT); above 1 a supervisor starts "
                 "embedded Redis/billing once, runs the workers and serves their summed metrics"),
     "data_dir": "directory for the embedded Redis, the SMS outbox and the secret key",
-    "redis_url": "Redis URL (redis://, rediss://, unix://); empty: start an embedded redis-server",
+    "redis_url": ("Redis URL: redis://, rediss://, unix://, redis+sentinel://h1:p1,h2:p2/<service>, "
+                  "redis+cluster://h1:p1,h2:p2 (docs/scale-out.md); empty: start an embedded redis-server"),
     "billing_target": "billing service host:port; empty: run the embedded billing simulator",
     "secret_key": "server secret keying code hashes; empty: generated once into the data directory",
     "code_ttl": "seconds a one-time code stays valid",
@@ -161,6 +163,8 @@ HELP: dict[str, str] = {
     "audit_chain": "name of the audit chain (its Redis keys share the hash tag {name})",
     "audit_durability": ("strict: acknowledge an audit event only once fsynced (WAITAOF on Redis >= 7.2, else "
                          "appendfsync always is required); trust: rely on the server's own settings"),
+    "audit_replicas": ("replicas that must confirm each audit event before the call goes on (Sentinel/Cluster: "
+                       "set >= 1, so a failover cannot lose an acknowledged event)"),
     "audit_retention_months": "months audit events are kept before `hallgate audit trim` removes them",
     "legal_signing_key": "Ed25519 private key (PEM) signing legal delivery manifests; empty: a dev key in the data dir",
     "legal_approval_days": "days an approved legal request may wait for fulfilment before it expires",
