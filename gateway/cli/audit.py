@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from gateway.cli import clerk, connect
+from gateway.cli import connect
 from gateway.settings import from_env
 from hallgate_pb.v1 import audit_pb2, audit_pb2_grpc
 
@@ -22,17 +22,9 @@ FILTERS = ("msisdn", "staff_id", "terminal", "hall", "method", "decision", "chan
 
 
 def add_commands(sub: Any) -> None:
-    audit = sub.add_parser("audit", help="the audit trail: query, verify, export (auditors); trim, ship (host)")
-    connect.add_target_arguments(audit, "audit-B01-A01")
-    audit.add_argument("--staff-token", default=os.environ.get("HALLGATE_STAFF_TOKEN", ""),
-                       help="auditor's staff token from `hallgate audit sign-in` [HALLGATE_STAFF_TOKEN]")
-    au = audit.add_subparsers(title="audit commands")
-    si = au.add_parser("sign-in", help="sign an auditor in on this audit terminal; prints the staff token")
-    si.add_argument("staff_id")
-    si.add_argument("--password")
-    si.add_argument("--totp")
-    si.add_argument("--totp-secret", help="development: compute the code from this secret")
-    si.set_defaults(run=clerk.cmd_sign_in)
+    au = connect.add_staff_terminal(
+        sub, "audit", "the audit trail: query, verify, export (auditors); trim, ship (host)", "audit-B01-A01",
+        "an auditor")
     for name, helptext, run in (("query", "print matching events, oldest first", cmd_query),
                                 ("tail", "follow new matching events", cmd_tail),
                                 ("export", "write matching events as JSON Lines", cmd_export)):
@@ -66,10 +58,6 @@ def add_commands(sub: Any) -> None:
         p.set_defaults(run=run)
 
 
-def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {args.staff_token}"),) if args.staff_token else ()
-
-
 def _ts(text: str | None) -> timestamp_pb2.Timestamp | None:
     if not text:
         return None
@@ -101,7 +89,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     with connect.channel(args) as channel:
         stub = audit_pb2_grpc.AuditServiceStub(channel)
         req = audit_pb2.QueryEventsRequest(filter=_filter(args), limit=args.limit)
-        for reply in stub.QueryEvents(req, metadata=_metadata(args), timeout=300):
+        for reply in stub.QueryEvents(req, metadata=connect.staff_metadata(args), timeout=300):
             print(_line(reply.event))
     return 0
 
@@ -113,7 +101,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         stub = audit_pb2_grpc.AuditServiceStub(channel)
         while True:
             req = audit_pb2.QueryEventsRequest(filter=_filter(args, since))
-            for reply in stub.QueryEvents(req, metadata=_metadata(args), timeout=60):
+            for reply in stub.QueryEvents(req, metadata=connect.staff_metadata(args), timeout=60):
                 if reply.event.id not in seen:
                     seen.add(reply.event.id)
                     print(_line(reply.event), flush=True)
@@ -127,7 +115,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         with connect.channel(args) as channel:
             stub = audit_pb2_grpc.AuditServiceStub(channel)
             for chunk in stub.ExportEvents(audit_pb2.ExportEventsRequest(filter=_filter(args)),
-                                           metadata=_metadata(args), timeout=600):
+                                           metadata=connect.staff_metadata(args), timeout=600):
                 out.write(chunk.jsonl)
     finally:
         if args.out:
@@ -139,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with connect.channel(args) as channel:
         r = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain(
             audit_pb2.VerifyChainRequest(start_seq=args.start_seq, end_seq=args.end_seq),
-            metadata=_metadata(args), timeout=600)
+            metadata=connect.staff_metadata(args), timeout=600)
     if r.ok:
         print(f"chain intact: {r.checked} events verified")
         return 0

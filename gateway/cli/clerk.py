@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 from collections.abc import Callable
 from typing import Any
 
-import pyotp
-
 from gateway.cli import connect
-from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, staff_pb2, staff_pb2_grpc
+from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc
 
 SEXES = {"female": clerk_pb2.DOCUMENT_SEX_FEMALE, "male": clerk_pb2.DOCUMENT_SEX_MALE}
 
 
 def add_commands(sub: Any) -> None:
-    clerk = sub.add_parser("clerk", help="act as a clerk terminal against a running gateway")
-    connect.add_target_arguments(clerk, "clerk-H001-T07")
-    clerk.add_argument("--staff-token", default=os.environ.get("HALLGATE_STAFF_TOKEN", ""),
-                       help="staff token from `sign-in` [HALLGATE_STAFF_TOKEN]")
-    cs = clerk.add_subparsers(title="clerk commands")
-    si = cs.add_parser("sign-in", help="sign a staff member in on this terminal; prints the staff token")
-    si.add_argument("staff_id")
-    si.add_argument("--password", help="staff password (prompted for if omitted)")
-    si.add_argument("--totp", help="code from the authenticator app (prompted for if omitted)")
-    si.add_argument("--totp-secret", help="development: compute the code from this secret, as the app would")
-    si.set_defaults(run=cmd_sign_in)
+    cs = connect.add_staff_terminal(sub, "clerk", "act as a clerk terminal against a running gateway",
+                                    "clerk-H001-T07", "a clerk or hall manager")
     rc = cs.add_parser("request-code", help="send the customer a code for the counter PIN pad")
     rc.add_argument("msisdn")
     rc.set_defaults(run=cmd_request_code)
@@ -51,28 +39,14 @@ def add_commands(sub: Any) -> None:
     rp.set_defaults(run=cmd_reset)
 
 
-def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {args.staff_token}"),) if args.staff_token else ()
-
-
 def _clerk(args: argparse.Namespace, call: Callable[[clerk_pb2_grpc.ClerkServiceStub], Any]) -> Any:
     with connect.channel(args) as channel:
         return call(clerk_pb2_grpc.ClerkServiceStub(channel))
 
 
-def cmd_sign_in(args: argparse.Namespace) -> int:
-    password = args.password or getpass.getpass("staff password: ")
-    code = pyotp.TOTP(args.totp_secret).now() if args.totp_secret else (args.totp or input("TOTP code: "))
-    req = staff_pb2.SignInRequest(staff_id=args.staff_id, password=password, totp_code=code)
-    with connect.channel(args) as channel:
-        reply = staff_pb2_grpc.StaffServiceStub(channel).SignIn(req, timeout=15)
-    print(reply.staff_token)
-    return 0
-
-
 def cmd_request_code(args: argparse.Namespace) -> int:
     _clerk(args, lambda s: s.RequestCustomerCode(clerk_pb2.RequestCustomerCodeRequest(msisdn=args.msisdn),
-                                                 metadata=_metadata(args), timeout=10))
+                                                 metadata=connect.staff_metadata(args), timeout=10))
     print("If the number may receive one, a code is on its way; the customer types it on the PIN pad.")
     return 0
 
@@ -88,14 +62,14 @@ def cmd_open(args: argparse.Namespace) -> int:
         req.password_and_code.CopyFrom(clerk_pb2.PasswordAndCodeProof(
             service_password=args.service_password or getpass.getpass("service password (customer): "),
             one_time_code=args.code or getpass.getpass("code (customer): ")))
-    reply = _clerk(args, lambda s: s.OpenCustomerSession(req, metadata=_metadata(args), timeout=15))
+    reply = _clerk(args, lambda s: s.OpenCustomerSession(req, metadata=connect.staff_metadata(args), timeout=15))
     print(reply.customer_session)
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    p = _clerk(args, lambda s: s.GetCustomerProfile(
-        clerk_pb2.GetCustomerProfileRequest(customer_session=args.session), metadata=_metadata(args), timeout=10))
+    p = _clerk(args, lambda s: s.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(
+        customer_session=args.session), metadata=connect.staff_metadata(args), timeout=10))
     for field in ("msisdn_masked", "name_masked", "document_number_masked", "address_district", "plan_name",
                   "account_status", "proved_by"):
         print(f"{field:24} {getattr(p, field)}")
@@ -105,13 +79,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_reset(args: argparse.Namespace) -> int:
     new = args.new_password or getpass.getpass("new service password (customer, 6 digits): ")
     reply = _clerk(args, lambda s: s.ResetServicePassword(clerk_pb2.ResetServicePasswordRequest(
-        customer_session=args.session, new_service_password=new), metadata=_metadata(args), timeout=15))
+        customer_session=args.session, new_service_password=new), metadata=connect.staff_metadata(args), timeout=15))
     print(reply.next_step)
     return 0
 
 
 def cmd_close(args: argparse.Namespace) -> int:
     _clerk(args, lambda s: s.CloseCustomerSession(clerk_pb2.CloseCustomerSessionRequest(
-        customer_session=args.session), metadata=_metadata(args), timeout=10))
+        customer_session=args.session), metadata=connect.staff_metadata(args), timeout=10))
     print("customer session closed")
     return 0

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 from pathlib import Path
+from typing import Any
 
 import grpc
+import pyotp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from gateway.interceptors.authorization import DEV_IDENTITY_HEADER
 from gateway.settings import from_env
+from hallgate_pb.v1 import staff_pb2, staff_pb2_grpc
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, default_cert: str) -> None:
@@ -27,6 +31,37 @@ def add_target_arguments(parser: argparse.ArgumentParser, default_cert: str) -> 
                         help="CA bundle the gateway's certificate chains to [default <data-dir>/pki/ca.crt]")
     parser.add_argument("--insecure-dev-identity", default="",
                         help="development only: plaintext, presenting this SPIFFE ID in a header")
+
+
+def add_staff_terminal(sub: Any, name: str, helptext: str, default_cert: str, who: str) -> Any:
+    """A `hallgate <name>` command group for a staff terminal: the connection flags, the staff
+    token, and `sign-in`. Returns the group's subparsers for its own commands."""
+    group = sub.add_parser(name, help=helptext)
+    add_target_arguments(group, default_cert)
+    group.add_argument("--staff-token", default=os.environ.get("HALLGATE_STAFF_TOKEN", ""),
+                       help=f"staff token from `hallgate {name} sign-in` [HALLGATE_STAFF_TOKEN]")
+    commands = group.add_subparsers(title=f"{name} commands")
+    si = commands.add_parser("sign-in", help=f"sign {who} in on this terminal; prints the staff token")
+    si.add_argument("staff_id")
+    si.add_argument("--password", help="staff password (prompted for if omitted)")
+    si.add_argument("--totp", help="code from the authenticator app (prompted for if omitted)")
+    si.add_argument("--totp-secret", help="development: compute the code from this secret, as the app would")
+    si.set_defaults(run=cmd_sign_in)
+    return commands
+
+
+def staff_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {args.staff_token}"),) if args.staff_token else ()
+
+
+def cmd_sign_in(args: argparse.Namespace) -> int:
+    password = args.password or getpass.getpass("staff password: ")
+    code = pyotp.TOTP(args.totp_secret).now() if args.totp_secret else (args.totp or input("TOTP code: "))
+    req = staff_pb2.SignInRequest(staff_id=args.staff_id, password=password, totp_code=code)
+    with channel(args) as ch:
+        reply = staff_pb2_grpc.StaffServiceStub(ch).SignIn(req, timeout=15)
+    print(reply.staff_token)
+    return 0
 
 
 def channel(args: argparse.Namespace) -> grpc.Channel:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from gateway import delivery
-from gateway.cli import clerk, connect
+from gateway.cli import connect
 from gateway.settings import from_env
 from hallgate_pb.v1 import legal_pb2, legal_pb2_grpc
 
@@ -22,17 +21,8 @@ DECISIONS = {"approve": "ApproveRequest", "reject": "RejectRequest", "invalid": 
 
 
 def add_commands(sub: Any) -> None:
-    legal = sub.add_parser("legal", help="the branch legal department's channel (law-enforcement requests)")
-    connect.add_target_arguments(legal, "legal-B01-L01")
-    legal.add_argument("--staff-token", default=os.environ.get("HALLGATE_STAFF_TOKEN", ""),
-                       help="staff token from `hallgate legal sign-in` [HALLGATE_STAFF_TOKEN]")
-    lg = legal.add_subparsers(title="legal commands")
-    si = lg.add_parser("sign-in", help="sign a legal officer, approver or auditor in; prints the staff token")
-    si.add_argument("staff_id")
-    si.add_argument("--password")
-    si.add_argument("--totp")
-    si.add_argument("--totp-secret", help="development: compute the code from this secret")
-    si.set_defaults(run=clerk.cmd_sign_in)
+    lg = connect.add_staff_terminal(sub, "legal", "the branch legal department's channel (law-enforcement requests)",
+                                     "legal-B01-L01", "a legal officer, approver or auditor")
     rg = lg.add_parser("register", help="register a request from a JSON file (RegisterRequestRequest without the "
                                         "letter's content) and the scanned letter")
     rg.add_argument("request_json", help='e.g. {"agency": {"kind": "AGENCY_KIND_PUBLIC_SECURITY", ...}, ...}')
@@ -69,10 +59,6 @@ def _stub(args: argparse.Namespace) -> tuple[Any, legal_pb2_grpc.LegalServiceStu
     return channel, legal_pb2_grpc.LegalServiceStub(channel)
 
 
-def _metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {args.staff_token}"),) if args.staff_token else ()
-
-
 def _show(request: legal_pb2.LegalRequest) -> None:
     print(json_format.MessageToJson(request, indent=2, preserving_proto_field_name=True))
 
@@ -82,7 +68,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     req.letter.content = Path(args.letter).read_bytes()
     channel, stub = _stub(args)
     with channel:
-        reply = stub.RegisterRequest(req, metadata=_metadata(args), timeout=60)
+        reply = stub.RegisterRequest(req, metadata=connect.staff_metadata(args), timeout=60)
     print(reply.request.request_id)
     return 0
 
@@ -93,7 +79,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     channel, stub = _stub(args)
     with channel:
         reply = getattr(stub, method)(request_type(request_id=args.request_id, reason=args.reason),
-                                      metadata=_metadata(args), timeout=30)
+                                      metadata=connect.staff_metadata(args), timeout=30)
     print(f"{reply.request.request_id}: {legal_pb2.RequestState.Name(reply.request.state)}")
     return 0
 
@@ -103,7 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                                         case_number=args.case_number, agency_name=args.agency_name)
     channel, stub = _stub(args)
     with channel:
-        reply = stub.ListRequests(req, metadata=_metadata(args), timeout=30)
+        reply = stub.ListRequests(req, metadata=connect.staff_metadata(args), timeout=30)
     for r in reply.requests:
         print(f"{r.request_id}  {legal_pb2.RequestState.Name(r.state).removeprefix('REQUEST_STATE_'):24} "
               f"case {r.case_number:16} {r.agency.name}")
@@ -113,8 +99,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     channel, stub = _stub(args)
     with channel:
-        reply = stub.GetRequest(legal_pb2.GetRequestRequest(request_id=args.request_id), metadata=_metadata(args),
-                                timeout=30)
+        reply = stub.GetRequest(legal_pb2.GetRequestRequest(request_id=args.request_id),
+                                metadata=connect.staff_metadata(args), timeout=30)
     _show(reply.request)
     return 0
 
@@ -127,7 +113,7 @@ def cmd_fulfil(args: argparse.Namespace) -> int:
         with channel:
             for part in stub.FulfilRequest(legal_pb2.FulfilRequestRequest(request_id=args.request_id,
                                                                           reason=args.reason),
-                                           metadata=_metadata(args), timeout=3600):
+                                           metadata=connect.staff_metadata(args), timeout=3600):
                 kind = part.WhichOneof("part")
                 if kind == "records":
                     writer.add_chunk(part.records)

@@ -5,17 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from gateway import request_context, rules
 from gateway.kiosk import KioskFlows
+from gateway.servicers.common import duration
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
-    return d
 
 
 class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
@@ -25,7 +20,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         self.flows = flows
         s = flows.s
         self._code_answer = kiosk_pb2.RequestOneTimeCodeResponse(
-            code_valid_for=_duration(s.code_ttl), resend_after=_duration(s.send_min_interval))
+            code_valid_for=duration(s.code_ttl), resend_after=duration(s.send_min_interval))
 
     async def RequestOneTimeCode(self, request: kiosk_pb2.RequestOneTimeCodeRequest,
                                  context: grpc.aio.ServicerContext) -> kiosk_pb2.RequestOneTimeCodeResponse:
@@ -49,7 +44,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         grant = await self.flows.authenticate(msisdn, password, code, terminal=call.terminal)
         expires_at = timestamp_pb2.Timestamp()
         expires_at.FromDatetime(grant.expires_at)
-        return kiosk_pb2.AuthenticateResponse(access_token=grant.token, idle_timeout=_duration(grant.idle_timeout),
+        return kiosk_pb2.AuthenticateResponse(access_token=grant.token, idle_timeout=duration(grant.idle_timeout),
                                               expires_at=expires_at)
 
     async def ListCallDetails(self, request: kiosk_pb2.ListCallDetailsRequest,
