@@ -19,6 +19,7 @@ the key and package files named explicitly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -27,13 +28,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
+from gateway import delivery_checks as checks
+from gateway.delivery_checks import DeliveryInvalid as DeliveryInvalid  # callers catch delivery.DeliveryInvalid
 from gateway.ports import CustomerProfile, Subscriber
 from hallgate_pb.v1 import kiosk_pb2, legal_pb2
 
@@ -42,10 +45,12 @@ ALGORITHM = "Ed25519"
 FRAME = 8  # bytes of big-endian length before each chunk
 RECORDS_FILE, MANIFEST_FILE, SIGNATURE_FILE = "records.bin", "manifest.json", "manifest.sig"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class DeliveryInvalid(ValueError):
-    """A package or manifest that does not verify; the message says what failed."""
+# What a verifier reads at most: a manifest names at most a few hundred targets; an Ed25519
+# signature is 64 bytes; no chunk comes near the gRPC client's 4 MiB receive limit.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_SIGNATURE_BYTES = 64
+MAX_CHUNK_BYTES = 64 << 20
+MAX_KEY_FILE_BYTES = 64 << 10
 
 
 # --- canonical form and content digest ---------------------------------------------------------
@@ -266,7 +271,7 @@ def load_public_key(source: str | Path | bytes | Ed25519PublicKey) -> Ed25519Pub
 def _write_new(path: Path, data: bytes, mode: int) -> bool:
     """Write `data` to a temporary file, then link it into place: readers never see half a file
     and two processes creating it at once agree on one. False if `path` already existed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -312,7 +317,7 @@ def verify_manifest(manifest: bytes, signature: bytes, public_key: str | Path | 
     """True only if `signature` is the key's Ed25519 signature of exactly these manifest bytes."""
     try:
         load_public_key(public_key).verify(signature, manifest)
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm, OSError):
         return False
     return True
 
@@ -320,79 +325,164 @@ def verify_manifest(manifest: bytes, signature: bytes, public_key: str | Path | 
 def verify_delivery(manifest: bytes, signature: bytes, public_key: str | Path | bytes | Ed25519PublicKey,
                     chunks: Iterable[bytes]) -> dict[str, Any]:
     """Check the signature, then that the chunks are exactly what the manifest states. Returns the
-    manifest as a dict; raises DeliveryInvalid naming the first thing that does not hold."""
-    if not verify_manifest(manifest, signature, public_key):
+    manifest as a dict; raises DeliveryInvalid naming the first thing that does not hold, and
+    nothing else, whatever the bytes (see gateway/delivery_checks.py for the manifest's shape)."""
+    key = _public_key(public_key)
+    if not verify_manifest(manifest, signature, key):
         raise DeliveryInvalid("the signature does not match the manifest and key")
-    doc = json.loads(manifest)
-    if doc.get("format") != FORMAT:
-        raise DeliveryInvalid(f"unknown format {doc.get('format')!r}")
-    if doc.get("key_id") != key_id(load_public_key(public_key)):
+    doc = checks.manifest_document(manifest, FORMAT, ALGORITHM)
+    if doc["key_id"] != key_id(key):
         raise DeliveryInvalid("the manifest names another signing key")
     h, count, size = hashlib.sha256(), 0, 0
     per_target: dict[str, int] = {}
+    subscribers: dict[str, str] = {}
+    undecodable: str | None = None
     for chunk in chunks:
         h.update(frame(chunk))
         count, size = count + 1, size + FRAME + len(chunk)
+        if undecodable is not None:
+            continue
         try:
             part = legal_pb2.DeliveryRecords.FromString(chunk)
-        except DecodeError as err:
-            raise DeliveryInvalid("records.bin holds a chunk that is not a DeliveryRecords message") from err
+        except (DecodeError, RecursionError, ValueError):
+            # Said only once the digest matched: bytes the signature does not cover are "changed", not "odd".
+            undecodable = f"records.bin holds a chunk (number {count}) that is not a DeliveryRecords message"
+            continue
         per_target[part.target] = per_target.get(part.target, 0) + len(part.call_details)
+        if part.HasField("subscriber"):
+            subscribers[part.target] = "found" if part.subscriber.exists else "not_found"
     if h.hexdigest() != doc["content_sha256"]:
         raise DeliveryInvalid("the content does not match the manifest's content_sha256")
+    if undecodable is not None:
+        raise DeliveryInvalid(undecodable)
     totals = doc["totals"]
     if (count, size) != (totals["chunks"], totals["content_bytes"]):
         raise DeliveryInvalid("the chunk count or size does not match the manifest")
     stated = {t["target"]: t["call_details"] for t in doc["per_target"]}
     if any(per_target.get(t, 0) != n for t, n in stated.items()) or set(per_target) - set(stated):
         raise DeliveryInvalid("the per-target counts do not match the manifest")
+    if any(subscribers.get(t["target"], "not_requested") != t["subscriber"] for t in doc["per_target"]) or (
+            sum(v == "found" for v in subscribers.values()) != totals["subscribers_found"]):
+        raise DeliveryInvalid("the subscriber records do not match the manifest")
     return dict(doc)
+
+
+def _public_key(source: str | Path | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
+    """The verifying key, or DeliveryInvalid saying it could not be read (never a traceback)."""
+    if isinstance(source, str | Path):
+        try:
+            with Path(source).open("rb") as f:
+                data = f.read(min(os.fstat(f.fileno()).st_size, MAX_KEY_FILE_BYTES) + 1)
+        except OSError as err:
+            raise DeliveryInvalid(f"cannot read the public key: {checks.shown(err.strerror or str(err))}") from err
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise DeliveryInvalid("the public key file is too large to be a PEM public key")
+        source = data
+    try:
+        return load_public_key(source)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise DeliveryInvalid("the public key is not an Ed25519 public key (PEM)") from err
 
 
 # --- packages on disk (the receiving side) -----------------------------------------------------
 
 
+def _private_dir(directory: Path) -> None:
+    """Create `directory` (it must not exist) and any missing parents, each 0700: a package is
+    subscriber data, readable by its owner only whatever the umask."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    for d in reversed(missing[1:]):
+        d.mkdir(mode=0o700, exist_ok=True)
+    directory.mkdir(mode=0o700)
+    os.chmod(directory, 0o700)
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file opened for writing, 0600 from its creation (never briefly world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
 class PackageWriter:
-    """Writes a received delivery to a directory: records.bin (the framed chunks, whose SHA-256 is
-    the content digest), then manifest.json and manifest.sig once the stream ended with them."""
+    """Writes a received delivery to a new directory (0700): records.bin (the framed chunks, whose
+    SHA-256 is the content digest), then manifest.json and manifest.sig once the stream ended with
+    them; every file 0600 and flushed to disk. A stream that broke off leaves no half package:
+    `abort` removes what was written."""
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=False)
-        self._records = (self.dir / RECORDS_FILE).open("xb")
+        _private_dir(self.dir)
+        self._records = _private_file(self.dir / RECORDS_FILE)
 
     def add_chunk(self, chunk: bytes) -> None:
         self._records.write(frame(chunk))
 
     def finish(self, manifest: bytes, signature: bytes) -> None:
+        self._records.flush()
+        os.fsync(self._records.fileno())
         self._records.close()
-        (self.dir / MANIFEST_FILE).write_bytes(manifest)
-        (self.dir / SIGNATURE_FILE).write_bytes(signature)
+        for name, data in ((MANIFEST_FILE, manifest), (SIGNATURE_FILE, signature)):
+            with _private_file(self.dir / name) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def abort(self) -> None:
+        """Remove the incomplete package: records without a signed manifest are not a delivery."""
         self._records.close()
+        for name in (RECORDS_FILE, MANIFEST_FILE, SIGNATURE_FILE):
+            (self.dir / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
 
 
 def read_chunks(path: str | Path) -> Iterator[bytes]:
-    """The chunks of a records.bin, one at a time."""
-    with Path(path).open("rb") as f:
-        while head := f.read(FRAME):
-            if len(head) != FRAME:
-                raise DeliveryInvalid("records file truncated")
-            size = int.from_bytes(head, "big")
-            chunk = f.read(size)
-            if len(chunk) != size:
-                raise DeliveryInvalid("records file truncated")
-            yield chunk
+    """The chunks of a records.bin, one at a time; DeliveryInvalid for anything but whole frames."""
+    try:
+        f = Path(path).open("rb")
+    except OSError as err:
+        raise DeliveryInvalid(f"cannot read {RECORDS_FILE}: {checks.shown(err.strerror or str(err))}") from err
+    with f:
+        yield from checks.framed_chunks(f, os.fstat(f.fileno()).st_size, FRAME, MAX_CHUNK_BYTES)
 
 
 def verify_package(directory: str | Path, public_key: str | Path | bytes | Ed25519PublicKey) -> dict[str, Any]:
-    d = Path(directory)
-    return verify_delivery((d / MANIFEST_FILE).read_bytes(), (d / SIGNATURE_FILE).read_bytes(), public_key,
-                           read_chunks(d / RECORDS_FILE))
+    """Verify a package directory: exactly manifest.json, manifest.sig and records.bin, each a
+    regular file (no symlinks, no extra or missing entries), a signature by `public_key` over the
+    manifest, and records matching it. Raises DeliveryInvalid, and nothing else, when it fails."""
+    key = _public_key(public_key)
+    with checks.PackageDir(directory, {MANIFEST_FILE, SIGNATURE_FILE, RECORDS_FILE}) as pkg:
+        manifest = pkg.read_small(MANIFEST_FILE, MAX_MANIFEST_BYTES)
+        signature = pkg.read_small(SIGNATURE_FILE, MAX_SIGNATURE_BYTES)
+        records, size = pkg.open_file(RECORDS_FILE)
+        with records:
+            return verify_delivery(manifest, signature, key,
+                                   checks.framed_chunks(records, size, FRAME, MAX_CHUNK_BYTES))
 
 
 # --- command line ------------------------------------------------------------------------------
+
+
+def verify_command(directory: str, public_key: str) -> int:
+    """`verify` of both command lines (this module's and `hallgate legal verify`): one line, OK on
+    stdout and exit 0, or `FAILED: <reason>` on stderr and exit 1; never a traceback."""
+    try:
+        doc = verify_package(directory, public_key)
+    except DeliveryInvalid as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug here must still end in a one-line verdict, not a traceback
+        print(f"FAILED: the package could not be checked ({type(err).__name__})", file=sys.stderr)
+        return 1
+    print(f"OK: delivery {checks.shown(doc['delivery_id'])} of request {checks.shown(doc['request_id'])}, "
+          f"{doc['totals']['call_details']} call details, content {doc['content_sha256']}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("path")
     pub = sub.add_parser("public-key", help="print the public key and key id of a signing key")
     pub.add_argument("path")
-    ver = sub.add_parser("verify", help="verify a package directory (records.bin, manifest.json, manifest.sig)")
+    ver = sub.add_parser("verify", help="verify a package directory: exactly records.bin, manifest.json and "
+                                        "manifest.sig, signed by the key, records matching the manifest")
     ver.add_argument("directory")
     ver.add_argument("--public-key", required=True, help="the gateway's public key (PEM)")
     vm = sub.add_parser("verify-manifest", help="verify a manifest's signature only")
@@ -411,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     vm.add_argument("signature")
     vm.add_argument("--public-key", required=True, help="the gateway's public key (PEM)")
     args = p.parse_args(argv)
+    if args.command == "verify":
+        return verify_command(args.directory, args.public_key)
     try:
         if args.command == "keygen":
             key = generate_private_key(args.path)
@@ -419,16 +512,13 @@ def main(argv: list[str] | None = None) -> int:
             signer = Signer(load_private_key(args.path))
             sys.stdout.write(signer.public_pem().decode())
             print(f"key id {signer.key_id}")
-        elif args.command == "verify":
-            doc = verify_package(args.directory, args.public_key)
-            print(f"OK: delivery {doc['delivery_id']} of request {doc['request_id']}, "
-                  f"{doc['totals']['call_details']} call details, content {doc['content_sha256']}")
         else:
-            manifest, signature = Path(args.manifest).read_bytes(), Path(args.signature).read_bytes()
-            if not verify_manifest(manifest, signature, args.public_key):
+            manifest = checks.read_bounded(args.manifest, MAX_MANIFEST_BYTES)
+            signature = checks.read_bounded(args.signature, MAX_SIGNATURE_BYTES)
+            if not verify_manifest(manifest, signature, _public_key(args.public_key)):
                 raise DeliveryInvalid("the signature does not match the manifest and key")
             print("OK: the signature matches")
-    except (DeliveryInvalid, ValueError, OSError) as err:
+    except (DeliveryInvalid, ValueError, OSError, UnsupportedAlgorithm) as err:
         print(f"FAILED: {err}", file=sys.stderr)
         return 1
     return 0
