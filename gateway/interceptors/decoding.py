@@ -2,7 +2,10 @@
 trail sees them, instead of failing inside gRPC's deserializer where no interceptor would.
 
 gRPC's own receive limit is server-wide and must admit the one large message (a scanned agency
-letter); the per-method limits here keep every other request small."""
+letter); the per-method limits here keep every other request small. A request over its limit that
+gRPC still admitted is decoded all the same (its bytes are already in memory, and decoding is
+linear), only to name the fields that make it large (gateway/oversized.py): the caller learns what
+to shorten. Bytes that do not decode keep the whole-message violation (field "")."""
 
 from __future__ import annotations
 
@@ -14,21 +17,41 @@ from google.protobuf.message import DecodeError
 
 from gateway.errors import InvalidArgument
 from gateway.interceptors.wrapping import Streaming, Unary, wrap
+from gateway.oversized import large_fields
 
 
 class Malformed:
     """Stands for a request whose bytes did not decode, or were too many."""
 
-    def __init__(self, why: str) -> None:
-        self.violations = [("", why)]
+    def __init__(self, why: str, violations: list[tuple[str, str]] | None = None) -> None:
+        self.violations = violations or [("", why)]
 
 
 MALFORMED = Malformed("the request is not a valid protobuf message of this method's type")
 MALFORMED_ERROR = MALFORMED.violations
 
 
-def tolerant(limit: int) -> Callable[[Callable[[bytes], Any] | None], Callable[[bytes], Any] | None]:
-    too_large = Malformed(f"the request is larger than {limit} bytes")
+def oversized(deserializer: Callable[[bytes], Any], data: bytes, limit: int, ceiling: int) -> Malformed:
+    """The answer to `data` larger than `limit`: its large fields named when the bytes decode and
+    are at most `ceiling` (gRPC's receive limit), else one violation for the whole request."""
+    whole = Malformed(f"the request is larger than {limit} bytes")
+    if len(data) > ceiling:
+        return whole
+    try:
+        message = deserializer(data)
+        named = large_fields(message, limit)
+    except (DecodeError, RecursionError, ValueError, TypeError):
+        return whole
+    if not named:
+        return whole
+    return Malformed("", [(path, f"holds {size} bytes, making the request larger than {limit} bytes")
+                          for path, size in named])
+
+
+def tolerant(limit: int, ceiling: int | None = None
+             ) -> Callable[[Callable[[bytes], Any] | None], Callable[[bytes], Any] | None]:
+    """A deserializer factory: within `limit`, the message or MALFORMED; beyond, `oversized`."""
+    ceiling = limit if ceiling is None else ceiling
 
     def make(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         if deserializer is None:
@@ -36,7 +59,7 @@ def tolerant(limit: int) -> Callable[[Callable[[bytes], Any] | None], Callable[[
 
         def decode(data: bytes) -> Any:
             if len(data) > limit:
-                return too_large
+                return oversized(deserializer, data, limit, ceiling)
             try:
                 return deserializer(data)
             except DecodeError:
@@ -50,16 +73,18 @@ def tolerant(limit: int) -> Callable[[Callable[[bytes], Any] | None], Callable[[
 class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
     """Innermost interceptor: the servicer only ever sees a well-formed message of a sane size."""
 
-    def __init__(self, max_bytes: int, limits: dict[str, int] | None = None) -> None:
+    def __init__(self, max_bytes: int, limits: dict[str, int] | None = None, ceiling: int | None = None) -> None:
         self.max_bytes = max_bytes
         self.limits = limits or {}
+        # Largest request decoded to name its large fields: gRPC's receive limit as bootstrap sets it.
+        self.ceiling = max(max_bytes, *self.limits.values()) if ceiling is None else ceiling
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
         if handler is None:
             return None
         limit = self.limits.get(details.method, self.max_bytes)
-        return wrap(handler, self._unary, self._streaming, tolerant(limit))
+        return wrap(handler, self._unary, self._streaming, tolerant(limit, self.ceiling))
 
     @staticmethod
     def _unary(behaviour: Unary) -> Unary:
