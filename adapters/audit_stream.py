@@ -277,6 +277,13 @@ class ChainedAuditSink:
     async def append(self, event: Mapping[str, Any]) -> None:
         await self.record(event)
 
+    async def check(self) -> None:
+        """DependencyUnavailable("audit") unless the chain's Redis answers now."""
+        try:
+            await self.r.ping()
+        except (RedisError, OSError) as e:
+            raise DependencyUnavailable("audit") from e
+
     async def record(self, event: Mapping[str, Any]) -> Receipt:
         """Append and return where the event landed (seq, stream id, mac)."""
         fields = ac.normalise(event)

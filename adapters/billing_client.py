@@ -9,6 +9,7 @@ from typing import Any, Literal
 import grpc
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2
 
 from gateway.errors import DependencyUnavailable, Unauthenticated
 from gateway.ports import CustomerProfile, Subscriber
@@ -51,9 +52,14 @@ class GrpcBilling:
         self._channel: Any = None
         self._rpcs: dict[str, Any] = {}
 
+    # Short reconnect backoff: a billing that comes back is used (and reported ready) within half
+    # a second, instead of after gRPC's default backoff of up to two minutes.
+    OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+               ("grpc.max_reconnect_backoff_ms", 500))
+
     def _rpc(self, name: str) -> Any:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            self._channel = grpc.aio.insecure_channel(self.target, options=list(self.OPTIONS))
             self._rpcs = {
                 rpc: self._channel.unary_unary(
                     _SERVICE + rpc, request_serializer=req.SerializeToString, response_deserializer=resp.FromString
@@ -66,7 +72,19 @@ class GrpcBilling:
                 request_serializer=billing_pb2.ListCallDetailsRequest.SerializeToString,
                 response_deserializer=None,
             )
+            self._rpcs["Check"] = self._channel.unary_unary(
+                "/grpc.health.v1.Health/Check", request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                response_deserializer=health_pb2.HealthCheckResponse.FromString)
         return self._rpcs[name]
+
+    async def probe(self, seconds: float = 0.5) -> bool:
+        """Does billing answer now, on the channel the calls use? Any answer from the server counts
+        (one without a health service says UNIMPLEMENTED); silence or no connection does not."""
+        try:
+            resp = await self._rpc("Check")(health_pb2.HealthCheckRequest(), timeout=seconds)
+        except grpc.aio.AioRpcError as e:
+            return e.code() == grpc.StatusCode.UNIMPLEMENTED
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def _call(self, name: str, request: Any, not_found: Exception | None = None) -> Any:
         """One call within the deadline. Every failure is DependencyUnavailable, except NOT_FOUND

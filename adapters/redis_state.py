@@ -15,15 +15,16 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.errors import DependencyUnavailable
-from gateway.ports import CodeCheck, SendSlot, Session
+from gateway.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# KEYS: last-send, hourly count, lock. ARGV: min interval ms, max per hour.
-# Returns {allowed, retry_after_ms, lock_ttl_ms}. The slot is taken even for unknown or locked
-# numbers, so throttling behaves the same for every number.
-TAKE_SEND_SLOT = """
+# KEYS: last-send, hourly count, lock, code. ARGV: min interval ms, max per hour, digest ("" for
+# none), code ttl ms. Returns {allowed, retry_after_ms, lock_ttl_ms}. The slot is taken even for
+# unknown or locked numbers, so throttling behaves the same for every number; the code is stored
+# only with a free slot, no lock and a digest, in the same step (no slot without its code).
+ISSUE_CODE = """
 local lock = redis.call('PTTL', KEYS[3])
 local last = redis.call('PTTL', KEYS[1])
 if last > 0 then return {0, last, lock} end
@@ -31,32 +32,71 @@ local count = tonumber(redis.call('GET', KEYS[2]) or '0')
 if count >= tonumber(ARGV[2]) then return {0, redis.call('PTTL', KEYS[2]), lock} end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], 3600000) end
+if lock <= 0 and ARGV[3] ~= '' then
+  redis.call('DEL', KEYS[4])
+  redis.call('HSET', KEYS[4], 'd', ARGV[3], 'tries', 0)
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+end
 return {1, 0, lock}
 """
 
-# KEYS: code, lock. ARGV: digest, max tries. Returns {lock_ttl_ms, ok}. A matching code is
-# consumed; a wrong one costs a try and dies at the limit.
-CHECK_CODE = """
+# KEYS: failures, lock[, code]. ARGV: threshold, memory ms, lock ms[, digest, max tries].
+# Returns {lock_ms, number, code_ok, code_tries, code_ttl_ms}. Counts the attempt first: a locked
+# subject, or one whose threshold is taken by attempts in flight, is refused (lock_ms > 0) before
+# anything is compared. A matching code is taken (deleted) so no concurrent attempt can use it; a
+# wrong one costs a try and dies at the limit.
+BEGIN_ATTEMPT = """
 local lock = redis.call('PTTL', KEYS[2])
-if lock > 0 then return {lock, 0} end
-local digest = redis.call('HGET', KEYS[1], 'd')
-if not digest then return {0, 0} end
-if digest == ARGV[1] then redis.call('DEL', KEYS[1]) return {0, 1} end
-if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) end
-return {0, 0}
+if lock > 0 then return {lock, 0, 0, 0, 0} end
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return {tonumber(ARGV[3]), 0, 0, 0, 0}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if #KEYS < 3 then return {0, n, 0, 0, 0} end
+local v = redis.call('HMGET', KEYS[3], 'd', 'tries')
+if not v[1] then return {0, n, 0, 0, 0} end
+local ttl = redis.call('PTTL', KEYS[3])
+if v[1] == ARGV[4] then
+  redis.call('DEL', KEYS[3])
+  return {0, n, 1, tonumber(v[2]), ttl}
+end
+local tries = redis.call('HINCRBY', KEYS[3], 'tries', 1)
+if tries >= tonumber(ARGV[5]) then redis.call('DEL', KEYS[3]) end
+return {0, n, 0, tries, ttl}
 """
 
-# KEYS: failures, lock. ARGV: threshold, lock ms, memory ms. Returns the lock ms if this failure
-# locked the subject; 0 otherwise, including when it was locked already (no second lock, no reset).
-RECORD_FAILURE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local n = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if n >= tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-  redis.call('DEL', KEYS[1])
-  return tonumber(ARGV[2])
+# KEYS: failures, lock. ARGV: attempt number, threshold, lock ms. The attempt stays counted; the
+# one whose number reached the threshold sets the lock (NX: one lock, one notice) and clears the
+# count. Returns the lock ms if this failure locked the subject, else 0.
+FAIL_ATTEMPT = """
+if tonumber(ARGV[1]) < tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+if redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX') then return tonumber(ARGV[3]) end
+return 0
+"""
+
+# KEYS: failures[, code]. ARGV: code ok (1/0), digest, tries, ttl ms. Uncounts an attempt a fault
+# kept from being judged, and puts its code back: a taken code as it was (unless a newer one was
+# issued meanwhile), a wrong guess's try returned.
+RELEASE_ATTEMPT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+if #KEYS < 2 then return 0 end
+if ARGV[1] == '1' then
+  if tonumber(ARGV[4]) > 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('HSET', KEYS[2], 'd', ARGV[2], 'tries', ARGV[3])
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+elseif tonumber(redis.call('HGET', KEYS[2], 'tries') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[2], 'tries', -1)
 end
+return 0
+"""
+
+# KEYS: token. ARGV: terminal. Ends the session only for the terminal it was issued to.
+END_SESSION = """
+if redis.call('HGET', KEYS[1], 'terminal') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -102,15 +142,20 @@ class RedisSignInState:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.r = client
-        self._send = client.register_script(TAKE_SEND_SLOT)
-        self._check = client.register_script(CHECK_CODE)
-        self._fail = client.register_script(RECORD_FAILURE)
+        self._issue = client.register_script(ISSUE_CODE)
+        self._begin = client.register_script(BEGIN_ATTEMPT)
+        self._fail = client.register_script(FAIL_ATTEMPT)
+        self._release = client.register_script(RELEASE_ATTEMPT)
+        self._end = client.register_script(END_SESSION)
         self._touch = client.register_script(TOUCH_SESSION)
 
     @guarded
-    async def take_send_slot(self, msisdn: str, min_interval: float, max_per_hour: int) -> SendSlot:
-        keys = [number_key(msisdn, "send:last"), number_key(msisdn, "send:hour"), number_key(msisdn, "lock")]
-        allowed, retry_ms, lock_ms = await self._send(keys=keys, args=[ms(min_interval), max_per_hour])
+    async def issue_code(self, msisdn: str, purpose: str, digest: str | None, ttl: float, min_interval: float,
+                         max_per_hour: int) -> SendSlot:
+        keys = [number_key(msisdn, "send:last"), number_key(msisdn, "send:hour"), number_key(msisdn, "lock"),
+                number_key(msisdn, f"code:{purpose}")]
+        allowed, retry_ms, lock_ms = await self._issue(keys=keys, args=[ms(min_interval), max_per_hour,
+                                                                        digest or "", ms(ttl)])
         return SendSlot(bool(allowed), max(retry_ms, 0) / 1000, max(lock_ms, 0) / 1000)
 
     @guarded
@@ -124,16 +169,30 @@ class RedisSignInState:
             await p.execute()
 
     @guarded
-    async def check_code(self, msisdn: str, purpose: str, digest: str, max_tries: int) -> CodeCheck:
-        keys = [number_key(msisdn, f"code:{purpose}"), number_key(msisdn, "lock")]
-        lock_ms, ok = await self._check(keys=keys, args=[digest, max_tries])
-        return CodeCheck(bool(ok), max(lock_ms, 0) / 1000)
+    async def begin_attempt(self, subject: str, limits: AttemptLimits, code: CodeClaim | None = None) -> Attempt:
+        keys = [number_key(subject, "fails"), number_key(subject, "lock")]
+        args: list[Any] = [limits.threshold, ms(limits.memory), ms(limits.lock_for)]
+        if code is not None:
+            keys.append(number_key(subject, f"code:{code.purpose}"))
+            args += [code.digest, code.max_tries]
+        lock_ms, n, ok, tries, ttl_ms = await self._begin(keys=keys, args=args)
+        return Attempt(subject, max(lock_ms, 0) / 1000, int(n), code, bool(ok), int(tries), max(ttl_ms, 0) / 1000)
 
     @guarded
-    async def record_failure(self, msisdn: str, threshold: int, lock_for: float, memory: float) -> float:
-        keys = [number_key(msisdn, "fails"), number_key(msisdn, "lock")]
-        locked_ms = await self._fail(keys=keys, args=[threshold, ms(lock_for), ms(memory)])
+    async def fail_attempt(self, attempt: Attempt, limits: AttemptLimits) -> float:
+        keys = [number_key(attempt.subject, "fails"), number_key(attempt.subject, "lock")]
+        locked_ms = await self._fail(keys=keys, args=[attempt.number, limits.threshold, ms(limits.lock_for)])
         return int(locked_ms) / 1000
+
+    @guarded
+    async def release_attempt(self, attempt: Attempt) -> None:
+        keys = [number_key(attempt.subject, "fails")]
+        args: list[Any] = []
+        if attempt.code is not None:
+            keys.append(number_key(attempt.subject, f"code:{attempt.code.purpose}"))
+            ttl = int(attempt.code_ttl * 1000) if attempt.code_ttl > 0 else 0
+            args = ["1" if attempt.code_ok else "0", attempt.code.digest, attempt.code_tries, ttl]
+        await self._release(keys=keys, args=args)
 
     @guarded
     async def open_session(self, msisdn: str, token_digest: str, session: Session, idle: float,
@@ -158,8 +217,8 @@ class RedisSignInState:
         return Session(msisdn, scope, terminal)
 
     @guarded
-    async def end_session(self, token_digest: str) -> None:
-        await self.r.delete(f"hg:tok:{token_digest}")
+    async def end_session(self, token_digest: str, terminal: str) -> None:
+        await self._end(keys=[f"hg:tok:{token_digest}"], args=[terminal])
 
     @guarded
     async def lock_remaining(self, subject: str) -> float:

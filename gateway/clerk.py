@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway import passwords, resident_id, rules
-from gateway.errors import InvalidArgument, Unauthenticated
+from gateway.errors import InvalidArgument, TooManyRequests, Unauthenticated
 from gateway.owner_proof import OwnerProof
 from gateway.ports import Billing, CustomerProfile, CustomerSession, Sessions, SmsSender
 from gateway.settings import Settings
@@ -93,10 +93,13 @@ class ClerkDesk:
         towards a lock of their own."""
         self.check_document(doc)
         subject = f"id-document:{msisdn}"
-        await self.proof.check_lock(subject)
-        match = await self.billing.verify_owner_document(msisdn, doc.document_type, doc.number.upper(), doc.name)
+        attempt = await self.proof.state.begin_attempt(subject, self.proof.limits)
+        if attempt.locked_for > 0:
+            raise TooManyRequests("locked", attempt.locked_for)
+        match = await self.proof.judged(attempt, self.billing.verify_owner_document(
+            msisdn, doc.document_type, doc.number.upper(), doc.name))
         if not match:
-            await self.proof.fail(msisdn, subject)
+            await self.proof.fail(attempt)
         await self.proof.state.reset_failures(subject)
         return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, ID_DOCUMENT))
 

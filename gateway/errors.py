@@ -77,3 +77,13 @@ class DependencyUnavailable(DomainError):
     def __init__(self, dependency: str) -> None:
         super().__init__(f"{dependency}_unavailable")
         self.dependency = dependency
+
+
+class Interrupted(DependencyUnavailable):
+    """A stream stopped part-way after records had left (a dependency, the audit trail or an
+    internal fault): the caller holds an incomplete list and must not be told nothing was released."""
+
+    def __init__(self, cause: str, released: int) -> None:
+        super().__init__(cause)
+        self.reason = f"interrupted_{cause}"
+        self.released = released

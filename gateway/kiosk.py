@@ -28,6 +28,7 @@ HISTORY_WORDS = {
     "/hallgate.v1.ClerkService/ResetServicePassword": "service password reset at a service hall counter",
 }
 HISTORY_CHANNELS = {"kiosk", "clerk"}
+LIST_CALL_DETAILS = "/hallgate.v1.KioskService/ListCallDetails"
 
 __all__ = ["CALL_LIST_SCOPE", "Grant", "KioskFlows", "Texts"]
 
@@ -99,14 +100,22 @@ class KioskFlows:
         if self.access_log is None:
             return []
         since = self.clock() - timedelta(days=self.s.history_days)
-        found = []
+        found: list[tuple[datetime, str, str, str, str, str]] = []
+        released: dict[str, str] = {}  # call id -> records that left, from a stream's closing event
         async for e in self.access_log.accesses(rules.subscriber_ref(self.key, session.msisdn), since):
             what = HISTORY_WORDS.get(e.get("method", ""))
             if what is None or e.get("channel") not in HISTORY_CHANNELS:
                 continue
+            if e.get("phase") == "close":
+                released[e.get("call", "")] = e.get("records", "0")
+                continue
             outcome = "allowed" if e.get("decision") == "allowed" else "refused"
-            found.append((datetime.fromisoformat(e["at"]), e.get("hall", ""), e["channel"], what, outcome))
-        return sorted(found, reverse=True)
+            found.append((datetime.fromisoformat(e["at"]), e.get("hall", ""), e["channel"], what, outcome,
+                          e.get("call", "") if e.get("method") == LIST_CALL_DETAILS else ""))
+        return sorted(((at, hall, channel, f"{what} ({released[call]} records)" if call in released else what, outcome)
+                       for at, hall, channel, what, outcome, call in found), reverse=True)
 
-    async def end_session(self, token: str) -> None:
-        await self.state.end_session(rules.token_digest(token))
+    async def end_session(self, token: str, terminal: str) -> None:
+        """Ends the token only on the kiosk it was issued to; elsewhere nothing happens (and the
+        answer is the same, so another kiosk learns nothing about the token)."""
+        await self.state.end_session(rules.token_digest(token), terminal)

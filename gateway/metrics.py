@@ -193,6 +193,9 @@ class TimedAuditSink:
         finally:
             AUDIT_APPEND.observe(time.perf_counter() - started)
 
+    async def check(self) -> None:
+        await self.sink.check()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sink, name)
 
@@ -234,28 +237,15 @@ def redis_check(client: Any) -> Check:
     return check
 
 
-class BillingCheck:
-    """Can billing be reached: a connection of its own to the billing target, READY or able to
-    become READY within the probe's timeout. Short reconnect backoff, so recovery shows quickly."""
+def billing_check(billing: Any) -> Check:
+    """Billing answers now, asked through the very channel the calls use: a second channel of its
+    own would reconnect on its own schedule and report SERVING while the calls' channel is still
+    backing off, and a stopped (not dead) billing would look connected."""
 
-    OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
-               ("grpc.max_reconnect_backoff_ms", 2000))
+    async def check() -> bool:
+        return bool(await billing.probe())
 
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.channel: grpc.aio.Channel | None = None
-
-    async def __call__(self) -> bool:
-        if self.channel is None:  # made inside the loop that uses it
-            self.channel = grpc.aio.insecure_channel(self.target, options=list(self.OPTIONS))
-        if self.channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
-            return True
-        await self.channel.channel_ready()
-        return True
-
-    async def close(self) -> None:
-        if self.channel is not None:
-            await self.channel.close()
+    return check
 
 
 def dependency_checks(deps: Any) -> dict[str, Check]:
@@ -263,9 +253,8 @@ def dependency_checks(deps: Any) -> dict[str, Check]:
     checks: dict[str, Check] = {}
     if getattr(deps, "redis", None) is not None:
         checks["redis"] = redis_check(deps.redis)
-    target = getattr(deps.billing, "target", "")
-    if target:
-        checks["billing"] = BillingCheck(target)
+    if getattr(deps.billing, "target", "") and hasattr(deps.billing, "probe"):
+        checks["billing"] = billing_check(deps.billing)
     return checks
 
 
@@ -277,34 +266,30 @@ async def _probe(check: Check, seconds: float) -> bool:
 
 
 async def watch_readiness(health_servicer: health.aio.HealthServicer, services: list[str],
-                          checks: Mapping[str, Check], every: float = 2.0, probe_seconds: float = 1.0) -> None:
+                          checks: Mapping[str, Check], every: float = 0.25, probe_seconds: float = 0.5) -> None:
     """Readiness (the per-service health statuses) follows every dependency: NOT_SERVING while any
     check fails, since a gateway that cannot reach Redis or billing would only fail closed. The
-    server-wide status "" is left alone: it is liveness. Also sets hallgate_dependency_up."""
+    server-wide status "" is left alone: it is liveness. Also sets hallgate_dependency_up. A change
+    shows within `every` + `probe_seconds` (under a second), both ways."""
     from grpc_health.v1 import health_pb2
 
     serving: bool | None = None
     names = list(checks)
-    try:
-        while True:
-            results = await asyncio.gather(*(_probe(checks[n], probe_seconds) for n in names))
-            for name, ok in zip(names, results, strict=True):
-                DEPENDENCY_UP.labels(name).set(1 if ok else 0)
-            ready = all(results)
-            if ready != serving:
-                if serving is not None or not ready:
-                    down = [n for n, ok in zip(names, results, strict=True) if not ok]
-                    (log.info if ready else log.warning)("readiness", ready=ready, down=down)
-                serving = ready
-                status = (health_pb2.HealthCheckResponse.SERVING if ready
-                          else health_pb2.HealthCheckResponse.NOT_SERVING)
-                for service in services:
-                    await health_servicer.set(service, status)
-            await asyncio.sleep(every)
-    finally:
-        for check in checks.values():
-            if isinstance(check, BillingCheck):
-                await check.close()
+    while True:
+        results = await asyncio.gather(*(_probe(checks[n], probe_seconds) for n in names))
+        for name, ok in zip(names, results, strict=True):
+            DEPENDENCY_UP.labels(name).set(1 if ok else 0)
+        ready = all(results)
+        if ready != serving:
+            if serving is not None or not ready:
+                down = [n for n, ok in zip(names, results, strict=True) if not ok]
+                (log.info if ready else log.warning)("readiness", ready=ready, down=down)
+            serving = ready
+            status = (health_pb2.HealthCheckResponse.SERVING if ready
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            for service in services:
+                await health_servicer.set(service, status)
+        await asyncio.sleep(every)
 
 
 # --- the endpoint ------------------------------------------------------------------------------

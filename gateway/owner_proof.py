@@ -3,14 +3,20 @@ and the counter PIN pad: codes, send throttles, the SIM-swap guard, failure coun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NoReturn, TypeVar
 
-from gateway import rules
-from gateway.errors import TooManyRequests, Unauthenticated
-from gateway.ports import Billing, SignInState, SmsSender
+from gateway import effects, rules
+from gateway.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
+from gateway.ports import Attempt, AttemptLimits, Billing, CodeClaim, SignInState, SmsSender
 from gateway.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +45,13 @@ class Texts:
 
 
 class OwnerProof:
-    """The password + code rules, in the order the regulation asks for them."""
+    """The password + code rules, in the order the regulation asks for them.
+
+    Attempts are counted before anything is compared (a burst of guesses from any number of
+    gateway processes gets at most `lock_threshold` comparisons), a fault in a dependency costs
+    the owner nothing (no slot, no try, no code), and failures are answered no sooner than
+    `failure_floor` after the call began, so a locked number, a wrong code and a wrong password
+    take the same time."""
 
     def __init__(self, settings: Settings, state: SignInState, billing: Billing, sms: SmsSender, key: bytes,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), texts: Texts | None = None) -> None:
@@ -51,52 +63,79 @@ class OwnerProof:
         self.clock = clock
         self.texts = texts or Texts()
         self.sim_guard = rules.SimSwapGuard(settings.sim_swap_window)
+        self.limits = AttemptLimits(settings.lock_threshold, settings.lock_duration, settings.fail_memory)
 
     async def request_code(self, msisdn: str, purpose: rules.Purpose) -> str:
         """Send a code if the number may have one. Returns the audit reason; the caller's answer
-        is the same in every case, so nothing here tells whether the number exists."""
-        slot = await self.state.take_send_slot(msisdn, self.s.send_min_interval, self.s.send_max_per_hour)
+        is the same in every case, so nothing here tells whether the number exists.
+
+        Every number costs the same work: billing is asked first (so a billing fault spends no
+        slot), then one atomic step takes the slot and stores the code where there is one to send.
+        The SMS leaves only once the call is on record, off the request path."""
+        sub = await self.billing.get_subscriber(msisdn)
+        hold = sub.exists and self.sim_guard.holds(self.clock(), sub.sim_changed_at, sub.ported_at)
+        code = rules.new_code()
+        digest = rules.code_digest(self.key, msisdn, purpose, code)
+        text = self.texts.code[purpose].format(code=code, minutes=round(self.s.code_ttl / 60))
+        slot = await self.state.issue_code(msisdn, purpose.value, digest if sub.exists and not hold else None,
+                                           self.s.code_ttl, self.s.send_min_interval, self.s.send_max_per_hour)
         if not slot.allowed:
             raise TooManyRequests("send_throttled", slot.retry_after)
         if slot.locked_for > 0:
             return "locked_no_code"
-        sub = await self.billing.get_subscriber(msisdn)
         if not sub.exists:
             return "unknown_number"
-        if self.sim_guard.holds(self.clock(), sub.sim_changed_at, sub.ported_at):
+        if hold:
             await self.sms.send(msisdn, self.texts.sim_swap)
             return "sim_swap_hold"
-        code = rules.new_code()
-        await self.state.store_code(msisdn, purpose.value, rules.code_digest(self.key, msisdn, purpose, code),
-                                    self.s.code_ttl)
-        await self.sms.send(msisdn, self.texts.code[purpose].format(code=code, minutes=round(self.s.code_ttl / 60)))
+        await self.sms.send(msisdn, text)
         return "code_sent"
 
-    async def check_lock(self, subject: str) -> None:
-        locked = await self.state.lock_remaining(subject)
-        if locked > 0:
-            raise TooManyRequests("locked", locked)
-
     async def verify(self, msisdn: str, password: str, code: str, purpose: rules.Purpose) -> None:
-        """Both proofs or nothing. The code is checked (and consumed) atomically first; the password
-        is verified by billing whatever the code's outcome, so neither answer nor work tells which
-        one was wrong. Every failure counts towards the lock, for known and unknown numbers alike."""
-        digest = rules.code_digest(self.key, msisdn, purpose, code)
-        check = await self.state.check_code(msisdn, purpose.value, digest, self.s.code_max_tries)
-        if check.locked_for > 0:
-            raise TooManyRequests("locked", check.locked_for)
-        password_ok = await self.billing.verify_service_password(msisdn, password)
-        if not (check.code_ok and password_ok):
-            await self.fail(msisdn)
+        """Both proofs or nothing. The attempt is counted and the code claimed in one atomic step
+        first; the password is verified by billing whatever the code's outcome, so neither answer
+        nor work tells which one was wrong. Every failure counts towards the lock, for known and
+        unknown numbers alike. The caller's success step (opening a session) clears the count."""
+        started = time.monotonic()
+        claim = CodeClaim(purpose.value, rules.code_digest(self.key, msisdn, purpose, code), self.s.code_max_tries)
+        try:
+            attempt = await self.state.begin_attempt(msisdn, self.limits, claim)
+            if attempt.locked_for > 0:
+                raise TooManyRequests("locked", attempt.locked_for)
+            password_ok = await self.judged(attempt, self.billing.verify_service_password(msisdn, password))
+            if not (attempt.code_ok and password_ok):
+                await self.fail(attempt, notify=msisdn)
+        except (Unauthenticated, TooManyRequests):
+            await self.floor(started)
+            raise
 
-    async def fail(self, msisdn: str, subject: str | None = None) -> None:
-        """Count one failed proof towards `subject`'s lock (the number itself, every channel, by
-        default); at the threshold lock it and tell the owner."""
-        locked_for = await self.state.record_failure(subject or msisdn, self.s.lock_threshold,
-                                                     self.s.lock_duration, self.s.fail_memory)
+    async def judged(self, attempt: Attempt, check: Awaitable[T]) -> T:
+        """The outcome of `check`; if a dependency fails instead, the attempt is released (not
+        counted, its code put back) before the failure goes on."""
+        try:
+            return await check
+        except DependencyUnavailable:
+            with contextlib.suppress(DependencyUnavailable):
+                await self.state.release_attempt(attempt)
+            raise
+
+    async def fail(self, attempt: Attempt, notify: str | None = None) -> NoReturn:
+        """The attempt failed: it stays counted; the failure that reaches the threshold locks the
+        subject and, with `notify`, tells that number's owner (if it has one) once on record."""
+        locked_for = await self.state.fail_attempt(attempt, self.limits)
         if locked_for > 0:
-            if subject is None and (await self.billing.get_subscriber(msisdn)).exists:
-                await self.sms.send(msisdn, self.texts.locked.format(
-                    tries=self.s.lock_threshold, minutes=round(self.s.lock_duration / 60)))
+            if notify is not None:
+                await effects.defer(lambda: self._notify_locked(notify))
             raise TooManyRequests("locked_now", locked_for)
         raise Unauthenticated("bad_credentials")
+
+    async def _notify_locked(self, msisdn: str) -> None:
+        if (await self.billing.get_subscriber(msisdn)).exists:
+            await self.sms.send(msisdn, self.texts.locked.format(
+                tries=self.s.lock_threshold, minutes=round(self.s.lock_duration / 60)))
+
+    async def floor(self, started: float) -> None:
+        """Answer a failure no sooner than `failure_floor` after `started` (time.monotonic)."""
+        left = self.s.failure_floor - (time.monotonic() - started)
+        if left > 0:
+            await asyncio.sleep(left)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+Effect = Callable[[], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -26,9 +30,11 @@ class CallContext:
     subscriber: str = ""  # set only where msisdn does not fit (several legal targets)
     reason: str = ""
     detail: str = ""
-    records: int = 0
+    records: int = 0  # records handed to the transport (a stream's audit stage counts what left)
     customer: Any = None  # the CustomerSession, for servicers; never written to the audit trail
     started: float = field(default_factory=time.perf_counter)
+    effects: list[Effect] = field(default_factory=list)  # run only once the call's event is stored
+    call_id: str = field(default_factory=lambda: secrets.token_hex(8))  # links a stream's two events
 
 
 _current: ContextVar[CallContext | None] = ContextVar("hallgate_call", default=None)
@@ -38,6 +44,11 @@ def begin(method: str, peer: str) -> CallContext:
     call = CallContext(method=method, peer=peer)
     _current.set(call)
     return call
+
+
+def active() -> CallContext | None:
+    """The running call's context, or None outside an RPC."""
+    return _current.get()
 
 
 def current() -> CallContext:

@@ -7,6 +7,7 @@ minutes. A TOTP code is accepted once only. Sessions are bound to the terminal c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,10 +16,17 @@ from datetime import UTC, datetime
 import pyotp
 
 from gateway import passwords, rules
-from gateway.errors import FailedPrecondition, InvalidArgument, PermissionDenied, TooManyRequests, Unauthenticated
+from gateway.errors import (
+    DependencyUnavailable,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    TooManyRequests,
+    Unauthenticated,
+)
 from gateway.identity import Identity
 from gateway.policy import SIGN_IN_CHANNELS, Role
-from gateway.ports import Sessions, SignInState, StaffDirectory, StaffRecord, StaffSession
+from gateway.ports import AttemptLimits, Sessions, SignInState, StaffDirectory, StaffRecord, StaffSession
 from gateway.settings import Settings
 
 HALL_ROLES = {Role.CLERK, Role.HALL_MANAGER}
@@ -52,27 +60,32 @@ class StaffDesk:
         self.state = state
         self.sessions = sessions
         self.clock = clock
+        self.limits = AttemptLimits(settings.lock_threshold, settings.lock_duration, settings.fail_memory)
 
     async def _verify(self, staff_id: str, password: str, code: str) -> StaffRecord:
         """The record if password and TOTP are right (the TOTP step is then used up); else one
-        generic failure that counts towards the account lock."""
+        generic failure that counts towards the account lock. The attempt is counted before the
+        password is hashed, so a burst of guesses gets at most the threshold of comparisons."""
         subject = f"staff:{staff_id}"
-        locked = await self.state.lock_remaining(subject)
-        if locked > 0:
-            raise TooManyRequests("staff_locked", locked)
-        record = await self.directory.get(staff_id)
-        usable = record is not None and not record.disabled
-        password_ok = await asyncio.to_thread(passwords.verify_password, password,
-                                              record.password_hash if usable and record else None)
-        step = totp_step(record.totp_secret, code, self.clock()) if usable and record else None
-        ok = usable and password_ok and step is not None
-        if ok and step is not None:
-            ok = await self.directory.accept_totp_step(staff_id, step)
+        attempt = await self.state.begin_attempt(subject, self.limits)
+        if attempt.locked_for > 0:
+            raise TooManyRequests("staff_locked", attempt.locked_for)
+        try:
+            record = await self.directory.get(staff_id)
+            usable = record is not None and not record.disabled
+            password_ok = await asyncio.to_thread(passwords.verify_password, password,
+                                                  record.password_hash if usable and record else None)
+            step = totp_step(record.totp_secret, code, self.clock()) if usable and record else None
+            ok = usable and password_ok and step is not None
+            if ok and step is not None:
+                ok = await self.directory.accept_totp_step(staff_id, step)
+        except DependencyUnavailable:
+            with contextlib.suppress(DependencyUnavailable):
+                await self.state.release_attempt(attempt)
+            raise
         if not ok or record is None:
-            locked = await self.state.record_failure(subject, self.s.lock_threshold, self.s.lock_duration,
-                                                     self.s.fail_memory)
-            if locked > 0:
-                raise TooManyRequests("staff_locked_now", locked)
+            if await self.state.fail_attempt(attempt, self.limits) > 0:
+                raise TooManyRequests("staff_locked_now", self.s.lock_duration)
             raise Unauthenticated("bad_staff_credentials")
         await self.state.reset_failures(subject)
         return record

@@ -5,6 +5,7 @@ Messages are fixed per error (and per reason for throttling) so they never carry
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import grpc
@@ -16,6 +17,7 @@ from gateway.errors import (
     DependencyUnavailable,
     DomainError,
     FailedPrecondition,
+    Interrupted,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -34,6 +36,8 @@ TABLE: dict[type[DomainError], tuple[int, str]] = {
     FailedPrecondition: (code_pb2.FAILED_PRECONDITION, "not possible in the current state"),
     NotFound: (code_pb2.NOT_FOUND, "not found"),
     Unimplemented: (code_pb2.UNIMPLEMENTED, "no such method"),
+    Interrupted: (code_pb2.UNAVAILABLE, ("the service became unavailable part-way: the records already sent are "
+                                         "an incomplete list, and nothing more was released")),
     DependencyUnavailable: (code_pb2.UNAVAILABLE, "the service is temporarily unavailable; nothing was released"),
 }
 
@@ -93,8 +97,16 @@ def to_status_proto(err: DomainError) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=message, details=details)
 
 
+def ended_by_caller(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """How a call that was stopped from outside (cancelled, or its deadline passed) ended."""
+    left = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0 else grpc.StatusCode.CANCELLED
+
+
 def code_of(err: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     """The status a failure will end the call with, once the error interceptor has mapped it."""
+    if isinstance(err, asyncio.CancelledError | GeneratorExit):
+        return ended_by_caller(context)
     if isinstance(err, DomainError):
         return grpc.StatusCode[code_pb2.Code.Name(_entry(err)[0])]
     code = context.code()

@@ -27,7 +27,7 @@ from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
 from adapters.redis_staff import RedisStaffStore
 from adapters.sms_outbox import OutboxSms, read_outbox
-from gateway import passwords
+from gateway import effects, passwords
 from gateway.bootstrap import Deps, create_server, legal_desk, redis_deps
 from gateway.ports import StaffRecord
 from gateway.settings import Settings
@@ -130,17 +130,20 @@ class Harness:
                                                           totp_code=fresh_totp(secret)))
         return (("authorization", f"Bearer {reply.staff_token}"),)
 
-    def messages(self, msisdn: str) -> list[str]:
+    async def messages(self, msisdn: str) -> list[str]:
+        """What the number's phone received, once the SMS the gateway started (after each call's
+        audit event was stored, off the request path) have gone out."""
+        await effects.drain()
         return [m["text"] for m in read_outbox(self.outbox_path, msisdn)]
 
-    def last_code(self, msisdn: str) -> str:
-        codes = [m.group(1) for t in self.messages(msisdn) if (m := CODE_RE.search(t))]
+    async def last_code(self, msisdn: str) -> str:
+        codes = [m.group(1) for t in await self.messages(msisdn) if (m := CODE_RE.search(t))]
         assert codes, f"no code was sent to {msisdn}"
         return codes[-1]
 
     async def request_code(self, msisdn: str) -> str:
         await self.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=msisdn))
-        return self.last_code(msisdn)
+        return await self.last_code(msisdn)
 
     async def sign_in(self, msisdn: str) -> str:
         code = await self.request_code(msisdn)
@@ -175,7 +178,8 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         settings = Settings(listen="127.0.0.1:0", data_dir=str(tmp_path / "data"), secret_key="test-secret",
                             sim_hash_n=2**10, staff_hash_n=2**10, trust_domain=TRUST_DOMAIN,
                             tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key"),
-                            tls_client_ca=str(pki / "ca.crt"), revocation_refresh=0.1).with_(**overrides)
+                            tls_client_ca=str(pki / "ca.crt"), revocation_refresh=0.1,
+                            failure_floor=0).with_(**overrides)
         billing_server, billing_port = await start_billing_sim(billing_data)
         client = connect(redis_url or clean_redis, settings.redis_timeout)
         billing = GrpcBilling(f"127.0.0.1:{billing_port}", timeout=settings.billing_timeout,

@@ -8,6 +8,7 @@ import re
 import secrets
 import threading
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -151,6 +152,8 @@ class SeededBilling:
         self._lock = threading.Lock()
         # Unknown numbers are hashed against this so they cost the same scrypt as known ones.
         self._dummy = _StoredHash(secrets.token_bytes(16), secrets.token_bytes(32))
+        # How often each number's password was checked: tests of attempt limits count what reached us.
+        self.password_checks: Counter[str] = Counter()
 
     # --- numbering -------------------------------------------------------------------------------
 
@@ -289,6 +292,8 @@ class SeededBilling:
         known number or not, so the answer's timing says nothing about whether the number exists.
         Blocking: call it from a thread."""
         typed = password.encode("utf-8", "surrogatepass")
+        with self._lock:
+            self.password_checks[msisdn] += 1
         if self.index(msisdn) is None:
             hmac.compare_digest(self._scrypt(typed, self._dummy.salt), self._dummy.digest)
             return False

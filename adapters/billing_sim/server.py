@@ -13,6 +13,7 @@ import signal
 from typing import Any, NoReturn
 
 import grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from adapters.billing_sim.data import (
     MSISDN_RE,
@@ -173,6 +174,9 @@ class BillingSimServicer(billing_pb2_grpc.BillingServiceServicer):
 def _server(data: SeededBilling) -> Any:
     server = grpc.aio.server()
     billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingSimServicer(data), server)
+    # The standard health service, as a real billing system would have: the gateway's readiness
+    # asks it through the channel its calls use.
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
     return server
 
 

@@ -1,25 +1,30 @@
-"""Every call to a hallgate service leaves exactly one audit event, allowed, denied or failed.
+"""Every call to a hallgate service is on record, allowed, denied or failed, before anything leaves.
 
-The event is stored before anything is released: a unary response is held until the sink has
-acknowledged its event, and a stream's event is stored just before its first message leaves.
-If the sink cannot store it, the call fails with UNAVAILABLE (DependencyUnavailable, mapped by
-the error interceptor outside this one) and releases nothing. The same facts also go to the
-operational log as one structured line per call.
+A unary call leaves one event, stored before the response is released. A stream that sends
+messages leaves two, linked by `call`: an opening event stored just before its first message
+leaves, and a closing event saying how it ended (OK, CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE…)
+and exactly how many records left. Before each further message the trail is probed; once it
+cannot be written the stream stops (at most the page in flight has left) and ends UNAVAILABLE.
+If an event cannot be stored the call fails with UNAVAILABLE (DependencyUnavailable, mapped by
+the error interceptor outside this one). Side effects the call asked for (SMS) start only once
+its event is stored and the call did not fail. The same facts also go to the operational log as
+one structured line per event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import structlog
 
-from gateway import request_context, rules, status
-from gateway.errors import DomainError, Unimplemented
-from gateway.interceptors.wrapping import Streaming, Unary, wrap
+from gateway import effects, request_context, rules, status
+from gateway.errors import DependencyUnavailable, DomainError, Interrupted, Unimplemented
+from gateway.interceptors.wrapping import Streaming, Unary, messages, wrap
 from gateway.ports import AuditSink
 from gateway.request_context import CallContext
 
@@ -68,8 +73,10 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         structlog.contextvars.bind_contextvars(method=method)
         return call
 
-    async def _record(self, call: CallContext, code: grpc.StatusCode) -> None:
-        """Store the event; DependencyUnavailable if the sink cannot."""
+    async def _record(self, call: CallContext, code: grpc.StatusCode, phase: str = "", records: int | None = None,
+                      reason: str = "") -> None:
+        """Store the event; DependencyUnavailable if the sink cannot. `phase` is "open" or
+        "close" for the two events of a stream that sent messages, "" for a call's only event."""
         event = {
             "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "channel": call.channel or "unidentified",
@@ -80,14 +87,16 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
             "proof": call.proof,
             "peer": call.peer,
             "method": call.method,
+            "call": call.call_id,
+            "phase": phase,
             "subscriber": call.subscriber or (rules.mask_msisdn(call.msisdn) if call.msisdn else ""),
             "subscriber_ref": ",".join(rules.subscriber_ref(self.key, m)
                                        for m in (call.msisdns or ((call.msisdn,) if call.msisdn else ()))),
-            "decision": DECISIONS.get(code, "failed"),
-            "reason": call.reason or ("ok" if code == grpc.StatusCode.OK else code.name.lower()),
+            "decision": "allowed" if phase else DECISIONS.get(code, "failed"),
+            "reason": reason or call.reason or ("ok" if code == grpc.StatusCode.OK else code.name.lower()),
             "detail": call.detail,
             "code": code.name,
-            "records": call.records,
+            "records": call.records if records is None else records,
             "duration_ms": round((time.perf_counter() - call.started) * 1000, 3),
         }
         try:
@@ -97,46 +106,90 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
             raise
         log.info("call", **event)
 
+    @staticmethod
+    def _release_effects(call: CallContext, code: grpc.StatusCode) -> None:
+        effects_, call.effects = call.effects, []
+        if DECISIONS.get(code, "failed") != "failed":
+            effects.release(effects_)
+
     async def _record_error(self, call: CallContext, err: BaseException, context: grpc.aio.ServicerContext) -> None:
         if isinstance(err, DomainError):
             call.reason = err.reason
-        elif not isinstance(err, grpc.aio.AbortError):
+        elif not isinstance(err, grpc.aio.AbortError | asyncio.CancelledError | GeneratorExit):
             call.reason = call.reason or "internal_error"
-        await self._record(call, status.code_of(err, context))
+        code = status.code_of(err, context)
+        await self._record(call, code)
+        self._release_effects(call, code)
 
     def _unary(self, behaviour: Unary, method: str) -> Unary:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             ctx = self._begin(method, context)
             try:
                 response = await behaviour(request, context)
-            except Exception as err:
+            except BaseException as err:
                 await self._record_error(ctx, err, context)
                 raise
             await self._record(ctx, grpc.StatusCode.OK)
+            self._release_effects(ctx, grpc.StatusCode.OK)
             return response
 
         return call
 
     def _streaming(self, behaviour: Streaming, method: str) -> Streaming:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
             ctx = self._begin(method, context)
-            recorded = False
+            opened = False
+            released = 0  # records in messages the transport has taken (the layer above asked for more)
             try:
-                async for message in behaviour(request, context):
-                    if not recorded:
-                        await self._record(ctx, grpc.StatusCode.OK)
-                        recorded = True
-                    yield message
-            except Exception as err:
-                if not recorded:
+                async with messages(behaviour, request, context) as inner:
+                    async for message in inner:
+                        if not opened:
+                            await self._record(ctx, grpc.StatusCode.OK, phase="open", records=0)
+                            self._release_effects(ctx, grpc.StatusCode.OK)
+                            opened = True
+                        else:
+                            await self.sink.check()
+                        yield message
+                        released = ctx.records
+            except BaseException as err:
+                if not opened:
                     await self._record_error(ctx, err, context)
-                else:
-                    log.warning("stream_failed_after_release", code=status.code_of(err, context).name,
-                                records=ctx.records)
-                raise
-            if not recorded:
-                await self._record(ctx, grpc.StatusCode.OK)
+                    raise
+                ended = self._interrupted(err, released)
+                await self._close(ctx, status.code_of(ended, context), released, ended)
+                if ended is err:
+                    raise
+                raise ended from err
+            if opened:
+                await self._close(ctx, grpc.StatusCode.OK, released, None)
             else:
-                log.info("stream_done", records=ctx.records)
+                await self._record(ctx, grpc.StatusCode.OK)
+                self._release_effects(ctx, grpc.StatusCode.OK)
 
         return call
+
+    @staticmethod
+    def _interrupted(err: BaseException, released: int) -> BaseException:
+        """What a stream that already released records ends with: the caller's cancellation or an
+        abort as they are; any other failure as Interrupted, whose message says the list is
+        incomplete (never "nothing was released")."""
+        if isinstance(err, asyncio.CancelledError | GeneratorExit | grpc.aio.AbortError | Interrupted):
+            return err
+        if isinstance(err, DependencyUnavailable):
+            return Interrupted(err.dependency, released)
+        log.error("stream_failed", error_type=type(err).__name__, exc_info=err)
+        return Interrupted("internal", released)
+
+    async def _close(self, call: CallContext, code: grpc.StatusCode, released: int,
+                     err: BaseException | None) -> None:
+        """The stream's closing event. If it cannot be stored: a stream still running ends
+        UNAVAILABLE (saying the list is incomplete); one the caller stopped is past answering,
+        so the error line in the operational log is all that remains."""
+        reason = err.reason if isinstance(err, DomainError) else ""
+        try:
+            await self._record(call, code, phase="close", records=released, reason=reason)
+        except DomainError:
+            if err is None:
+                raise Interrupted("audit", released) from None
+            if isinstance(err, Exception):
+                raise Interrupted("audit", released) from err

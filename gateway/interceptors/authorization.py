@@ -10,7 +10,7 @@ Everything it learns goes into the call context, so the audit trail records who 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import grpc
@@ -20,7 +20,7 @@ from gateway import request_context, rules
 from gateway.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from gateway.identity import Channel, Identity, parse_spiffe
 from gateway.interceptors.decoding import Malformed
-from gateway.interceptors.wrapping import Streaming, Unary, wrap
+from gateway.interceptors.wrapping import Streaming, Unary, messages, wrap
 from gateway.policy import POLICY, Proof, Role, Rule
 from gateway.ports import Revocations, Sessions, StaffDirectory
 from gateway.request_context import CallContext
@@ -63,10 +63,11 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     def _streaming(self, behaviour: Streaming, rule: Rule | None, metadata: dict[str, Any]) -> Streaming:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
             await self.authorize(rule, context, metadata, request)
-            async for message in behaviour(request, context):
-                yield message
+            async with messages(behaviour, request, context) as inner:
+                async for message in inner:
+                    yield message
 
         return call
 

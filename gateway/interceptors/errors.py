@@ -6,7 +6,7 @@ clean status with google.rpc details, never as a traceback.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
@@ -14,7 +14,7 @@ import structlog
 
 from gateway import status
 from gateway.errors import DomainError
-from gateway.interceptors.wrapping import Streaming, Unary, wrap
+from gateway.interceptors.wrapping import Streaming, Unary, messages, wrap
 
 log = structlog.get_logger("hallgate.errors")
 
@@ -49,10 +49,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     def _streaming(behaviour: Streaming) -> Streaming:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
             try:
-                async for message in behaviour(request, context):
-                    yield message
+                async with messages(behaviour, request, context) as inner:
+                    async for message in inner:
+                        yield message
             except grpc.aio.AbortError:
                 raise
             except Exception as err:  # every failure becomes a clean status

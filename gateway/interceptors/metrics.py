@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
 
 from gateway import metrics, request_context, status
-from gateway.interceptors.wrapping import Streaming, Unary, wrap
+from gateway.interceptors.wrapping import Streaming, Unary, messages, wrap, writer
 
 UNKNOWN = "unknown"
 OK = grpc.StatusCode.OK
@@ -94,14 +94,15 @@ class _Method:
         return call
 
     def streaming(self, behaviour: Streaming) -> Streaming:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
             self.started.inc()
             request_context.begin("", "")
             started = time.perf_counter()
             code = OK
             try:
-                async for message in behaviour(request, context):
-                    yield message
+                async with messages(behaviour, request, context) as inner:
+                    async for message in inner:
+                        yield message
                 set_code = context.code()
                 if isinstance(set_code, grpc.StatusCode):
                     code = set_code
@@ -135,4 +136,4 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         m = self._method(details.method, handler)
-        return wrap(handler, m.unary, m.streaming)
+        return wrap(handler, m.unary, lambda b: writer(m.streaming(b)))

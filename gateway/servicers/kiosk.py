@@ -88,5 +88,5 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         v = rules.Violations()
         token = rules.check_token(v, request.access_token)
         v.raise_if_any()
-        await self.flows.end_session(token)
+        await self.flows.end_session(token, request_context.current().terminal)
         return kiosk_pb2.EndSessionResponse()

@@ -189,7 +189,8 @@ async def test_a_number_is_matched_by_its_pseudonym_never_by_its_mask(gw):
     again = await aud.query(msisdn=TWIN)
     assert [(e.fields["method"], e.fields["decision"]) for e in again] == [
         (KIOSK + "RequestOneTimeCode", "allowed"), (KIOSK + "Authenticate", "denied"),
-        (AUDIT + "QueryEvents", "allowed")]
+        (AUDIT + "QueryEvents", "allowed"), (AUDIT + "QueryEvents", "allowed")]  # a stream: opened, closed
+    assert [e.fields["phase"] for e in again[-2:]] == ["open", "close"]
     assert again[-1].fields["staff_id"] == "X001" and again[-1].fields["subscriber"] == "138****0001"
     assert await aud.query(msisdn="13822220001") == []
 
@@ -247,7 +248,9 @@ async def legal_disclosure(gw, targets: tuple[str, ...]) -> None:
     await officer.fulfil(reg.request_id)
 
 
-LEGAL_STEPS = ["/hallgate.v1.LegalService/" + m for m in ("RegisterRequest", "ApproveRequest", "FulfilRequest")]
+# The fulfilment is a stream: its opening and its closing event.
+LEGAL_STEPS = ["/hallgate.v1.LegalService/" + m
+               for m in ("RegisterRequest", "ApproveRequest", "FulfilRequest", "FulfilRequest")]
 
 
 async def test_a_legal_disclosure_about_one_number_is_found_by_that_number(gw):
@@ -380,11 +383,12 @@ async def test_export_is_json_lines_matching_the_query_and_verifiable_offline(gw
         assert exported, criteria
         assert {c for c, _, _ in exported} == {gw.settings.audit_chain}
         assert [(i, f) for _, i, f in exported] == [(i, dict(stored)[i]) for i in ids(queried)] + (
-            # the query about a number is itself an event about that number
-            [(stored[-1][0], stored[-1][1])] if "msisdn" in criteria else []), criteria
+            # the query about a number is itself about that number: its opening and closing events
+            [(stored[-2][0], stored[-2][1]), (stored[-1][0], stored[-1][1])] if "msisdn" in criteria else []), criteria
         if "msisdn" in criteria:
-            assert stored[-1][1]["method"] == AUDIT + "QueryEvents"
-            assert stored[-1][1]["subscriber_ref"] == rules.subscriber_ref(key, OTHER)
+            assert [e["method"] for _, e in stored[-2:]] == [AUDIT + "QueryEvents"] * 2
+            assert [e["phase"] for _, e in stored[-2:]] == ["open", "close"]
+            assert {e["subscriber_ref"] for _, e in stored[-2:]} == {rules.subscriber_ref(key, OTHER)}
     stored = await entries(gw)
     chunks = await aud.export_chunks()
     assert chunks and all(c.endswith(b"\n") for c in chunks)
@@ -520,10 +524,11 @@ async def test_access_history_shows_own_kiosk_and_counter_accesses_without_staff
         msisdn=ORDINARY, service_password=password, one_time_code=f"{(int(code) + 1) % 10**6:06d}")))
     token = (await gw.stub.Authenticate(kiosk_pb2.AuthenticateRequest(
         msisdn=ORDINARY, service_password=password, one_time_code=code))).access_token
-    assert await call_list(gw, token, month(-1)) > 0
+    released = await call_list(gw, token, month(-1))
+    assert released > 0
     first = await access_history(gw, token)
     assert [(h.channel, h.hall, h.what, h.outcome) for h in first] == [
-        ("kiosk", "H001", "call list viewed at a self-service kiosk", "allowed"),
+        ("kiosk", "H001", f"call list viewed at a self-service kiosk ({released} records)", "allowed"),
         ("kiosk", "H001", "sign-in at a self-service kiosk", "allowed"),
         ("kiosk", "H001", "sign-in at a self-service kiosk", "refused"),
         ("clerk", "H002", "profile viewed at a service hall counter", "allowed"),
@@ -549,17 +554,17 @@ async def test_access_history_shows_own_kiosk_and_counter_accesses_without_staff
 
 async def test_the_release_sms_arrives_after_the_call_list(gw):
     token = await gw.sign_in(ORDINARY)
-    assert [m for m in gw.messages(ORDINARY) if "was shown at" in m] == []
+    assert [m for m in (await gw.messages(ORDINARY)) if "was shown at" in m] == []
     m = month(-1)
     assert await call_list(gw, token, m) > 0
-    [release] = [t for t in gw.messages(ORDINARY) if "was shown at" in t]
+    [release] = [t for t in (await gw.messages(ORDINARY)) if "was shown at" in t]
     assert f"call list for {m}" in release and "H001/kiosk/K01" in release
     assert rules.local_today(datetime.now(UTC), "Asia/Shanghai").isoformat() in release
     # A refused call list sends nothing.
     await refused(call_list(gw, "A" * 43, m))
-    assert len([t for t in gw.messages(ORDINARY) if "was shown at" in t]) == 1
+    assert len([t for t in (await gw.messages(ORDINARY)) if "was shown at" in t]) == 1
     assert await call_list(gw, token, month(-2)) > 0
-    assert len([t for t in gw.messages(ORDINARY) if "was shown at" in t]) == 2
+    assert len([t for t in (await gw.messages(ORDINARY)) if "was shown at" in t]) == 2
 
 
 async def test_a_call_list_the_kiosk_stops_reading_midway_is_still_reported_to_the_owner(make_gateway):
@@ -571,8 +576,10 @@ async def test_a_call_list_the_kiosk_stops_reading_midway_is_still_reported_to_t
     call.cancel()
     await asyncio.sleep(0.5)
     released = [e for _, e in await entries(gw) if e["method"] == KIOSK + "ListCallDetails"]
-    assert [e["decision"] for e in released] == ["allowed"]
-    assert [t for t in gw.messages(HEAVY) if "was shown at" in t], "records left the gateway; the owner was not told"
+    assert [(e["phase"], e["decision"]) for e in released] == [("open", "allowed"), ("close", "allowed")]
+    assert released[1]["code"] == "CANCELLED" and int(released[1]["records"]) >= 200  # what left, not less
+    told = [t for t in await gw.messages(HEAVY) if "was shown at" in t]
+    assert told, "records left the gateway; the owner was not told"
 
 
 

@@ -116,18 +116,20 @@ async def test_one_audit_event_per_call_allowed_denied_and_invalid(gw):
         await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn="nope"))
     await gw.stub.EndSession(kiosk_pb2.EndSessionRequest(access_token=token))
     events = await gw.audit_events()
-    assert [(e["method"].rsplit("/", 1)[1], e["decision"], e["code"]) for e in events] == [
-        ("RequestOneTimeCode", "allowed", "OK"),
-        ("Authenticate", "allowed", "OK"),
-        ("ListCallDetails", "allowed", "OK"),
-        ("Authenticate", "denied", "UNAUTHENTICATED"),
-        ("RequestOneTimeCode", "invalid", "INVALID_ARGUMENT"),
-        ("EndSession", "allowed", "OK"),
+    assert [(e["method"].rsplit("/", 1)[1], e["phase"], e["decision"], e["code"]) for e in events] == [
+        ("RequestOneTimeCode", "", "allowed", "OK"),
+        ("Authenticate", "", "allowed", "OK"),
+        ("ListCallDetails", "open", "allowed", "OK"),  # stored before the first record left
+        ("ListCallDetails", "close", "allowed", "OK"),  # how it ended and what left
+        ("Authenticate", "", "denied", "UNAUTHENTICATED"),
+        ("RequestOneTimeCode", "", "invalid", "INVALID_ARGUMENT"),
+        ("EndSession", "", "allowed", "OK"),
     ]
-    assert events[0]["reason"] == "code_sent" and events[3]["reason"] == "bad_credentials"
-    assert events[0]["subscriber"] == events[2]["subscriber"] == "138****0001"
-    assert events[3]["subscriber"] == "139****0001"
-    assert int(events[2]["records"]) > 0
+    assert events[0]["reason"] == "code_sent" and events[4]["reason"] == "bad_credentials"
+    assert events[0]["subscriber"] == events[2]["subscriber"] == events[3]["subscriber"] == "138****0001"
+    assert events[4]["subscriber"] == "139****0001"
+    assert events[2]["call"] == events[3]["call"] and len({e["call"] for e in events}) == 6
+    assert int(events[2]["records"]) == 0 and int(events[3]["records"]) > 0
     assert all(e["channel"] == "kiosk" and e["peer"] and float(e["duration_ms"]) >= 0 and e["at"] for e in events)
 
 

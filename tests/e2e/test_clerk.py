@@ -52,7 +52,7 @@ class Counter:
 
     async def request_code(self, msisdn: str) -> str:
         await self.stub.RequestCustomerCode(clerk_pb2.RequestCustomerCodeRequest(msisdn=msisdn), metadata=self.md)
-        return self.gw.last_code(msisdn)
+        return await self.gw.last_code(msisdn)
 
     async def open_by_password(self, msisdn: str, password: str | None = None, code: str | None = None) -> str:
         code = code or await self.request_code(msisdn)
@@ -153,7 +153,7 @@ async def test_every_clerk_rpc_needs_a_signed_in_clerk(gw):
             e = await refused(call(md))
             assert e.code() == Code.UNAUTHENTICATED, name
             assert reason(e) == "staff_sign_in_required".upper()
-    assert gw.messages(CUSTOMER) == []
+    assert (await gw.messages(CUSTOMER)) == []
     assert gw.billing.verify(CUSTOMER, gw.billing.password_for(CUSTOMER))
     assert (await clerk.profile(session)).proved_by == "id_document"  # still open
     denied = [e for e in await gw.audit_events() if e["decision"] == "denied"]
@@ -204,7 +204,7 @@ async def test_another_clerks_customer_session_is_refused(gw, rpc):
         assert e.code() == Code.PERMISSION_DENIED
         assert reason(e) == "CUSTOMER_SESSION_REQUIRED"
     # Nothing happened to the customer, and the session is still Alice's.
-    assert gw.messages(CUSTOMER) == []
+    assert (await gw.messages(CUSTOMER)) == []
     assert gw.billing.verify(CUSTOMER, gw.billing.password_for(CUSTOMER))
     assert (await alice.profile(session)).proved_by == "id_document"
 
@@ -366,7 +366,7 @@ async def test_the_owner_with_an_id_card_can_unlock_a_number_locked_at_the_kiosk
     for _ in range(2):
         await skip_resend_wait(gw, RESET)
         await refused(kiosk_sign_in(gw, RESET, wrong(password)))
-    assert "locked" in gw.messages(RESET)[-1] and "Self-service" in gw.messages(RESET)[-1]
+    assert "locked" in (await gw.messages(RESET))[-1] and "Self-service" in (await gw.messages(RESET))[-1]
     clerk = await counter(gw)
     session = await clerk.open_by_id(RESET)
     new = good_new_password(gw, RESET)
@@ -381,7 +381,7 @@ async def test_password_and_counter_code_open_a_session(gw):
     clerk = await counter(gw)
     session = await clerk.open_by_password(CUSTOMER)
     assert (await clerk.profile(session)).proved_by == "password_and_code"
-    [text] = gw.messages(CUSTOMER)
+    [text] = (await gw.messages(CUSTOMER))
     assert "service hall counter" in text and "call list" not in text
 
 
@@ -392,7 +392,7 @@ async def test_counter_and_kiosk_codes_are_bound_to_their_purpose(make_gateway):
     kiosk_code = await gw.request_code(CUSTOMER)
     await asyncio.sleep(0.02)
     counter_code = await clerk.request_code(CUSTOMER)
-    kiosk_text, counter_text = gw.messages(CUSTOMER)
+    kiosk_text, counter_text = (await gw.messages(CUSTOMER))
     assert kiosk_text.replace(kiosk_code, "#") != counter_text.replace(counter_code, "#")
     assert "call list" in kiosk_text and "counter" in counter_text
     e_at_counter = await refused(clerk.open_by_password(CUSTOMER, password, kiosk_code))
@@ -424,7 +424,7 @@ async def test_request_customer_code_answers_alike_for_any_number(gw):
     answers = [await clerk.stub.RequestCustomerCode(clerk_pb2.RequestCustomerCodeRequest(msisdn=m),
                                                     metadata=clerk.md) for m in (CUSTOMER, UNKNOWN)]
     assert answers[0] == answers[1]
-    assert gw.messages(UNKNOWN) == []
+    assert (await gw.messages(UNKNOWN)) == []
 
 
 # --- service password reset (R9 way 2) -------------------------------------------------------------
@@ -436,7 +436,7 @@ async def test_reset_needs_an_id_document_session(gw):
     assert e.code() == Code.PERMISSION_DENIED
     assert reason(e) == "ID_DOCUMENT_REQUIRED"
     assert gw.billing.verify(RESET, gw.billing.password_for(RESET))
-    assert len(gw.messages(RESET)) == 1  # the code only
+    assert len((await gw.messages(RESET))) == 1  # the code only
 
 
 def trivial_passwords(gw, msisdn: str) -> dict[str, str]:
@@ -467,7 +467,7 @@ async def test_reset_refuses_trivial_passwords(gw):
         e = await refused(clerk.reset(session, bad))
         assert violations(e) == ["new_service_password"], bad
     assert gw.billing.verify(RESET, gw.billing.password_for(RESET))
-    assert gw.messages(RESET) == []
+    assert (await gw.messages(RESET)) == []
 
 
 async def test_reset_by_id_card_tells_the_owner_and_then_the_kiosk_works_with_the_new_password(make_gateway):
@@ -478,7 +478,7 @@ async def test_reset_by_id_card_tells_the_owner_and_then_the_kiosk_works_with_th
     session = await clerk.open_by_id(RESET)
     reply = await clerk.reset(session, new)
     assert "kiosk" in reply.next_step and new not in reply.next_step
-    [sms] = gw.messages(RESET)
+    [sms] = (await gw.messages(RESET))
     assert "H001" in sms and "reset" in sms
     assert new not in sms and old not in sms
     ev = (await gw.audit_events())[-1]
@@ -496,7 +496,7 @@ async def test_reset_sms_names_the_hall_of_the_counter(gw):
     clerk = await counter(gw, "C2001", H002, hall="H002", secret=secret)
     session = await clerk.open_by_id(RESET)
     await clerk.reset(session, good_new_password(gw, RESET))
-    [sms] = gw.messages(RESET)
+    [sms] = (await gw.messages(RESET))
     assert "H002" in sms and "H001" not in sms
 
 

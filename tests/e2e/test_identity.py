@@ -159,7 +159,7 @@ async def test_a_certificate_from_another_ca_is_refused(gw):
     # The TLS handshake fails, so no call ever reaches the gateway's code.
     assert e.code() == Code.UNAVAILABLE
     assert await gw.audit_events() == []
-    assert gw.messages(ORDINARY) == []
+    assert (await gw.messages(ORDINARY)) == []
 
 
 async def test_an_expired_certificate_is_refused(gw):
@@ -169,7 +169,7 @@ async def test_an_expired_certificate_is_refused(gw):
     e = await refused(kiosk_call(channel_with(gw, leaf)))
     assert e.code() == Code.UNAVAILABLE
     assert await gw.audit_events() == []
-    assert gw.messages(ORDINARY) == []
+    assert (await gw.messages(ORDINARY)) == []
 
 
 async def test_a_certificate_not_yet_valid_is_refused(gw):
@@ -207,7 +207,7 @@ async def test_a_certificate_without_a_valid_spiffe_id_is_unauthenticated_and_au
         ev = await last_event(gw, suffix)
         assert (ev["channel"], ev["terminal"], ev["decision"], ev["reason"], ev["code"]) == (
             "unidentified", "", "denied", "no_identity", "UNAUTHENTICATED")
-    assert gw.messages(ORDINARY) == []
+    assert (await gw.messages(ORDINARY)) == []
 
 
 async def test_a_fresh_certificate_from_the_hall_ca_with_a_good_spiffe_id_works(gw):

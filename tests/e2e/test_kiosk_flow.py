@@ -134,12 +134,12 @@ async def test_lockout_after_consecutive_failures_tells_the_owner_and_expires(ma
         await auth(gw, ORDINARY, wrong(password), code)
     assert e.value.code() == Code.RESOURCE_EXHAUSTED
     assert details(e.value)["RetryInfo"].retry_delay.seconds >= 1
-    assert "locked" in gw.messages(ORDINARY)[-1]
+    assert "locked" in (await gw.messages(ORDINARY))[-1]
     # While locked, even the right password and a fresh code are refused, and no code is sent.
-    sent = len(gw.messages(ORDINARY))
+    sent = len((await gw.messages(ORDINARY)))
     await asyncio.sleep(0.02)
     await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY))
-    assert len(gw.messages(ORDINARY)) == sent
+    assert len((await gw.messages(ORDINARY))) == sent
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await auth(gw, ORDINARY, password, code)
     assert e.value.code() == Code.RESOURCE_EXHAUSTED
@@ -182,13 +182,13 @@ async def test_request_code_answers_the_same_for_every_kind_of_number(gw):
     answers = [await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=m))
                for m in (ORDINARY, UNKNOWN, SIM_SWAPPED, PORTED)]
     assert all(a == answers[0] for a in answers)
-    assert gw.messages(UNKNOWN) == []
+    assert (await gw.messages(UNKNOWN)) == []
 
 
 @pytest.mark.parametrize("msisdn", [SIM_SWAPPED, PORTED])
 async def test_sim_swap_guard_sends_no_code_and_asks_the_owner_to_come_in(gw, msisdn):
     await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=msisdn))
-    [text] = gw.messages(msisdn)
+    [text] = (await gw.messages(msisdn))
     assert "ID card" in text and "code is" not in text
     events = await gw.audit_events()
     assert events[-1]["reason"] == "sim_swap_hold"

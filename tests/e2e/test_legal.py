@@ -596,9 +596,11 @@ async def test_every_step_is_audited_with_who_and_why_and_no_full_number(gw):
         ("RegisterRequest", "L001", "legal_officer", "allowed", "legal_register"),
         ("ApproveRequest", "L001", "legal_officer", "denied", "four_eyes"),
         ("ApproveRequest", "A001", "legal_approver", "allowed", "legal_approve"),
-        ("FulfilRequest", "L001", "legal_officer", "allowed", "legal_fulfil"),
+        ("FulfilRequest", "L001", "legal_officer", "allowed", "legal_fulfil"),  # opened: before anything left
+        ("FulfilRequest", "L001", "legal_officer", "allowed", "legal_fulfil"),  # closed: how it ended, what left
         ("GetRequest", "L001", "legal_officer", "allowed", "legal_get"),
     ]
+    assert [e["phase"] for e in events[3:5]] == ["open", "close"] and events[4]["code"] == "OK"
     detail = [json.loads(e["detail"]) for e in events]
     assert all(d["request_id"] == reg.request_id for d in detail)
     assert detail[1]["why"] == "my own request" and detail[1]["action"] == "approve"
@@ -618,7 +620,7 @@ async def test_every_step_is_audited_with_who_and_why_and_no_full_number(gw):
 
 async def test_no_tipping_off_no_sms_no_per_number_state_and_no_kiosk_history_entry(gw):
     officer, approver, officer2 = await legal_department(gw)
-    assert gw.messages(ORDINARY) == []
+    assert (await gw.messages(ORDINARY)) == []
     reg = await officer.register(register_message(targets=(ORDINARY,)))
     await approver.approve(reg.request_id)
     await officer2.fulfil(reg.request_id)
@@ -628,8 +630,8 @@ async def test_no_tipping_off_no_sms_no_per_number_state_and_no_kiosk_history_en
     r2 = await officer.register(register_message(targets=(ORDINARY,)))
     await approver.stub.RejectRequest(legal_pb2.RejectRequestRequest(request_id=r2.request_id, reason="unsigned"),
                                       metadata=approver.md)
-    assert len([e for e in await legal_events(gw) if e["decision"] == "allowed"]) == 7
-    assert gw.messages(ORDINARY) == []
+    assert len([e for e in await legal_events(gw) if e["decision"] == "allowed"]) == 8  # a fulfilment: two
+    assert (await gw.messages(ORDINARY)) == []
     assert [k async for k in gw.redis.scan_iter(match=f"*{ORDINARY}*")] == []
 
     token = await gw.sign_in(ORDINARY)
@@ -638,7 +640,7 @@ async def test_no_tipping_off_no_sms_no_per_number_state_and_no_kiosk_history_en
     assert [(h.channel, h.hall, h.what, h.outcome) for h in history_] == [
         ("kiosk", "H001", "sign-in at a self-service kiosk", "allowed")]
     assert all("legal" not in str(h).lower() and "B01" not in str(h) for h in history_)
-    assert [m for m in gw.messages(ORDINARY) if "code is" not in m] == []
+    assert [m for m in (await gw.messages(ORDINARY)) if "code is" not in m] == []
 
 
 async def test_a_clerk_session_sees_nothing_of_a_legal_request(gw):

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from adapters.sms_outbox import OUTBOX_NAME
+from gateway import delivery
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.conftest import CODE_RE, TRUST_DOMAIN
 from tests.e2e.processes import Proc
@@ -20,11 +21,17 @@ from tests.helpers import ORDINARY, month
 SIM = ["--sim-hash-n", "1024", "--sim-subscribers", "1200", "--sim-seed", "hallgate-test"]
 
 
-def _code(data: Path, msisdn: str) -> str:
-    lines = [line for line in (data / OUTBOX_NAME).read_text().splitlines() if msisdn in line]
-    found = CODE_RE.search(lines[-1])
-    assert found
-    return found.group(1)
+def _code(data: Path, msisdn: str, timeout: float = 5.0) -> str:
+    """The number's latest code in the outbox; the SMS leaves after the call's answer, so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outbox = data / OUTBOX_NAME
+        lines = [line for line in outbox.read_text().splitlines() if msisdn in line] if outbox.exists() else []
+        found = CODE_RE.search(lines[-1]) if lines else None
+        if found:
+            return found.group(1)
+        assert time.monotonic() < deadline, f"no code reached {msisdn}"
+        time.sleep(0.02)
 
 
 def _password(msisdn: str) -> str:
@@ -35,7 +42,7 @@ def _password(msisdn: str) -> str:
 
 def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(data), *SIM], {}, tmp_path / "gw.log")
+    gw = Proc(["serve", "--dev", "--listen", "{address}", "--data-dir", str(data), *SIM], {}, tmp_path / "gw.log")
     try:
         gw.wait_serving(data / "pki")  # a development CA and terminal certificates were made
         sock = data / "redis" / "redis.sock"
@@ -60,18 +67,23 @@ def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path
 
 
 def tls_env(pki: Path) -> dict[str, str]:
+    """What a production `hallgate serve` needs (no --dev): the TLS material and a legal signing key."""
+    signing_key = pki / "legal-signing.pem"
+    delivery.load_or_create_private_key(signing_key)
     return {"HALLGATE_TLS_CERT": str(pki / "server.crt"), "HALLGATE_TLS_KEY": str(pki / "server.key"),
-            "HALLGATE_TLS_CLIENT_CA": str(pki / "ca.crt"), "HALLGATE_TRUST_DOMAIN": TRUST_DOMAIN}
+            "HALLGATE_TLS_CLIENT_CA": str(pki / "ca.crt"), "HALLGATE_TRUST_DOMAIN": TRUST_DOMAIN,
+            "HALLGATE_LEGAL_SIGNING_KEY": str(signing_key)}
 
 
 @pytest.fixture
 def two_gateways(tmp_path: Path, redis_url: str, clean_redis: str, pki: Path
                  ) -> Iterator[tuple[Proc, Proc, Path]]:
     sim = Proc(["billing-sim", "--listen", "{address}", *SIM], {}, tmp_path / "sim.log").wait_port()
-    data = tmp_path / "shared"
+    data = tmp_path / "shared"  # one data directory each, one SMS outbox for both (as one SMSC)
     env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": "k",
-           "HALLGATE_DATA_DIR": str(data), "HALLGATE_LOCK_THRESHOLD": "3", **tls_env(pki)}
-    gws = [Proc(["serve", "--listen", "{address}"], env, tmp_path / f"gw{i}.log") for i in (1, 2)]
+           "HALLGATE_SMS_OUTBOX": str(data / OUTBOX_NAME), "HALLGATE_LOCK_THRESHOLD": "3", **tls_env(pki)}
+    gws = [Proc(["serve", "--listen", "{address}"], {**env, "HALLGATE_DATA_DIR": str(tmp_path / f"gw{i}")},
+                tmp_path / f"gw{i}.log") for i in (1, 2)]
     try:
         for g in gws:
             g.wait_serving(pki)
@@ -143,7 +155,7 @@ def test_sigterm_lets_an_in_flight_stream_end_cleanly(tmp_path: Path, redis_url:
 
 def test_a_killed_gateway_does_not_leave_its_embedded_redis_behind(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(data), *SIM], {}, tmp_path / "gw.log")
+    gw = Proc(["serve", "--dev", "--listen", "{address}", "--data-dir", str(data), *SIM], {}, tmp_path / "gw.log")
     gw.wait_serving(data / "pki")
     sock = data / "redis" / "redis.sock"
     gw.kill()  # SIGKILL: no shutdown code runs

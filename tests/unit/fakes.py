@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.ports import CodeCheck, SendSlot, Session, Subscriber
+from gateway.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 
 START = datetime(2025, 6, 15, 4, 0, tzinfo=UTC)
@@ -53,7 +53,8 @@ class FakeSignInState:
         count, forget_at = self.fails.get(msisdn, (0, 0.0))
         return count if self.clock.t < forget_at else 0
 
-    async def take_send_slot(self, msisdn: str, min_interval: float, max_per_hour: int) -> SendSlot:
+    async def issue_code(self, msisdn: str, purpose: str, digest: str | None, ttl: float, min_interval: float,
+                         max_per_hour: int) -> SendSlot:
         lock = self.lock_left(msisdn)
         wait = self._left(self.next_send.get(msisdn, 0.0))
         if wait > 0:
@@ -65,37 +66,64 @@ class FakeSignInState:
             return SendSlot(False, self._left(window_end), lock)
         self.sends[msisdn] = (count + 1, window_end)
         self.next_send[msisdn] = self.clock.t + min_interval
+        if lock <= 0 and digest:
+            await self.store_code(msisdn, purpose, digest, ttl)
         return SendSlot(True, 0.0, lock)
 
     async def store_code(self, msisdn: str, purpose: str, digest: str, ttl: float) -> None:
         self.codes[(msisdn, purpose)] = [digest, 0, self.clock.t + ttl]
 
-    async def check_code(self, msisdn: str, purpose: str, digest: str, max_tries: int) -> CodeCheck:
-        lock = self.lock_left(msisdn)
+    async def begin_attempt(self, subject: str, limits: AttemptLimits, code: CodeClaim | None = None) -> Attempt:
+        lock = self.lock_left(subject)
         if lock > 0:
-            return CodeCheck(False, lock)
-        entry = self.codes.get((msisdn, purpose))
+            return Attempt(subject, lock)
+        n = self.fail_count(subject) + 1
+        if n > limits.threshold:
+            return Attempt(subject, limits.lock_for)
+        self.fails[subject] = (n, self.clock.t + limits.memory)
+        if code is None:
+            return Attempt(subject, 0.0, n)
+        entry = self.codes.get((subject, code.purpose))
         if entry is None or self.clock.t >= entry[2]:
-            return CodeCheck(False, 0.0)
-        if entry[0] == digest:
-            del self.codes[(msisdn, purpose)]
-            return CodeCheck(True, 0.0)
+            return Attempt(subject, 0.0, n, code)
+        ttl = entry[2] - self.clock.t
+        if entry[0] == code.digest:
+            del self.codes[(subject, code.purpose)]
+            return Attempt(subject, 0.0, n, code, True, entry[1], ttl)
         entry[1] += 1
-        if entry[1] >= max_tries:
-            del self.codes[(msisdn, purpose)]
-        return CodeCheck(False, 0.0)
+        if entry[1] >= code.max_tries:
+            del self.codes[(subject, code.purpose)]
+        return Attempt(subject, 0.0, n, code, False, entry[1], ttl)
 
-    async def record_failure(self, msisdn: str, threshold: int, lock_for: float, memory: float) -> float:
-        if self.lock_left(msisdn) > 0:  # already locked: this failure did not lock it
+    async def fail_attempt(self, attempt: Attempt, limits: AttemptLimits) -> float:
+        if attempt.number < limits.threshold:
             return 0.0
-        count = self.fail_count(msisdn) + 1
-        if count >= threshold:
-            self.fails.pop(msisdn, None)
-            self.locks[msisdn] = self.clock.t + lock_for
-            self.lock_count += 1
-            return lock_for
-        self.fails[msisdn] = (count, self.clock.t + memory)
-        return 0.0
+        self.fails.pop(attempt.subject, None)
+        if self.lock_left(attempt.subject) > 0:
+            return 0.0
+        self.locks[attempt.subject] = self.clock.t + limits.lock_for
+        self.lock_count += 1
+        return limits.lock_for
+
+    async def release_attempt(self, attempt: Attempt) -> None:
+        count, forget_at = self.fails.get(attempt.subject, (0, 0.0))
+        if count > 0:
+            self.fails[attempt.subject] = (count - 1, forget_at)
+        if attempt.code is None:
+            return
+        key = (attempt.subject, attempt.code.purpose)
+        if attempt.code_ok and key not in self.codes:
+            self.codes[key] = [attempt.code.digest, attempt.code_tries, self.clock.t + attempt.code_ttl]
+        elif not attempt.code_ok and key in self.codes and self.codes[key][1] > 0:
+            self.codes[key][1] -= 1
+
+    async def reset_failures(self, subject: str, unlock: bool = False) -> None:
+        self.fails.pop(subject, None)
+        if unlock:
+            self.locks.pop(subject, None)
+
+    async def lock_remaining(self, subject: str) -> float:
+        return self.lock_left(subject)
 
     async def open_session(self, msisdn: str, token_digest: str, session: Session, idle: float,
                            absolute: float, now: float) -> None:
@@ -114,8 +142,10 @@ class FakeSignInState:
         self.sessions[token_digest] = (session, min(now + idle, deadline), deadline)
         return session
 
-    async def end_session(self, token_digest: str) -> None:
-        self.sessions.pop(token_digest, None)
+    async def end_session(self, token_digest: str, terminal: str) -> None:
+        found = self.sessions.get(token_digest)
+        if found is not None and found[0].terminal == terminal:
+            del self.sessions[token_digest]
 
 
 @dataclass
@@ -168,3 +198,6 @@ class FakeAudit:
 
     async def append(self, event: Mapping[str, Any]) -> None:
         self.events.append(dict(event))
+
+    async def check(self) -> None:
+        return None

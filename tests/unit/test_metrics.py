@@ -126,6 +126,13 @@ def test_legal_states_are_counted_and_cleaned() -> None:
 class FakeContext:
     def __init__(self) -> None:
         self._code: grpc.StatusCode | None = None
+        self.written: list[Any] = []
+
+    async def write(self, message: Any) -> None:
+        self.written.append(message)
+
+    def time_remaining(self) -> float | None:
+        return None
 
     def code(self) -> grpc.StatusCode | None:
         return self._code
@@ -196,11 +203,19 @@ async def test_streams_are_timed_to_their_end_and_a_cancelled_one_counts_as_canc
     labels = {"grpc_type": "server_stream", "grpc_service": "hallgate.v1.KioskService",
               "grpc_method": "ListCallDetails"}
     total = REGISTRY.get_sample_value("grpc_server_handling_seconds_sum", labels) or 0.0
-    assert [m async for m in h.unary_stream(None, FakeContext())] == [0, 1, 2]
+    context = FakeContext()
+    await h.unary_stream(None, context)  # the outermost layer writes: gRPC's write() form
+    assert context.written == [0, 1, 2]
     assert REGISTRY.get_sample_value("grpc_server_handling_seconds_sum", labels) - total >= 0.03
-    stream = h.unary_stream(None, FakeContext())
-    await stream.__anext__()
-    await stream.aclose()  # the client went away mid-stream
+    context = FakeContext()
+    task = asyncio.create_task(h.unary_stream(None, context))
+    for _ in range(1000):  # until the first message is out (bounded)
+        if context.written:
+            break
+        await asyncio.sleep(0.001)
+    task.cancel()  # the client went away mid-stream
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert handled("ListCallDetails", "OK", "server_stream") == ok + 1
     assert handled("ListCallDetails", "CANCELLED", "server_stream") == cancelled + 1
 
