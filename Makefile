@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint protos bench redis clean
+.PHONY: run test lint protos bench redis clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,13 @@ protos: $(STAMP)
 
 bench: $(STAMP) redis
 	$(BIN)/python -m bench.run
+
+# Not part of `make test`: every public RPC fuzzed from every channel (10,000 cases each; FUZZ_CASES=200
+# for a short run, FUZZ_SECONDS bounds the time), then the delivery verifier's mutation tests, longer.
+fuzz: $(STAMP) redis
+	$(BIN)/python -m tests.hostile.rpc_fuzz
+	VERIFIER_EXAMPLES=$${VERIFIER_EXAMPLES:-5000} $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  tests/hostile/test_verifier_fuzz.py
 
 clean:
 	rm -rf $(VENV) .hallgate .pytest_cache .mypy_cache .ruff_cache
