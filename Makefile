@@ -20,7 +20,7 @@ redis:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-sentinel; }
 
 run: $(STAMP) redis
-	$(BIN)/hallgate serve
+	$(BIN)/hallgate serve --dev
 
 test: $(STAMP) redis lint
 	$(BIN)/python -m pytest

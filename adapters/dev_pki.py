@@ -3,6 +3,9 @@
 Production certificates come from the operator's hall CA; this exists so `make run` and the tests
 use real mutual TLS. Each client certificate names its channel, hall and terminal in a SPIFFE-style
 URI SAN: spiffe://<trust domain>/hall/H001/clerk/T07.
+
+Only `hallgate serve --dev` (and the tests) make one. Everything is written owner-only: the
+directory 0700, keys and certificates 0600 (the CA key would let anyone mint a terminal identity).
 """
 
 from __future__ import annotations
@@ -86,8 +89,9 @@ def issue(ca: Issued, common_name: str, *, uri: str | None = None, server: bool 
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), cert.serial_number)
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+def _write(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # whatever the umask, and a file left by an older version too
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
@@ -97,16 +101,17 @@ def ensure_dev_pki(directory: Path, trust_domain: str) -> Path:
     ca.crt, server.crt/key, and <name>.crt/key per DEMO_TERMINALS."""
     if (directory / "ca.crt").exists():
         return directory
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
     ca = make_ca()
-    _write(directory / "ca.key", ca.key_pem, private=True)
+    _write(directory / "ca.key", ca.key_pem)
     server = issue(ca, "hallgate", server=True)
     _write(directory / "server.crt", server.cert_pem)
-    _write(directory / "server.key", server.key_pem, private=True)
+    _write(directory / "server.key", server.key_pem)
     for name, path in DEMO_TERMINALS:
         leaf = issue(ca, name, uri=f"spiffe://{trust_domain}/{path}")
         _write(directory / f"{name}.crt", leaf.cert_pem)
-        _write(directory / f"{name}.key", leaf.key_pem, private=True)
+        _write(directory / f"{name}.key", leaf.key_pem)
     _write(directory / "ca.crt", ca.cert_pem)  # last: its presence marks a complete directory
     return directory
 

@@ -3,7 +3,8 @@
 A file is written whole to a temporary file in the same directory (mode 0600), flushed to disk,
 then renamed into place, so a reader never sees half a letter; the same bytes stored twice are
 stored once. Reads return what is on disk: the caller checks it against the reference (the legal
-desk does, and refuses to disclose on a mismatch). Directories are created 0700.
+desk does, and refuses to disclose on a mismatch). Directories are created 0700 (the store's own
+directory and any missing parents too, whatever the umask): a letter names the people it targets.
 The blocking file work runs in a thread.
 """
 
@@ -16,6 +17,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from adapters.data_dir import make_private_dir
 from gateway.errors import DependencyUnavailable
 
 REF_RE = re.compile(r"[0-9a-f]{64}")
@@ -50,7 +52,7 @@ class FileDocumentStore:
         existing = self._get(ref)
         if existing is not None and hashlib.sha256(existing).hexdigest() == ref:
             return ref  # already stored, intact
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(path.parent)  # missing parents too (the store's own directory), each 0700
         fd, tmp = tempfile.mkstemp(prefix=f".{ref}.", suffix=".tmp", dir=path.parent)  # mode 0600
         try:
             with os.fdopen(fd, "wb") as f:

@@ -2,18 +2,25 @@
 
 The child persists with AOF under its directory, listens on loopback or a unix socket only, and
 is stopped (SIGTERM, then SIGKILL) by the process that started it.
+
+Its files hold code hashes, sessions, staff records and the audit chain, so they are the owner's
+alone: the directory is 0700 (an older one is tightened on start), the child runs with umask 077
+so every AOF, RDB and log file it creates is 0600, and the unix socket is 0600.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from adapters.data_dir import make_private_dir, tighten
 
 PR_SET_PDEATHSIG = 1
 
@@ -26,6 +33,12 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass  # not Linux: the parent's own shutdown still stops the child
+
+
+def _prepare_child() -> None:
+    """In the child, before exec: owner-only files (AOF, RDB, log), and death with the parent."""
+    os.umask(0o077)
+    _die_with_parent()
 
 
 def free_port() -> int:
@@ -56,15 +69,16 @@ class RedisServerProcess:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
+        tighten(self.directory)  # AOF and logs an older version left group- or world-readable
         args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory),
                 "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
                 "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
                 "--logfile", str(self.directory / "redis.log")]
         if self.unix_socket is not None:
             self.unix_socket.unlink(missing_ok=True)
-            args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "600"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_prepare_child)
         self._wait_ready(timeout)
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from adapters.audit_reader import ChainAuditReader
 from adapters.audit_stream import ChainedAuditSink
 from adapters.billing_client import GrpcBilling
-from adapters.dev_pki import ensure_dev_pki
+from adapters.data_dir import ServeLock, check_supervised, tighten
 from adapters.document_store import FileDocumentStore
 from adapters.legal_store import RedisLegalStore
 from adapters.redis_client import connect
@@ -31,8 +32,8 @@ from adapters.redis_server import RedisServerProcess
 from adapters.redis_staff import RedisStaffStore
 from adapters.redis_state import RedisSignInState
 from adapters.revocations import RevocationList
-from adapters.sms_outbox import OUTBOX_NAME, OutboxSms
-from gateway import delivery
+from adapters.sms_outbox import OutboxSms
+from gateway import delivery, startup
 from gateway.clerk import ClerkDesk
 from gateway.interceptors.audit import AuditInterceptor
 from gateway.interceptors.authorization import AuthorizationInterceptor
@@ -44,6 +45,7 @@ from gateway.legal import LegalConfig, LegalDesk
 from gateway.metrics import CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
 from gateway.metrics import watch_readiness as watch_dependencies
 from gateway.ports import AuditSink, Billing, Sessions, SignInState, SmsSender, StaffDirectory
+from gateway.secretbox import staff_box
 from gateway.servicers.audit import AuditServicer
 from gateway.servicers.clerk import ClerkServicer
 from gateway.servicers.kiosk import KioskServicer
@@ -51,7 +53,7 @@ from gateway.servicers.legal import LegalServicer
 from gateway.servicers.staff import StaffServicer
 from gateway.settings import Settings
 from gateway.staff import StaffDesk
-from gateway.workers import reuse_port
+from gateway.workers import is_worker, reuse_port
 from hallgate_pb.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -181,21 +183,45 @@ def health_server(settings: Settings, servicer: health.aio.HealthServicer) -> gr
 
 
 class Runtime:
-    """Starts the dependencies the settings name, embedded ones included, and stops them again."""
+    """Starts the dependencies the settings name, embedded ones included, and stops them again.
+
+    In this order, so that a refusal touches nothing: the settings are checked (gateway/startup.py:
+    production needs TLS material and the legal signing key unless --dev); the data directory is
+    locked (adapters/data_dir.py: one gateway per directory; a supervisor's worker only checks
+    that its supervisor holds the lock); then, with umask 077, older files are tightened, and only
+    then is anything made or started. The lock is released last, after the embedded redis-server
+    has stopped."""
 
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.redis_child: RedisServerProcess | None = None
         self.billing_server: grpc.aio.Server | None = None
         self.closers: list[Any] = []
+        self.lock: ServeLock | None = None
+        self._umask: int | None = None
 
     async def start(self) -> Deps:
+        startup.check(self.s)
         data = Path(self.s.data_dir)
-        await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
-        if not self.s.tls_cert and not self.s.insecure_dev:
-            pki = await asyncio.to_thread(ensure_dev_pki, data / "pki", self.s.trust_domain)
-            self.s = self.s.with_(tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key"),
-                                  tls_client_ca=str(pki / "ca.crt"))
+        if is_worker():
+            await asyncio.to_thread(check_supervised, data)
+        else:
+            self.lock = await asyncio.to_thread(ServeLock.acquire, data)
+        try:
+            return await self._start(data)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self, data: Path) -> Deps:
+        self._umask = os.umask(0o077)  # everything this process writes is the owner's alone
+        if self.lock is not None:
+            await asyncio.to_thread(tighten, data)
+        if self.s.dev:
+            self.s = await asyncio.to_thread(startup.dev_material, self.s)
+        elif not self.s.secret_key and not is_worker():
+            log.warning("secret_key_in_data_dir", path=str(data / "secret.key"),
+                        hint="gateways sharing one Redis need one HALLGATE_SECRET_KEY")
         url = self.s.redis_url
         if not url:
             # fsync on every write: an audit event is acknowledged only once it is on disk.
@@ -210,12 +236,20 @@ class Runtime:
             target, demo = await self._start_billing_sim()
         billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
         self.closers.append(billing.close)
-        deps = Deps(billing=billing, sms=OutboxSms(data / OUTBOX_NAME), key=self.s.key_bytes(), demo=demo,
-                    legal=await asyncio.to_thread(legal_desk, self.s, client, billing), **redis_deps(client, self.s))
-        if not self.s.billing_target:
+        # Staff TOTP secrets sealed at rest (docs/secrets.md); the same store serves the sessions.
+        staff = RedisStaffStore(client, await asyncio.to_thread(staff_box, self.s))
+        adapters = {**redis_deps(client, self.s), "staff": staff, "sessions": staff}
+        deps = Deps(billing=billing, sms=OutboxSms(startup.outbox_path(self.s)), key=self.s.key_bytes(),
+                    demo=demo if self.s.dev else [],
+                    legal=await asyncio.to_thread(legal_desk, self.s, client, billing), **adapters)
+        if deps.legal is not None:
+            deps.legal.people = staff  # four eyes per person, not per account
+        if self.s.dev and not self.s.billing_target:
             from gateway.demo import seed_demo_staff
 
             deps.demo_staff = await seed_demo_staff(deps.staff, self.s.staff_hash_n)
+        if self.lock is not None:
+            await asyncio.to_thread(tighten, data)  # what was made just now (a signing key's .pub)
         return deps
 
     async def _start_billing_sim(self) -> tuple[str, list[tuple[str, str, str]]]:
@@ -228,13 +262,20 @@ class Runtime:
         return f"127.0.0.1:{port}", data.demo_subscribers()
 
     async def close(self) -> None:
-        for close in reversed(self.closers):
+        """Stop what `start` started; safe to call again (a supervisor does after a failed start)."""
+        closers, self.closers = self.closers, []
+        for close in reversed(closers):
             with contextlib.suppress(Exception):
                 await close()
         if self.billing_server is not None:
             await self.billing_server.stop(1)
         if self.redis_child is not None:
             await asyncio.to_thread(self.redis_child.stop)
+        if self.lock is not None:  # last: nobody may start on this directory while our Redis runs
+            self.lock.release()
+        if self._umask is not None:
+            os.umask(self._umask)
+            self._umask = None
 
 
 async def serve(settings: Settings, banner: bool = True) -> None:
@@ -281,15 +322,19 @@ async def serve(settings: Settings, banner: bool = True) -> None:
 
 def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]],
                  staff: list[tuple[str, str, str, str]] | None = None) -> None:
-    mode = "mutual TLS" if settings.tls_cert else "PLAINTEXT, development mode"
-    lines = [f"hallgate is serving on {address} ({mode})",
-             f"SMS outbox: {Path(settings.data_dir) / OUTBOX_NAME}   (hallgate sms outbox NUMBER)"]
+    """What a person starting the gateway needs. Demo secrets only in development mode (--dev)."""
+    transport = "mutual TLS" if settings.tls_cert else "PLAINTEXT"
+    dev = settings.dev or not settings.tls_cert
+    lines = [f"hallgate is serving on {address} ({transport}{', development mode' if dev else ''})",
+             f"SMS outbox: {startup.outbox_path(settings)}   (hallgate sms outbox NUMBER)"]
+    if settings.dev:
+        lines.append("DEVELOPMENT mode (--dev): development keys and demo accounts; never use it in production")
     if settings.tls_cert and Path(settings.tls_cert).parent == Path(settings.data_dir) / "pki":
         lines.append(f"Development CA and terminal certificates: {Path(settings.data_dir) / 'pki'}")
-    if demo:
+    if demo and settings.dev:
         lines.append("Demo subscribers of the embedded billing simulator (number / service password):")
         lines += [f"  {m}  {p}  {note}" for m, p, note in demo]
-    if staff:
+    if staff and settings.dev:
         lines.append("Demo staff (id / role / hall / TOTP secret; password hallgate2026):")
         lines += [f"  {i:6} {role:15} {hall:5} {secret}" for i, role, hall, secret in staff]
     print("\n".join(lines), flush=True)

@@ -129,7 +129,12 @@ class SignInState(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StaffRecord:
-    """A staff member in the directory. Only a slow salted hash of the password is kept."""
+    """A staff member in the directory. Only a slow salted hash of the password is kept; the TOTP
+    secret is plain here and sealed at rest by the store.
+
+    `employee_no` names the person behind the account (unique: one account per person), so rules
+    such as four eyes compare people, not accounts. Records from before employee numbers have none:
+    each such account counts as a person of its own."""
 
     staff_id: str
     name: str
@@ -139,6 +144,12 @@ class StaffRecord:
     password_changed_at: float
     totp_secret: str
     disabled: bool = False
+    employee_no: str = ""
+
+    @property
+    def person(self) -> str:
+        """Who this account belongs to: "employee:<no>", or "staff:<id>" for a record without one."""
+        return f"employee:{self.employee_no}" if self.employee_no else f"staff:{self.staff_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,13 +53,17 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     insecure_dev: bool = False
+    dev: bool = False
     trust_domain: str = "hallgate.example"
     revocation_refresh: float = 1.0
     staff_idle: float = 900
     staff_password_max_age: float = 90 * 86400
     staff_hash_n: int = 2**14
+    staff_secret_key: str = ""
+    staff_secret_retired_keys: str = ""
     customer_session_idle: float = 600
     notify_subscriber: bool = True
+    sms_outbox: str = ""
     audit_hmac_key: str = ""
     audit_retired_keys: str = ""
     audit_chain: str = "main"
@@ -150,13 +154,20 @@ HELP: dict[str, str] = {
     "tls_key": "server private key (PEM)",
     "tls_client_ca": "the hall CA bundle (PEM) every client certificate must chain to",
     "insecure_dev": "development only: serve plaintext on loopback, identity from the x-hallgate-dev-identity header",
+    "dev": ("development mode: without TLS material or a legal signing key, make a development CA and keys under "
+            "the data directory; demo staff; the banner prints demo secrets. Never in production"),
     "trust_domain": "SPIFFE trust domain of the operator's terminal certificates",
     "revocation_refresh": "seconds between reloads of the terminal deny-list",
     "staff_idle": "seconds a staff session survives without use",
     "staff_password_max_age": "seconds after which a staff password must be changed (90 days)",
     "staff_hash_n": "scrypt cost (N) for staff password hashes",
+    "staff_secret_key": ("key sealing staff TOTP secrets in Redis (AES-256-GCM, docs/secrets.md); empty: derived "
+                         "from the server secret (HKDF)"),
+    "staff_secret_retired_keys": ("comma-separated retired staff secret keys: they still open secrets sealed before a "
+                                  "rotation until `hallgate staff rekey` re-seals them"),
     "customer_session_idle": "seconds a clerk's customer session survives without use",
     "notify_subscriber": "SMS the subscriber whenever their call list is released or password reset",
+    "sms_outbox": "development SMS outbox file (JSON Lines); empty: <data_dir>/sms-outbox.jsonl",
     "history_days": "how far back ListAccessHistory looks",
     "audit_hmac_key": "secret keying the audit chain's HMACs; empty: derived from the secret key",
     "audit_retired_keys": "comma-separated retired audit secrets, so events sealed before a rotation still verify",

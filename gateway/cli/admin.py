@@ -2,6 +2,11 @@
 
 These commands talk to the gateway's Redis directly (HALLGATE_REDIS_URL, or the embedded one
 under the data directory while `hallgate serve` runs), as an operator on the host would.
+
+Staff commands seal and open TOTP secrets with the gateway's key (HALLGATE_STAFF_SECRET_KEY, else the
+server secret: HALLGATE_SECRET_KEY or the data directory's secret.key; docs/secrets.md), so they
+need the same settings as the gateway. They never make a key: pointed at the wrong data directory
+they stop rather than seal under a key no gateway holds.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ from typing import Any, TypeVar
 import pyotp
 
 from adapters.redis_client import connect
-from adapters.redis_staff import RedisStaffStore
+from adapters.redis_staff import PersonTaken, RedisStaffStore, StaffExists, normalize_employee_no
 from adapters.revocations import RevocationList
-from adapters.sms_outbox import OUTBOX_NAME, read_outbox
+from adapters.sms_outbox import read_outbox
 from gateway import passwords
+from gateway.errors import DependencyUnavailable
 from gateway.policy import Role
 from gateway.ports import StaffRecord
+from gateway.secretbox import is_sealed, staff_box
 from gateway.settings import from_env
+from gateway.startup import outbox_path
 
 T = TypeVar("T")
 ISSUER = "hallgate"
@@ -54,6 +62,8 @@ def add_commands(sub: Any) -> None:
     add.add_argument("--name", required=True)
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--hall", default="", help="hall (or branch) the staff member works at, e.g. H001")
+    add.add_argument("--employee-no", required=True,
+                     help="the person's employee number: one account per person (four eyes compares people)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.add_argument("--no-qr", action="store_true", help="print the provisioning URI only")
     with_store(add)
@@ -66,9 +76,18 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--no-qr", action="store_true")
         with_store(p)
         p.set_defaults(run=run)
-    ls = st.add_parser("list", help="list staff (never secrets)")
+    ls = st.add_parser("list", help="list staff (never secrets): the person, and how each TOTP secret is stored")
     with_store(ls)
     ls.set_defaults(run=cmd_staff_list)
+    en = st.add_parser("set-employee-no", help="give an account from before employee numbers its person's number")
+    en.add_argument("staff_id")
+    en.add_argument("--employee-no", required=True)
+    with_store(en)
+    en.set_defaults(run=cmd_set_employee_no)
+    rk = st.add_parser("rekey", help="re-seal every TOTP secret under the current staff secret key "
+                                     "(after a rotation, or for plain-text secrets of older versions)")
+    with_store(rk)
+    rk.set_defaults(run=cmd_rekey)
 
     term = sub.add_parser("terminal", help="the terminal deny-list (takes effect without restart)")
     tt = term.add_subparsers(title="terminal commands")
@@ -95,7 +114,24 @@ def _run(args: argparse.Namespace, work: Callable[[Any], Awaitable[T]]) -> T:
         finally:
             await client.aclose()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except DependencyUnavailable as e:  # one line for the operator, not a traceback
+        cause = f": {e.__cause__}" if e.__cause__ else ""
+        raise RuntimeError(f"{e.dependency} unavailable{cause}") from e
+
+
+def _store(client: Any, args: argparse.Namespace) -> RedisStaffStore:
+    """The staff store with the gateway's key; RuntimeError if this host has no key to use."""
+    settings = from_env().with_(data_dir=args.data_dir)
+    return RedisStaffStore(client, staff_box(settings, create_server_secret=False))
+
+
+def _employee_no(raw: str) -> str:
+    try:
+        return normalize_employee_no(raw)
+    except ValueError as e:
+        raise RuntimeError(f"--employee-no {raw!r}: {e}") from None
 
 
 def _enrolment(record: StaffRecord, qr: bool) -> None:
@@ -120,29 +156,41 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_staff_add(args: argparse.Namespace) -> int:
+    employee_no = _employee_no(args.employee_no)
     password = _read_password(args)
     problems = passwords.staff_password_problems(password)
     if problems:
         raise RuntimeError("password " + "; ".join(problems))
     settings = from_env()
     record = StaffRecord(args.staff_id, args.name, args.role, args.hall,
-                         passwords.hash_password(password, settings.staff_hash_n), time.time(), pyotp.random_base32())
+                         passwords.hash_password(password, settings.staff_hash_n), time.time(), pyotp.random_base32(),
+                         employee_no=employee_no)
 
-    async def work(client: Any) -> None:
-        store = RedisStaffStore(client)
-        if await store.get(args.staff_id) is not None:
-            raise RuntimeError(f"{args.staff_id} exists already")
-        await store.put(record)
+    async def work(client: Any) -> list[StaffRecord]:
+        store = _store(client, args)
+        try:
+            await store.create(record)  # the person and the id are claimed atomically, not read first
+        except PersonTaken as e:
+            raise RuntimeError(f"employee number {e.employee_no} already has an account, {e.holder}: one person "
+                               f"holds one account (change that account's role instead)") from None
+        except StaffExists:
+            raise RuntimeError(f"{args.staff_id} exists already") from None
+        name = " ".join(record.name.split()).casefold()
+        return [r for r in await store.all()
+                if r.staff_id != record.staff_id and " ".join(r.name.split()).casefold() == name]
 
-    _run(args, work)
-    print(f"added {args.staff_id} ({args.role}, {args.hall or 'no hall'})")
+    namesakes = _run(args, work)
+    print(f"added {args.staff_id} ({args.role}, {args.hall or 'no hall'}, employee {employee_no})")
+    for r in namesakes:
+        print(f"note: {r.staff_id} has the same name ({r.person}); if that is this person, they now hold two "
+              "accounts: disable one", file=sys.stderr)
     _enrolment(record, not args.no_qr)
     return 0
 
 
 def _update(args: argparse.Namespace, change: Callable[[StaffRecord], StaffRecord]) -> StaffRecord:
     async def work(client: Any) -> StaffRecord:
-        store = RedisStaffStore(client)
+        store = _store(client, args)
         record = await store.get(args.staff_id)
         if record is None:
             raise RuntimeError(f"no staff member {args.staff_id}")
@@ -172,11 +220,57 @@ def cmd_reset_totp(args: argparse.Namespace) -> int:
 
 
 def cmd_staff_list(args: argparse.Namespace) -> int:
-    records = _run(args, lambda client: RedisStaffStore(client).all())
-    for r in records:
+    """One line per account: id, role, hall, state, the person (employee number, or "own person"
+    for a record from before employee numbers), how the TOTP secret is stored, password age, name."""
+    async def work(client: Any) -> list[tuple[StaffRecord, str]]:
+        store = _store(client, args)
+        assert store.box is not None
+        rows = []
+        for r in await store.all():
+            stored = await store.stored_secret(r.staff_id) or ""
+            kid = store.box.kid_of(stored)
+            rows.append((r, "PLAIN TEXT" if not is_sealed(stored) else
+                         f"sealed {kid}" if kid == store.box.current_kid else f"sealed {kid} (retired key)"))
+        return rows
+
+    for r, at_rest in _run(args, work):
         age = (time.time() - r.password_changed_at) / 86400
         state = "disabled" if r.disabled else "active"
-        print(f"{r.staff_id:10} {r.role:15} {r.hall or '-':6} {state:8} password {age:.0f} days old  {r.name}")
+        person = f"employee {r.employee_no}" if r.employee_no else "own person (no employee no.)"
+        print(f"{r.staff_id:10} {r.role:15} {r.hall or '-':6} {state:8} {person:30} totp {at_rest:28} "
+              f"password {age:.0f} days old  {r.name}")
+    return 0
+
+
+def cmd_set_employee_no(args: argparse.Namespace) -> int:
+    employee_no = _employee_no(args.employee_no)
+
+    def change(r: StaffRecord) -> StaffRecord:
+        if r.employee_no and r.employee_no != employee_no:
+            raise RuntimeError(f"{r.staff_id} belongs to employee {r.employee_no}: an account never changes person")
+        return replace(r, employee_no=employee_no)
+
+    try:
+        _update(args, change)
+    except PersonTaken as e:
+        raise RuntimeError(f"employee number {e.employee_no} already has an account, {e.holder}: one person holds "
+                           "one account") from None
+    print(f"{args.staff_id} belongs to employee {employee_no}")
+    return 0
+
+
+def cmd_rekey(args: argparse.Namespace) -> int:
+    async def work(client: Any) -> tuple[Any, str]:
+        store = _store(client, args)
+        assert store.box is not None
+        return await store.rekey(), store.box.current_kid
+
+    result, kid = _run(args, work)
+    print(f"re-sealed {result.resealed} TOTP secrets under key id {kid} ({result.were_plain} were plain text); "
+          f"{result.current} already current")
+    if result.unreadable:
+        raise RuntimeError(f"no configured key opens the TOTP secrets of {', '.join(result.unreadable)}: add the key "
+                           "they were sealed with to HALLGATE_STAFF_SECRET_RETIRED_KEYS, or reset-totp them")
     return 0
 
 
@@ -204,7 +298,7 @@ def cmd_revoked(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    path = Path(args.data_dir) / OUTBOX_NAME
+    path = outbox_path(from_env().with_(data_dir=args.data_dir))
     messages = read_outbox(path, args.msisdn)[-args.last:]
     if not messages:
         print(f"no messages to {args.msisdn} in {path}")

@@ -109,8 +109,16 @@ def cmd_tail(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
 
 
+def _private_output(path: str) -> Any:
+    """The export file, owner-only (0600) from its creation and also when it existed before:
+    exported events name staff, terminals and subscribers' pseudonyms."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    out = _private_output(args.out) if args.out else sys.stdout.buffer
     try:
         with connect.channel(args) as channel:
             stub = audit_pb2_grpc.AuditServiceStub(channel)

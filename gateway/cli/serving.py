@@ -18,10 +18,13 @@ SIM_SETTINGS = ["sim_seed", "sim_subscribers", "sim_hash_n", "timezone", "log_fo
 
 def add_commands(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the gateway", description=(
-        "Run the gateway. With no HALLGATE_REDIS_URL it starts its own redis-server under the data "
-        "directory; with no HALLGATE_BILLING_TARGET it runs the embedded billing simulator; with no "
-        "HALLGATE_TLS_CERT it makes a development CA and terminal certificates under the data directory. "
-        "Every flag can also be set by the environment variable shown."))
+        "Run the gateway. It needs the hall's TLS material (HALLGATE_TLS_CERT, HALLGATE_TLS_KEY, "
+        "HALLGATE_TLS_CLIENT_CA) and the legal signing key (HALLGATE_LEGAL_SIGNING_KEY), and refuses to "
+        "start without them; only --dev (HALLGATE_DEV=1) makes development ones under the data directory, "
+        "with demo staff. With no HALLGATE_REDIS_URL it starts its own redis-server under the data "
+        "directory; with no HALLGATE_BILLING_TARGET it runs the embedded billing simulator. One data "
+        "directory serves one gateway (a lock file in it). Every flag can also be set by the environment "
+        "variable shown."))
     add_arguments(serve)
     serve.set_defaults(run=cmd_serve)
 

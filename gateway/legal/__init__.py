@@ -11,7 +11,8 @@ delivers data, and the task states), reduced to what a branch office's legal dep
                    └─cancel─► CANCELLED ◄─────────┘
 
 Final states stay final. Every transition names who (staff id and role) and why. Four eyes: the
-approver holds the approver role and is not the officer who registered the request. Approvals
+approver holds the approver role and is not the person who registered the request, from any of
+their accounts (the staff directory's employee number names the person; see LegalDesk.people). Approvals
 lapse after `approval_days`; the lapse is recorded lazily, the first time anyone looks. A request
 is fulfilled once: the fulfilment moves it atomically to DISCLOSING, so two fulfilments cannot both
 start; one that fails midway sends it back to AWAITING_APPROVAL, so another needs a new approval.
@@ -68,6 +69,8 @@ from gateway.legal.ports import (
     DocumentStore,
     LegalBilling,
     LegalStore,
+    People,
+    person_of,
 )
 from gateway.legal.validation import (
     BADGE_RE,
@@ -131,6 +134,7 @@ __all__ = [
     "LegalStore",
     "ListFilter",
     "Officer",
+    "People",
     "RequestDraft",
     "RequestPage",
     "Role",
@@ -154,6 +158,7 @@ __all__ = [
     "lapse",
     "months_covering",
     "new_id",
+    "person_of",
     "reopened",
     "resolve_scope",
     "text",

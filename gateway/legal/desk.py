@@ -28,7 +28,7 @@ from gateway.legal.model import (
     State,
     Transition,
 )
-from gateway.legal.ports import DocumentStore, LegalBilling, LegalStore
+from gateway.legal.ports import DocumentStore, LegalBilling, LegalStore, People, person_of
 from gateway.legal.validation import (
     DEFAULT_PAGE_SIZE,
     MAX_NAME,
@@ -105,6 +105,10 @@ class LegalDesk:
     config: LegalConfig = field(default_factory=LegalConfig)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     make_id: Callable[[str], str] = field(default=new_id)
+    # The staff directory, so four eyes compares people, not accounts: a second account of the
+    # registering officer (same employee number) may not approve either. Without it only the
+    # registering account itself is refused.
+    people: People | None = None
 
     # --- registration and decisions
 
@@ -146,7 +150,8 @@ class LegalDesk:
         request_id, why = check_request_id(v, request_id), check_reason(v, reason)
         v.raise_if_any()
         request = await self._current(request_id)
-        check_step(action, actor, request)
+        same = action == Action.APPROVE and await self._same_person(actor.staff_id, request.registered_by)
+        check_step(action, actor, request, same_person=same)
         now = self.clock()
         changes: dict[str, Any] = {"approved_by": actor.staff_id, "approved_at": now} \
             if action == Action.APPROVE else {}
@@ -155,6 +160,15 @@ class LegalDesk:
         if not await self.store.transition(after, t):
             raise FailedPrecondition("request_changed")
         return after
+
+    async def _same_person(self, staff_id: str, other: str) -> bool:
+        """Whether two accounts belong to one person (by the directory as it stands now; a
+        directory that cannot answer fails the call: DependencyUnavailable)."""
+        if not staff_id or staff_id == other:
+            return bool(staff_id)
+        if self.people is None:
+            return False
+        return person_of(staff_id, await self.people.get(staff_id)) == person_of(other, await self.people.get(other))
 
     # --- queries
 

@@ -16,13 +16,15 @@ from gateway.legal.validation import check_categories, check_targets
 # --- the state machine -------------------------------------------------------------------------
 
 
-def check_step(action: Action, actor: Actor, request: LegalRequest | None) -> Step:
-    """May `actor` take `action` on `request` now? Four eyes first (the registering officer never
-    approves, whatever role they hold by then), then the role, then the state."""
+def check_step(action: Action, actor: Actor, request: LegalRequest | None, *, same_person: bool = False) -> Step:
+    """May `actor` take `action` on `request` now? Four eyes first (the person who registered the
+    request never approves it, from this account or any other of theirs, whatever role they hold
+    by then; `same_person` is the desk's finding from the staff directory), then the role, then the
+    state."""
     step = STEPS[action]
     if not actor.staff_id:
         raise PermissionDenied("no_staff_identity")
-    if action == Action.APPROVE and request is not None and actor.staff_id == request.registered_by:
+    if action == Action.APPROVE and request is not None and (actor.staff_id == request.registered_by or same_person):
         raise PermissionDenied("four_eyes")
     if actor.role not in step.roles:
         raise PermissionDenied("role")

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from gateway.legal.model import LegalRequest, State, Transition
 from gateway.legal.validation import DEFAULT_PAGE_SIZE
-from gateway.ports import CustomerProfile, Subscriber
+from gateway.ports import CustomerProfile, StaffRecord, Subscriber
 
 # --- ports -------------------------------------------------------------------------------------
 
@@ -49,6 +49,18 @@ class DocumentStore(Protocol):
     async def get(self, ref: str) -> bytes | None:
         """The stored bytes, None if missing. Not necessarily intact: callers check the digest."""
         ...
+
+
+class People(Protocol):
+    """What four eyes needs of the staff directory: the record behind an account, whose `person`
+    (employee number, or the staff id for a record without one) says who is acting."""
+
+    async def get(self, staff_id: str) -> StaffRecord | None: ...
+
+
+def person_of(staff_id: str, record: StaffRecord | None) -> str:
+    """The person behind an account; an account without a record (removed since) is its own person."""
+    return record.person if record is not None else f"staff:{staff_id}"
 
 
 class LegalBilling(Protocol):

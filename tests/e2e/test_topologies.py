@@ -90,11 +90,12 @@ class Deployment:
 
 @contextlib.contextmanager
 def deployment(url: str, pki: Path, tmp: Path, **extra: str) -> Iterator[Deployment]:
-    data = tmp / "shared"
+    data = tmp / "shared"  # one data directory each, one SMS outbox for both (as one SMSC)
     sim = Proc(["billing-sim", "--listen", "{address}", *SIM], {}, tmp / "sim.log")
     env = {"HALLGATE_REDIS_URL": url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": SECRET,
-           "HALLGATE_DATA_DIR": str(data), "HALLGATE_LOCK_THRESHOLD": "3", **tls_env(pki), **extra}
-    gws = [Proc(["serve", "--listen", "{address}"], env, tmp / f"gw{i}.log") for i in (1, 2)]
+           "HALLGATE_SMS_OUTBOX": str(data / OUTBOX_NAME), "HALLGATE_LOCK_THRESHOLD": "3", **tls_env(pki), **extra}
+    gws = [Proc(["serve", "--listen", "{address}"], {**env, "HALLGATE_DATA_DIR": str(tmp / f"gw{i}")},
+                tmp / f"gw{i}.log") for i in (1, 2)]
     try:
         sim.wait_port()
         for g in gws:

@@ -83,7 +83,7 @@ def test_two_workers_share_the_port_and_one_redis_and_stop_cleanly(tmp_path: Pat
     """Everything embedded: the supervisor starts redis-server, the billing simulator and the PKI
     once; both workers use them."""
     data, mport = tmp_path / "d", free_port()
-    gw = Proc(["serve", "--workers", "2", "--listen", "{address}", "--data-dir", str(data),
+    gw = Proc(["serve", "--dev", "--workers", "2", "--listen", "{address}", "--data-dir", str(data),
                "--metrics-listen", f"127.0.0.1:{mport}", *SIM], {}, tmp_path / "gw.log")
     try:
         gw.wait_serving(data / "pki")

@@ -781,7 +781,9 @@ async def test_list_paging_is_validated():
 
 def test_the_desk_has_no_way_to_reach_a_subscriber_or_a_hall():
     names = {f.name for f in dataclasses.fields(LegalDesk)}
-    assert names == {"store", "documents", "billing", "signer", "config", "clock", "make_id"}
+    assert names == {"store", "documents", "billing", "signer", "config", "clock", "make_id", "people"}
+    # `people` (four eyes per person) only reads staff records: no way to a subscriber or a hall.
+    assert {n for n in dir(legal.People) if not n.startswith("_")} == {"get"}
     assert not {"get_subscriber", "get_customer_profile", "call_detail_pages"} ^ {
         n for n in dir(legal.LegalBilling) if not n.startswith("_")}
 
