@@ -124,7 +124,10 @@ def cmd_fulfil(args: argparse.Namespace) -> int:
                     finished = True
     finally:
         if not finished:
-            writer.abort()
+            writer.abort()  # records without a signed manifest are no delivery: nothing is kept
+    if not finished:
+        print("FAILED: the delivery stream ended without its signed manifest; nothing was kept", file=sys.stderr)
+        return 1
     doc = json.loads((Path(args.out) / delivery.MANIFEST_FILE).read_text())
     print(f"delivery {doc['delivery_id']} written to {args.out}; verify it with `hallgate legal verify`")
     return 0
