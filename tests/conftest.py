@@ -28,7 +28,8 @@ from adapters.redis_server import RedisServerProcess, free_port
 from adapters.redis_staff import RedisStaffStore
 from adapters.sms_outbox import OutboxSms, read_outbox
 from gateway import effects, passwords
-from gateway.bootstrap import Deps, create_server, legal_desk, redis_deps
+from gateway.bootstrap import SERVICES, Deps, create_server, legal_desk, redis_deps
+from gateway.metrics import dependency_checks, watch_readiness
 from gateway.ports import StaffRecord
 from gateway.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
@@ -100,7 +101,7 @@ class Harness:
     redis: aioredis.Redis
     outbox_path: Path
     billing: SeededBilling
-    billing_server: grpc.aio.Server
+    billing_server: grpc.aio.Server | None
     server: grpc.aio.Server
     port: int
     pki: Path
@@ -174,22 +175,29 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
     """Factory: `await make_gateway(code_ttl=1, ...)` serves a gateway with those settings."""
     harnesses: list[Harness] = []
 
-    async def factory(redis_url: str | None = None, **overrides: Any) -> Harness:
+    async def factory(redis_url: str | None = None, billing_target: str | None = None, readiness: bool = False,
+                      **overrides: Any) -> Harness:
+        """`billing_target`: an outside billing (e.g. a billing-sim process a test may kill) instead of
+        an in-process simulator; `readiness`: run the health watcher, as `serve` does."""
         settings = Settings(listen="127.0.0.1:0", data_dir=str(tmp_path / "data"), secret_key="test-secret",
                             sim_hash_n=2**10, staff_hash_n=2**10, trust_domain=TRUST_DOMAIN,
                             tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key"),
                             tls_client_ca=str(pki / "ca.crt"), revocation_refresh=0.1,
                             failure_floor=0).with_(**overrides)
-        billing_server, billing_port = await start_billing_sim(billing_data)
+        billing_server: Any = None
+        if billing_target is None:
+            billing_server, billing_port = await start_billing_sim(billing_data)
+            billing_target = f"127.0.0.1:{billing_port}"
         client = connect(redis_url or clean_redis, settings.redis_timeout)
-        billing = GrpcBilling(f"127.0.0.1:{billing_port}", timeout=settings.billing_timeout,
-                              page_size=settings.billing_page_size)
+        billing = GrpcBilling(billing_target, timeout=settings.billing_timeout, page_size=settings.billing_page_size)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
         deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(),
                     legal=legal_desk(settings, client, billing), **redis_deps(client, settings))
-        server, port, _ = create_server(settings, deps)
+        server, port, health_servicer = create_server(settings, deps)
         await server.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
+        watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(deps))
+                                      if readiness else asyncio.sleep(0))
         if settings.tls_cert:
             channel = grpc.aio.secure_channel(f"127.0.0.1:{port}", client_credentials(pki, KIOSK_CERT))
         else:
@@ -197,7 +205,8 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         h = Harness(settings, kiosk_pb2_grpc.KioskServiceStub(channel), channel, client, outbox, billing_data,
                     billing_server, server, port, pki, deps,
                     closers=[channel.close, lambda: server.stop(0), billing.close,
-                             lambda: billing_server.stop(0), _cancel(refresher), client.aclose])
+                             lambda: billing_server.stop(0) if billing_server else asyncio.sleep(0),
+                             _cancel(refresher), _cancel(watcher), client.aclose])
         harnesses.append(h)
         return h
 

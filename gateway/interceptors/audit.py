@@ -50,6 +50,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, sink: AuditSink, key: bytes) -> None:
         self.sink = sink
         self.key = key
+        self.late = LateEvents(sink)
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         method = details.method
@@ -73,11 +74,11 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         structlog.contextvars.bind_contextvars(method=method)
         return call
 
-    async def _record(self, call: CallContext, code: grpc.StatusCode, phase: str = "", records: int | None = None,
-                      reason: str = "") -> None:
-        """Store the event; DependencyUnavailable if the sink cannot. `phase` is "open" or
-        "close" for the two events of a stream that sent messages, "" for a call's only event."""
-        event = {
+    def _event(self, call: CallContext, code: grpc.StatusCode, phase: str = "", records: int | None = None,
+               reason: str = "") -> dict[str, Any]:
+        """The event for a call. `phase` is "open" or "close" for the two events of a stream that
+        sent messages, "" for a call's only event."""
+        return {
             "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "channel": call.channel or "unidentified",
             "hall": call.hall,
@@ -99,12 +100,19 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
             "records": call.records if records is None else records,
             "duration_ms": round((time.perf_counter() - call.started) * 1000, 3),
         }
+
+    async def _store(self, event: dict[str, Any]) -> None:
+        """Store the event; DependencyUnavailable if the sink cannot."""
         try:
             await self.sink.append(event)
         except DomainError:
             log.error("audit_unavailable", **event)
             raise
         log.info("call", **event)
+
+    async def _record(self, call: CallContext, code: grpc.StatusCode, phase: str = "", records: int | None = None,
+                      reason: str = "") -> None:
+        await self._store(self._event(call, code, phase, records, reason))
 
     @staticmethod
     def _release_effects(call: CallContext, code: grpc.StatusCode) -> None:
@@ -182,14 +190,53 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
 
     async def _close(self, call: CallContext, code: grpc.StatusCode, released: int,
                      err: BaseException | None) -> None:
-        """The stream's closing event. If it cannot be stored: a stream still running ends
-        UNAVAILABLE (saying the list is incomplete); one the caller stopped is past answering,
-        so the error line in the operational log is all that remains."""
-        reason = err.reason if isinstance(err, DomainError) else ""
+        """The stream's closing event. If it cannot be stored now, it is kept and stored once the
+        trail is back (the opening event is there: the close must follow it), and a stream still
+        running ends UNAVAILABLE saying the list is incomplete."""
+        event = self._event(call, code, phase="close", records=released,
+                            reason=err.reason if isinstance(err, DomainError) else "")
         try:
-            await self._record(call, code, phase="close", records=released, reason=reason)
+            await self._store(event)
         except DomainError:
+            self.late.keep(event)
             if err is None:
                 raise Interrupted("audit", released) from None
             if isinstance(err, Exception):
                 raise Interrupted("audit", released) from err
+
+
+class LateEvents:
+    """Closing events that could not be stored when their stream ended (the trail was down), kept
+    in memory and stored in order once it is back. Bounded: past `limit` events, or `give_up`
+    seconds, an event is dropped with an error line that carries it whole, so the operational log
+    still holds what the trail could not."""
+
+    def __init__(self, sink: AuditSink, limit: int = 10_000, give_up: float = 3600.0, every: float = 0.5) -> None:
+        self.sink = sink
+        self.limit = limit
+        self.give_up = give_up
+        self.every = every
+        self.pending: list[tuple[float, dict[str, Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def keep(self, event: dict[str, Any]) -> None:
+        if len(self.pending) >= self.limit:
+            log.error("audit_event_lost", **self.pending.pop(0)[1])
+        self.pending.append((time.monotonic(), event))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.pending:
+            await asyncio.sleep(self.every)
+            while self.pending:
+                kept_at, event = self.pending[0]
+                if time.monotonic() - kept_at > self.give_up:
+                    log.error("audit_event_lost", **self.pending.pop(0)[1])
+                    continue
+                try:
+                    await self.sink.append(event)
+                except DomainError:
+                    break
+                self.pending.pop(0)
+                log.info("call", late=True, **event)
