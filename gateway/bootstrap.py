@@ -35,6 +35,7 @@ from adapters.revocations import RevocationList
 from adapters.sms_outbox import OutboxSms
 from gateway import delivery, startup
 from gateway.clerk import ClerkDesk
+from gateway.effects import DeferredSms
 from gateway.interceptors.audit import AuditInterceptor
 from gateway.interceptors.authorization import AuthorizationInterceptor
 from gateway.interceptors.decoding import RequestDecodingInterceptor
@@ -148,11 +149,12 @@ def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int,
         options=[("grpc.max_receive_message_length", max(settings.max_message_bytes, *large.values())),
                  ("grpc.so_reuseport", reuse_port(settings))],
     )
-    kiosk = KioskFlows(settings, deps.state, deps.billing, deps.sms, deps.key, access_log=deps.audit_reader)
+    sms = DeferredSms(deps.sms)  # an SMS leaves only once its call is on record
+    kiosk = KioskFlows(settings, deps.state, deps.billing, sms, deps.key, access_log=deps.audit_reader)
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(KioskServicer(kiosk), server)
     staff = StaffDesk(settings, deps.staff, deps.state, deps.sessions)
     staff_pb2_grpc.add_StaffServiceServicer_to_server(StaffServicer(staff), server)
-    clerk = ClerkDesk(settings, kiosk.proof, deps.billing, deps.sms, deps.sessions)
+    clerk = ClerkDesk(settings, kiosk.proof, deps.billing, sms, deps.sessions)
     clerk_pb2_grpc.add_ClerkServiceServicer_to_server(ClerkServicer(clerk), server)
     if deps.legal is not None:
         legal_pb2_grpc.add_LegalServiceServicer_to_server(LegalServicer(deps.legal), server)

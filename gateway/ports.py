@@ -68,6 +68,11 @@ class AuditSink(Protocol):
 
     async def append(self, event: Mapping[str, Any]) -> None: ...
 
+    async def check(self) -> None:
+        """Return if events can be stored now, else raise DependencyUnavailable (a cheap probe a
+        long stream makes before each further page leaves)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SendSlot:
@@ -79,11 +84,40 @@ class SendSlot:
 
 
 @dataclass(frozen=True, slots=True)
-class CodeCheck:
-    """The atomic check of a one-time code: `locked_for` > 0 means nothing was checked."""
+class AttemptLimits:
+    """How many consecutive failed proofs lock a subject, for how long, and how long a failure is
+    remembered."""
 
-    code_ok: bool
+    threshold: int
+    lock_for: float
+    memory: float
+
+
+@dataclass(frozen=True, slots=True)
+class CodeClaim:
+    """A one-time code to compare in the same atomic step that reserves the attempt."""
+
+    purpose: str
+    digest: str
+    max_tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One proof attempt, counted against `subject`'s lock before any secret is compared.
+
+    `locked_for` > 0: refused, nothing may be compared (locked, or the limit is taken by attempts
+    in flight). Otherwise `number` is this attempt's place in the count. With a CodeClaim,
+    `code_ok` says whether the code matched (a matching code is taken, so no other attempt can
+    use it); `code_tries` and `code_ttl` let `release_attempt` put the code back as it was."""
+
+    subject: str
     locked_for: float
+    number: int = 0
+    code: CodeClaim | None = None
+    code_ok: bool = False
+    code_tries: int = 0
+    code_ttl: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +135,29 @@ class SignInState(Protocol):
     Every method is one atomic step in the shared store, so any number of gateway processes
     behave as one. Raises DependencyUnavailable when the store cannot answer."""
 
-    async def take_send_slot(self, msisdn: str, min_interval: float, max_per_hour: int) -> SendSlot: ...
+    async def issue_code(self, msisdn: str, purpose: str, digest: str | None, ttl: float, min_interval: float,
+                         max_per_hour: int) -> SendSlot:
+        """Take a send slot and, if one was free, the number is not locked and `digest` is given,
+        store the code (replacing an older one) in the same step. The slot is taken for every
+        number, known or not, so throttling tells nothing about existence."""
+        ...
 
     async def store_code(self, msisdn: str, purpose: str, digest: str, ttl: float) -> None: ...
 
-    async def check_code(self, msisdn: str, purpose: str, digest: str, max_tries: int) -> CodeCheck: ...
+    async def begin_attempt(self, subject: str, limits: AttemptLimits, code: CodeClaim | None = None) -> Attempt:
+        """Reserve one attempt against `subject`'s lock (and claim or count the code), atomically,
+        before anything secret is compared. Attempts in flight count: once `threshold` are
+        reserved, further ones are refused until they settle."""
+        ...
 
-    async def record_failure(self, msisdn: str, threshold: int, lock_for: float, memory: float) -> float:
-        """Count one failed sign-in; returns the lock duration if this failure locked the number."""
+    async def fail_attempt(self, attempt: Attempt, limits: AttemptLimits) -> float:
+        """The attempt failed: keep it counted; returns the lock duration if this failure locked
+        the subject (only one failure ever does), else 0."""
+        ...
+
+    async def release_attempt(self, attempt: Attempt) -> None:
+        """The attempt could not be judged (a dependency failed): uncount it and put a claimed
+        code back, so a fault costs the owner nothing."""
         ...
 
     async def open_session(self, msisdn: str, token_digest: str, session: Session, idle: float,
@@ -118,7 +167,9 @@ class SignInState(Protocol):
         """The session if alive (and extend its idle life), else None."""
         ...
 
-    async def end_session(self, token_digest: str) -> None: ...
+    async def end_session(self, token_digest: str, terminal: str) -> None:
+        """End the session, but only when `terminal` is the one it was issued to."""
+        ...
 
     async def lock_remaining(self, subject: str) -> float:
         """Seconds left on `subject`'s lock (a number, or "staff:<id>"), 0 if not locked."""

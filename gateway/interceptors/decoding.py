@@ -9,14 +9,14 @@ to shorten. Bytes that do not decode keep the whole-message violation (field "")
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from gateway.errors import InvalidArgument
-from gateway.interceptors.wrapping import Streaming, Unary, wrap
+from gateway.interceptors.wrapping import Streaming, Unary, messages, wrap
 from gateway.oversized import large_fields
 
 
@@ -97,10 +97,11 @@ class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     def _streaming(behaviour: Streaming) -> Streaming:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
             if isinstance(request, Malformed):
                 raise InvalidArgument(request.violations)
-            async for message in behaviour(request, context):
-                yield message
+            async with messages(behaviour, request, context) as inner:
+                async for message in inner:
+                    yield message
 
         return call

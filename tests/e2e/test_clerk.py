@@ -436,7 +436,7 @@ async def test_reset_needs_an_id_document_session(gw):
     assert e.code() == Code.PERMISSION_DENIED
     assert reason(e) == "ID_DOCUMENT_REQUIRED"
     assert gw.billing.verify(RESET, gw.billing.password_for(RESET))
-    assert len((await gw.messages(RESET))) == 1  # the code only
+    assert len(await gw.messages(RESET)) == 1  # the code only
 
 
 def trivial_passwords(gw, msisdn: str) -> dict[str, str]:

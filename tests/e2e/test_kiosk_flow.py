@@ -136,10 +136,10 @@ async def test_lockout_after_consecutive_failures_tells_the_owner_and_expires(ma
     assert details(e.value)["RetryInfo"].retry_delay.seconds >= 1
     assert "locked" in (await gw.messages(ORDINARY))[-1]
     # While locked, even the right password and a fresh code are refused, and no code is sent.
-    sent = len((await gw.messages(ORDINARY)))
+    sent = len(await gw.messages(ORDINARY))
     await asyncio.sleep(0.02)
     await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY))
-    assert len((await gw.messages(ORDINARY))) == sent
+    assert len(await gw.messages(ORDINARY)) == sent
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await auth(gw, ORDINARY, password, code)
     assert e.value.code() == Code.RESOURCE_EXHAUSTED
