@@ -53,8 +53,9 @@ class GrpcBilling:
         self._rpcs: dict[str, Any] = {}
 
     # Short reconnect backoff: a billing that comes back is used (and reported ready) within half
-    # a second, instead of after gRPC's default backoff of up to two minutes.
-    OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+    # a second, instead of after gRPC's default backoff of up to two minutes. (gRPC reads the
+    # "min" as the connection attempt's own timeout: one second, enough for a handshake.)
+    OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 1000),
                ("grpc.max_reconnect_backoff_ms", 500))
 
     def _rpc(self, name: str) -> Any:

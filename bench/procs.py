@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -94,6 +95,7 @@ def _is_worker(pid: int) -> bool:
     return state != "Z" and b"gateway.cli" in cmdline
 
 
+@functools.cache
 def serve_flags() -> str:
     """`hallgate serve --help`: which flags this version of the gateway has."""
     return subprocess.run([HALLGATE, "serve", "--help"], capture_output=True, text=True, timeout=30,
@@ -157,7 +159,8 @@ class Stack:
             # Generous throttles, so the same numbers can sign in again and again ("0", which the
             # scripts treat as 1 ms, because older versions parse this flag as an int).
             "--send-min-interval", "0", "--send-max-per-hour", "1000000000", "--grace-period", "1",
-            *flags], port, src)
+            # Development material (CA, legal signing key) where the gateway needs the flag for it.
+            *(["--dev"] if "--dev" in serve_flags() else []), *flags], port, src)
 
     def start(self, tls: bool = True) -> Stack:
         redis_dir = self.workdir / "redis"

@@ -7,7 +7,7 @@ process, prints one table and the targets, and stops every process it started (b
 ends. Figures also go to bench/results/latest.json.
 
     .venv/bin/python -m bench.run                      # everything, about three minutes
-    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, w, auth, a, c
+    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, w, auth, a, c, t
     .venv/bin/python -m bench.run --only w             # --workers 2 against one worker
     .venv/bin/python -m bench.run --profile 10         # py-spy on the gateway under scenario (b)
     .venv/bin/python -m bench.run --profile 10 --profile-workers   # ... on the workers of --workers 2
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="profile the workers of the `--workers` gateway instead (load over --connections channels)")
     p.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
     p.add_argument("--budget", type=float, default=270, help="seconds the whole run may take [270]")
-    p.add_argument("--only", metavar="LIST", help="comma-separated subset of d,redis,b,w,auth,a,c (default: all)")
+    p.add_argument("--only", metavar="LIST", help="comma-separated subset of d,redis,b,w,auth,a,c,t (default: all)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="worker processes of the scaled gateway in scenario w [2]")
     p.add_argument("--connections", type=int, default=8, metavar="N",
@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(figures))
     for line in error_lines(figures):
         print(line)
+    if bench.facts.get("timing_table"):
+        print("\n" + bench.facts["timing_table"])
     print()
     print(targets_table(targets))
     write_json(args.json, figures, targets, environment(args.connections, load_before))

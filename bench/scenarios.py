@@ -19,6 +19,7 @@ from bench.measure import RedisCommands, RssSampler, commandstats, cpu_seconds, 
 from bench.procs import Stack
 from bench.report import Figure, ratio
 from bench.targets import AUTH, LIST, MONTH_BIG, SPREAD, Target, find, targets
+from bench.timing import measure as measure_timing
 from gateway import rules
 
 CLIENTS = (1, 16, 64)
@@ -120,7 +121,8 @@ class Scenarios:
         is still small."""
         self.prepare()
         steps = {"d": self.heavy_month, "redis": self.redis_commands, "b": self.list_calls,
-                 "w": self.scale_out, "auth": self.authenticate, "a": self.sessions, "c": self.wrong_passwords}
+                 "w": self.scale_out, "auth": self.authenticate, "a": self.sessions, "c": self.wrong_passwords,
+                 "t": self.timing}
         for name, step in steps.items():
             if only is None or name in only:
                 step()
@@ -275,5 +277,16 @@ class Scenarios:
         return Figure(SPREAD if spread else LIST, clients, target, server=target).add(
             self.task("list", clients, duration, 10**7, items=self.subjects, target=target, spread=spread))
 
+    def timing(self) -> None:
+        """(t) the same time for every number's state and every kind of wrong answer (bench/timing.py)."""
+        assert self.stack.redis is not None
+        self.log("(t) timing by group: code requests and failed sign-ins, 500+ interleaved samples each")
+        text, found = measure_timing(self.stack.address("gateway"), self.stack.identity, self.stack.redis.url,
+                                     self.sim, b"bench", samples=500, width=32,
+                                     seconds=max(30.0, min(150.0, self.deadline - time.monotonic())))
+        self.facts["timing_table"] = text
+        self.facts["timing_targets"] = found
+
     def targets(self) -> list[Target]:
-        return targets(self.figures, self.facts, len(self.stack.candidates), self.stack.scaled)
+        return targets(self.figures, self.facts, len(self.stack.candidates), self.stack.scaled) + \
+            self.facts.get("timing_targets", [])

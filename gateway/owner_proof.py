@@ -50,7 +50,7 @@ class OwnerProof:
     Attempts are counted before anything is compared (a burst of guesses from any number of
     gateway processes gets at most `lock_threshold` comparisons), a fault in a dependency costs
     the owner nothing (no slot, no try, no code), and failures are answered no sooner than
-    `failure_floor` after the call began, so a locked number, a wrong code and a wrong password
+    `answer_floor` after the call began, so a locked number, a wrong code and a wrong password
     take the same time."""
 
     def __init__(self, settings: Settings, state: SignInState, billing: Billing, sms: SmsSender, key: bytes,
@@ -71,7 +71,18 @@ class OwnerProof:
 
         Every number costs the same work: billing is asked first (so a billing fault spends no
         slot), then one atomic step takes the slot and stores the code where there is one to send.
-        The SMS leaves only once the call is on record, off the request path."""
+        The SMS leaves only once the call is on record, off the request path; the answer comes no
+        sooner than the floor, whatever the number's state (a fault is answered at once)."""
+        started = time.monotonic()
+        try:
+            reason = await self._request_code(msisdn, purpose)
+        except TooManyRequests:
+            await self.floor(started)
+            raise
+        await self.floor(started)
+        return reason
+
+    async def _request_code(self, msisdn: str, purpose: rules.Purpose) -> str:
         sub = await self.billing.get_subscriber(msisdn)
         hold = sub.exists and self.sim_guard.holds(self.clock(), sub.sim_changed_at, sub.ported_at)
         code = rules.new_code()
@@ -135,7 +146,7 @@ class OwnerProof:
                 tries=self.s.lock_threshold, minutes=round(self.s.lock_duration / 60)))
 
     async def floor(self, started: float) -> None:
-        """Answer a failure no sooner than `failure_floor` after `started` (time.monotonic)."""
-        left = self.s.failure_floor - (time.monotonic() - started)
+        """Answer a failure no sooner than `answer_floor` after `started` (time.monotonic)."""
+        left = self.s.answer_floor - (time.monotonic() - started)
         if left > 0:
             await asyncio.sleep(left)

@@ -37,7 +37,7 @@ class Settings:
     lock_threshold: int = 5
     lock_duration: float = 1800
     fail_memory: float = 86400
-    failure_floor: float = 0.3
+    answer_floor: float = 0.3
     retention_months: int = 6
     timezone: str = "Asia/Shanghai"
     billing_timeout: float = 3.0
@@ -139,8 +139,9 @@ HELP: dict[str, str] = {
     "lock_threshold": "consecutive failed sign-ins that lock a number",
     "lock_duration": "seconds a locked number stays locked (all channels)",
     "fail_memory": "seconds a failed sign-in is remembered towards the lock",
-    "failure_floor": ("seconds a failed owner proof (kiosk sign-in, counter PIN pad) takes at least, so a locked "
-                      "number, a wrong code and a wrong password cannot be told apart by time"),
+    "answer_floor": ("seconds every one-time code request and every failed owner proof (kiosk sign-in, counter PIN "
+                     "pad) take at least, so neither a number's state (known, unknown, locked, SIM-swapped, "
+                     "throttled) nor what was wrong can be told by time; it must exceed billing's password check"),
     "retention_months": "call-list window: the current month and this many minus one before it",
     "timezone": "the operator's time zone, which defines calendar months",
     "billing_timeout": "deadline in seconds for each billing call",

@@ -71,6 +71,19 @@ REASON_MESSAGES = {
 INTERNAL = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; nothing was released")
 
 
+# The details travel in a trailer; clients refuse trailers over 8 KiB by default (and would see
+# RESOURCE_EXHAUSTED instead of the violations), so only so many are sent, each of bounded length.
+MAX_VIOLATIONS = 20
+MAX_TEXT = 160
+
+
+def _shown(violations: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    shown = [(f[:MAX_TEXT], d[:MAX_TEXT]) for f, d in violations[:MAX_VIOLATIONS]]
+    if len(violations) > MAX_VIOLATIONS:
+        shown.append(("", f"and {len(violations) - MAX_VIOLATIONS} more fields are invalid"))
+    return shown
+
+
 def _entry(err: DomainError) -> tuple[int, str]:
     return next(v for k, v in TABLE.items() if isinstance(err, k))
 
@@ -86,7 +99,7 @@ def to_status_proto(err: DomainError) -> status_pb2.Status:
     details = [_pack(error_details_pb2.ErrorInfo(reason=err.reason.upper(), domain=DOMAIN))]
     if isinstance(err, InvalidArgument):
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in err.violations])))
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in _shown(err.violations)])))
     message = REASON_MESSAGES.get(err.reason, message)
     if isinstance(err, FailedPrecondition) and err.reason.startswith("request_") and err.reason not in REASON_MESSAGES:
         state = err.reason.removeprefix("request_").replace("_", " ")

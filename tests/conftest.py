@@ -183,7 +183,7 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
                             sim_hash_n=2**10, staff_hash_n=2**10, trust_domain=TRUST_DOMAIN,
                             tls_cert=str(pki / "server.crt"), tls_key=str(pki / "server.key"),
                             tls_client_ca=str(pki / "ca.crt"), revocation_refresh=0.1,
-                            failure_floor=0).with_(**overrides)
+                            answer_floor=0).with_(**overrides)
         billing_server: Any = None
         if billing_target is None:
             billing_server, billing_port = await start_billing_sim(billing_data)

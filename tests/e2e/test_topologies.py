@@ -32,9 +32,9 @@ from adapters.sms_outbox import OUTBOX_NAME
 from gateway import passwords, rules
 from gateway.ports import StaffRecord
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
-from tests.conftest import CODE_RE, STAFF_PASSWORD, fresh_totp
+from tests.conftest import STAFF_PASSWORD, fresh_totp
 from tests.e2e.processes import Proc
-from tests.e2e.test_processes import tls_env
+from tests.e2e.test_processes import _code, tls_env
 from tests.helpers import month
 from tests.topologies import (  # noqa: F401 - fixtures
     HOST,
@@ -75,10 +75,8 @@ class Deployment:
         return self.stub(gw, kiosk_pb2_grpc.KioskServiceStub)
 
     def code(self, msisdn: str) -> str:
-        lines = [line for line in (self.data / OUTBOX_NAME).read_text().splitlines() if msisdn in line]
-        found = CODE_RE.search(lines[-1]) if lines else None
-        assert found, f"no code was sent to {msisdn}"
-        return found.group(1)
+        """The number's latest code: the SMS leaves just after the answer, so it may take a moment."""
+        return _code(self.data, msisdn)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log.name}\n{p.log.read_text()[-1500:]}" for p in (self.a, self.b))

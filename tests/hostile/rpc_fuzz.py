@@ -477,7 +477,7 @@ async def own_gateway(workdir: Path) -> AsyncIterator[tuple[Target, Callable[[st
         wanted = {"listen": "127.0.0.1:0", "data_dir": str(workdir / "data"), "secret_key": "fuzz-secret",
                   "sim_hash_n": 2**10, "staff_hash_n": 2**10, "trust_domain": "hallgate.fuzz",
                   "tls_cert": str(pki / "server.crt"), "tls_key": str(pki / "server.key"),
-                  "tls_client_ca": str(pki / "ca.crt"), "revocation_refresh": 0.5, "failure_floor": 0,
+                  "tls_client_ca": str(pki / "ca.crt"), "revocation_refresh": 0.5, "answer_floor": 0,
                   "send_min_interval": 0, "send_max_per_hour": 10**9}
         settings = Settings(**{k: v for k, v in wanted.items() if k in names})
         billing_data = SeededBilling(seed="hallgate-fuzz", subscribers=1200, hash_n=2**10)

@@ -43,7 +43,7 @@ async def two(tmp_path: Path, redis_url: str, clean_redis: str, pki: Path, billi
     process, so the test can count the password checks that reached billing."""
     billing_server, port = await start_billing_sim(billing_data)
     env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": f"127.0.0.1:{port}",
-           "HALLGATE_SECRET_KEY": "k", "HALLGATE_LOCK_THRESHOLD": str(LIMIT), "HALLGATE_FAILURE_FLOOR": "0",
+           "HALLGATE_SECRET_KEY": "k", "HALLGATE_LOCK_THRESHOLD": str(LIMIT), "HALLGATE_ANSWER_FLOOR": "0",
            "HALLGATE_STAFF_HASH_N": "1024", **tls_env(pki)}
     dirs = [tmp_path / f"d{i}" for i in (1, 2)]
     gws = [Proc(["serve", "--listen", "{address}", "--dev"], {**env, "HALLGATE_DATA_DIR": str(d)},

@@ -124,7 +124,7 @@ async def test_racing_wrong_sign_ins_text_the_owner_once(state):
     billing = SlowBilling()
     billing.add(A, "987654")
     sms = FakeSms()
-    flows = KioskFlows(Settings(lock_threshold=5, failure_floor=0), state, billing, sms, KEY)
+    flows = KioskFlows(Settings(lock_threshold=5, answer_floor=0), state, billing, sms, KEY)
     outcomes = await asyncio.gather(*(flows.authenticate(A, "000000", "000000") for _ in range(20)),
                                     return_exceptions=True)
     assert all(isinstance(o, Unauthenticated | TooManyRequests) for o in outcomes)

@@ -55,7 +55,7 @@ def make_world(**overrides: object) -> World:
     billing.add(SWAPPED, "111111", sim_changed_at=now - timedelta(hours=24))
     billing.add(PORTED, "222222", ported_at=now - timedelta(hours=48))
     state, sms = FakeSignInState(clock), FakeSms()
-    settings = Settings(secret_key="unused", failure_floor=0).with_(**overrides)
+    settings = Settings(secret_key="unused", answer_floor=0).with_(**overrides)
     return World(KioskFlows(settings, state, billing, sms, KEY, clock=clock), state, billing, sms, clock)
 
 
