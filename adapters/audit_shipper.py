@@ -119,7 +119,7 @@ def _read_state(path: Path | None, chain: str, group: str) -> str | None:
 
 def _write_state(path: Path, chain: str, group: str, last_id: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         json.dump({"chain": chain, "group": group, "last_id": last_id}, f)
         f.flush()
         os.fsync(f.fileno())
@@ -138,9 +138,11 @@ class _Output:
         self.last_id: str | None = None
         self.last_seq: int | None = None
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
+            out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.last_id, self.last_seq = _recover_file(out, chain)
-            self.stream: IO[bytes] = open(out, "ab")  # closed by close()
+            # Owner-only like every export: the trail names terminals, staff and pseudonyms.
+            fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self.stream: IO[bytes] = os.fdopen(fd, "ab")  # closed by close()
             self.owned = True
         else:
             self.stream = sys.stdout.buffer

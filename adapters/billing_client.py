@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -91,7 +92,11 @@ class GrpcBilling:
         """One call within the deadline. Every failure is DependencyUnavailable, except NOT_FOUND
         when the caller names what that status means for it (`not_found`)."""
         try:
-            return await self._rpc(name)(request, timeout=self.timeout)
+            # Shielded: if the caller goes away (a kiosk cancels its call list), this call is not
+            # cancelled but left to finish within its deadline and its answer dropped, and nothing
+            # after it is asked for. Cancelling a grpc.aio call while it is in flight leaks its
+            # batch's native memory (grpc/grpc#43360, open): about 3 kB a cancelled call list.
+            return await asyncio.shield(self._rpc(name)(request, timeout=self.timeout))
         except grpc.aio.AioRpcError as e:
             if not_found is not None and e.code() == grpc.StatusCode.NOT_FOUND:
                 raise not_found from e

@@ -99,8 +99,9 @@ class Deps:
 
 
 def redis_deps(client: aioredis.Redis, settings: Settings) -> dict[str, Any]:
-    """The Redis-backed adapters, from one client."""
-    staff = RedisStaffStore(client)
+    """The Redis-backed adapters, from one client. Staff TOTP secrets are sealed at rest
+    (docs/secrets.md); the same store serves the sessions."""
+    staff = RedisStaffStore(client, staff_box(settings))
     keys, kid = settings.audit_keys()
     sink = ChainedAuditSink(client, keys, kid, settings.audit_chain, durability=settings.audit_durability,
                             replicas=settings.audit_replicas)
@@ -109,14 +110,16 @@ def redis_deps(client: aioredis.Redis, settings: Settings) -> dict[str, Any]:
             "audit_reader": ChainAuditReader(client, settings.audit_chain, keys)}
 
 
-def legal_desk(settings: Settings, client: aioredis.Redis, billing: Billing) -> LegalDesk:
-    """The legal department's desk: its store, the letters on disk, and the delivery signing key."""
+def legal_desk(settings: Settings, client: aioredis.Redis, billing: Billing,
+               people: StaffDirectory | None = None) -> LegalDesk:
+    """The legal department's desk: its store, the letters on disk, the delivery signing key, and
+    the staff directory (`people`), so four eyes compares people, not accounts."""
     data = Path(settings.data_dir)
     key = (delivery.load_private_key(settings.legal_signing_key) if settings.legal_signing_key
            else delivery.load_or_create_private_key(data / "legal-signing.pem"))
     documents = FileDocumentStore(settings.legal_document_dir or data / "documents")
     return LegalDesk(CountingLegalStore(RedisLegalStore(client)), documents, billing, delivery.Signer(key),
-                     LegalConfig.from_settings(settings))
+                     LegalConfig.from_settings(settings), people=people)
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -238,14 +241,11 @@ class Runtime:
             target, demo = await self._start_billing_sim()
         billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
         self.closers.append(billing.close)
-        # Staff TOTP secrets sealed at rest (docs/secrets.md); the same store serves the sessions.
-        staff = RedisStaffStore(client, await asyncio.to_thread(staff_box, self.s))
-        adapters = {**redis_deps(client, self.s), "staff": staff, "sessions": staff}
+        adapters = await asyncio.to_thread(redis_deps, client, self.s)
         deps = Deps(billing=billing, sms=OutboxSms(startup.outbox_path(self.s)), key=self.s.key_bytes(),
                     demo=demo if self.s.dev else [],
-                    legal=await asyncio.to_thread(legal_desk, self.s, client, billing), **adapters)
-        if deps.legal is not None:
-            deps.legal.people = staff  # four eyes per person, not per account
+                    legal=await asyncio.to_thread(legal_desk, self.s, client, billing, adapters["staff"]),
+                    **adapters)
         if self.s.dev and not self.s.billing_target:
             from gateway.demo import seed_demo_staff
 

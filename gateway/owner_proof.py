@@ -3,15 +3,13 @@ and the counter PIN pad: codes, send throttles, the SIM-swap guard, failure coun
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn, TypeVar
 
-from gateway import effects, rules
+from gateway import effects, pacing, rules
 from gateway.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
 from gateway.ports import Attempt, AttemptLimits, Billing, CodeClaim, SignInState, SmsSender
 from gateway.settings import Settings
@@ -49,9 +47,10 @@ class OwnerProof:
 
     Attempts are counted before anything is compared (a burst of guesses from any number of
     gateway processes gets at most `lock_threshold` comparisons), a fault in a dependency costs
-    the owner nothing (no slot, no try, no code), and failures are answered no sooner than
-    `answer_floor` after the call began, so a locked number, a wrong code and a wrong password
-    take the same time."""
+    the owner nothing (no slot, no try, no code), and every code request and every failed proof is
+    answered no sooner than `answer_floor` after the call began (gateway/pacing.py), so a known,
+    unknown, locked, SIM-swapped or throttled number, a wrong code and a wrong password all take
+    the same time to the caller, whatever the branch cost inside."""
 
     def __init__(self, settings: Settings, state: SignInState, billing: Billing, sms: SmsSender, key: bytes,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), texts: Texts | None = None) -> None:
@@ -72,15 +71,9 @@ class OwnerProof:
         Every number costs the same work: billing is asked first (so a billing fault spends no
         slot), then one atomic step takes the slot and stores the code where there is one to send.
         The SMS leaves only once the call is on record, off the request path; the answer comes no
-        sooner than the floor, whatever the number's state (a fault is answered at once)."""
-        started = time.monotonic()
-        try:
-            reason = await self._request_code(msisdn, purpose)
-        except TooManyRequests:
-            await self.floor(started)
-            raise
-        await self.floor(started)
-        return reason
+        sooner than the floor, whatever the number's state or outcome."""
+        pacing.answer_not_before(self.s.answer_floor)
+        return await self._request_code(msisdn, purpose)
 
     async def _request_code(self, msisdn: str, purpose: rules.Purpose) -> str:
         sub = await self.billing.get_subscriber(msisdn)
@@ -107,7 +100,6 @@ class OwnerProof:
         first; the password is verified by billing whatever the code's outcome, so neither answer
         nor work tells which one was wrong. Every failure counts towards the lock, for known and
         unknown numbers alike. The caller's success step (opening a session) clears the count."""
-        started = time.monotonic()
         claim = CodeClaim(purpose.value, rules.code_digest(self.key, msisdn, purpose, code), self.s.code_max_tries)
         try:
             attempt = await self.state.begin_attempt(msisdn, self.limits, claim)
@@ -117,7 +109,7 @@ class OwnerProof:
             if not (attempt.code_ok and password_ok):
                 await self.fail(attempt, notify=msisdn)
         except (Unauthenticated, TooManyRequests):
-            await self.floor(started)
+            pacing.answer_not_before(self.s.answer_floor)
             raise
 
     async def judged(self, attempt: Attempt, check: Awaitable[T]) -> T:
@@ -144,9 +136,3 @@ class OwnerProof:
         if (await self.billing.get_subscriber(msisdn)).exists:
             await self.sms.send(msisdn, self.texts.locked.format(
                 tries=self.s.lock_threshold, minutes=round(self.s.lock_duration / 60)))
-
-    async def floor(self, started: float) -> None:
-        """Answer a failure no sooner than `answer_floor` after `started` (time.monotonic)."""
-        left = self.s.answer_floor - (time.monotonic() - started)
-        if left > 0:
-            await asyncio.sleep(left)

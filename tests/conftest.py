@@ -25,7 +25,6 @@ from adapters.billing_sim.server import start_billing_sim
 from adapters.dev_pki import ensure_dev_pki
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
-from adapters.redis_staff import RedisStaffStore
 from adapters.sms_outbox import OutboxSms, read_outbox
 from gateway import effects, passwords
 from gateway.bootstrap import SERVICES, Deps, create_server, legal_desk, redis_deps
@@ -120,7 +119,7 @@ class Harness:
         secret = pyotp.random_base32()
         record = StaffRecord(staff_id, f"Staff {staff_id}", role, hall, passwords.hash_password(password, 2**10),
                              time.time() - changed_days_ago * 86400, secret, disabled)
-        await RedisStaffStore(self.redis).put(record)
+        await self.deps.staff.put(record)  # the gateway's own store: the secret sealed under its key
         return secret
 
     async def staff_sign_in(self, cert: str, staff_id: str, secret: str, password: str = STAFF_PASSWORD
@@ -191,8 +190,9 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         client = connect(redis_url or clean_redis, settings.redis_timeout)
         billing = GrpcBilling(billing_target, timeout=settings.billing_timeout, page_size=settings.billing_page_size)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
+        adapters = redis_deps(client, settings)
         deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(),
-                    legal=legal_desk(settings, client, billing), **redis_deps(client, settings))
+                    legal=legal_desk(settings, client, billing, adapters["staff"]), **adapters)
         server, port, health_servicer = create_server(settings, deps)
         await server.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))

@@ -7,8 +7,9 @@ and exactly how many records left. Before each further message the trail is prob
 cannot be written the stream stops (at most the page in flight has left) and ends UNAVAILABLE.
 If an event cannot be stored the call fails with UNAVAILABLE (DependencyUnavailable, mapped by
 the error interceptor outside this one). Side effects the call asked for (SMS) start only once
-its event is stored and the call did not fail. The same facts also go to the operational log as
-one structured line per event.
+its event is stored and the call did not fail; an answer that must not be timed is held to its
+floor (gateway/pacing.py) after its event is stored. The same facts also go to the operational log
+as one structured line per event.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import grpc
 import structlog
 
-from gateway import effects, request_context, rules, status
+from gateway import effects, pacing, request_context, rules, status
 from gateway.errors import DependencyUnavailable, DomainError, Interrupted, Unimplemented
 from gateway.interceptors.wrapping import Streaming, Unary, messages, wrap
 from gateway.ports import AuditSink
@@ -128,6 +129,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         code = status.code_of(err, context)
         await self._record(call, code)
         self._release_effects(call, code)
+        await pacing.hold(call)
 
     def _unary(self, behaviour: Unary, method: str) -> Unary:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -139,6 +141,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
                 raise
             await self._record(ctx, grpc.StatusCode.OK)
             self._release_effects(ctx, grpc.StatusCode.OK)
+            await pacing.hold(ctx)
             return response
 
         return call

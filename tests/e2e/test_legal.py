@@ -20,7 +20,6 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from adapters.redis_staff import RedisStaffStore
 from gateway import delivery, rules
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, legal_pb2, legal_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.conftest import STAFF_PASSWORD, fresh_totp
@@ -316,7 +315,7 @@ async def test_the_registering_officer_never_approves_even_after_becoming_an_app
     assert e.code() == Code.PERMISSION_DENIED and reason(e) == "FOUR_EYES"
     assert "someone other than the officer who registered it" in e.details()
     # Promoted to approver and signed in again: still the one who registered it.
-    store = RedisStaffStore(gw.redis)
+    store = gw.deps.staff  # the gateway's own store, which seals secrets under its key
     record = await store.get("L001")
     assert record is not None
     await store.put(dataclasses.replace(record, role="legal_approver"))

@@ -426,6 +426,7 @@ async def test_shipper_resumes_without_duplicates_or_gaps(r: aioredis.Redis, sin
     assert ac.verify_entries(CHAIN, KEYS, [(x.pop("id"), {k: v for k, v in x.items() if k != "chain"})
                                            for x in lines]).ok
     assert (await r.xpending(K.stream, "siem"))["pending"] == 0
+    assert out.stat().st_mode & 0o777 == 0o600 and out.parent.stat().st_mode & 0o777 == 0o700  # owner only
 
 
 async def test_shipper_crash_between_write_and_ack_or_mid_line(r: aioredis.Redis, sink: ChainedAuditSink,
