@@ -370,14 +370,7 @@ def verify_delivery(manifest: bytes, signature: bytes, public_key: str | Path | 
 def _public_key(source: str | Path | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
     """The verifying key, or DeliveryInvalid saying it could not be read (never a traceback)."""
     if isinstance(source, str | Path):
-        try:
-            with Path(source).open("rb") as f:
-                data = f.read(min(os.fstat(f.fileno()).st_size, MAX_KEY_FILE_BYTES) + 1)
-        except OSError as err:
-            raise DeliveryInvalid(f"cannot read the public key: {checks.shown(err.strerror or str(err))}") from err
-        if len(data) > MAX_KEY_FILE_BYTES:
-            raise DeliveryInvalid("the public key file is too large to be a PEM public key")
-        source = data
+        source = checks.read_bounded(source, MAX_KEY_FILE_BYTES)
     try:
         return load_public_key(source)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:

@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from hallgate_pb.v1 import kiosk_pb2
+from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.helpers import HEAVY, ORDINARY, OTHER, PORTED, SIM_SWAPPED, UNKNOWN, details, month
 
 pytestmark = pytest.mark.asyncio
@@ -247,3 +247,16 @@ async def test_a_heavy_month_of_20000_records_streams_whole_in_bounded_chunks(gw
     assert chunks >= expected // gw.settings.billing_page_size
     events = await gw.audit_events()
     assert events[-1]["method"].endswith("ListCallDetails") and events[-1]["decision"] == "allowed"
+
+
+async def test_end_session_from_another_kiosk_ends_nothing(gw):
+    token = await gw.sign_in(ORDINARY)
+    other = kiosk_pb2_grpc.KioskServiceStub(gw.channel_for("kiosk-H001-K02"))
+    await other.EndSession(kiosk_pb2.EndSessionRequest(access_token=token))  # the same answer as for any token
+    chunks = [c async for c in gw.stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(
+        access_token=token, month=month(-1)))]
+    assert chunks  # still alive on the kiosk it was issued to
+    await gw.stub.EndSession(kiosk_pb2.EndSessionRequest(access_token=token))
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await gw.stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(access_token=token, month=month(-1))).read()
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED

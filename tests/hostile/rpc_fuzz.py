@@ -422,6 +422,9 @@ async def fuzz(target: Target, cases_of: Callable[[Rpc], Iterator[Case]], cases:
     """`cases` per RPC, `concurrency` at a time, all within `seconds` (each RPC gets its share of
     what is left, so a time-bounded run still reaches every RPC)."""
     rpcs = rpcs if rpcs is not None else public_rpcs()
+    # The audit service's queries read the trail, which grows by an event or two a case: they go
+    # first, while it is short, so their 10,000 cases fit the run's time like the others'.
+    rpcs = sorted(rpcs, key=lambda r: not r.name.startswith("Audit."))
     staff = staff or Staff(target)
     tally = Tally()
     started = time.monotonic()

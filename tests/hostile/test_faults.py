@@ -218,3 +218,51 @@ async def test_readiness_follows_redis_within_a_second_both_ways(gw, own_redis):
     await asyncio.to_thread(own_redis.start)
     assert await seconds_until(gw, serving) < 1.0
     assert await calls_work(gw, ORDINARY)
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+async def test_a_sign_in_while_billing_is_lost_fails_closed_and_costs_nothing(gw, billing, how):
+    code = await gw.request_code(ORDINARY)
+    if how == "kill":
+        billing.kill()
+    else:
+        billing.signal(signal.SIGSTOP)
+    request = kiosk_pb2.AuthenticateRequest(msisdn=ORDINARY, service_password=gw.billing.password_for(ORDINARY),
+                                            one_time_code=code)
+    try:
+        started = time.monotonic()
+        with pytest.raises(AioRpcError) as e:
+            await gw.stub.Authenticate(request, timeout=10)
+        assert e.value.code() == Code.UNAVAILABLE and time.monotonic() - started < 3  # the billing deadline
+        assert int(await gw.redis.get(f"hg:{{{ORDINARY}}}:fails") or 0) == 0
+        assert await gw.redis.hget(f"hg:{{{ORDINARY}}}:code:call_list", "tries") == b"0"  # the code put back
+    finally:
+        if how == "stop":
+            billing.signal(signal.SIGCONT)
+    if how == "kill":
+        await billing.start_async()
+    await wait_for(lambda: calls_work(gw, "13800000003"), limit=10)
+    assert (await gw.stub.Authenticate(request, timeout=5)).access_token
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+async def test_a_code_request_while_redis_is_lost_fails_closed_and_sends_nothing(gw, own_redis, how):
+    assert own_redis.proc is not None
+    if how == "kill":
+        own_redis.kill()
+    else:
+        own_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(AioRpcError) as e:
+            await gw.stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
+        assert e.value.code() == Code.UNAVAILABLE and time.monotonic() - started < 3  # the Redis timeout
+        await asyncio.sleep(0.3)
+        assert await gw.messages(ORDINARY) == []
+    finally:
+        if how == "stop" and own_redis.proc is not None:
+            own_redis.proc.send_signal(signal.SIGCONT)
+    if how == "kill":
+        await asyncio.to_thread(own_redis.start)
+    await wait_for(lambda: calls_work(gw), limit=10)
+    assert len(await gw.request_code(ORDINARY)) == 6  # the lost request spent no slot

@@ -11,6 +11,7 @@ import pytest
 from gateway.oversized import large_fields
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, legal_pb2
 from tests.helpers import ORDINARY, details, violations
+from tests.hostile.fuzz_cases import _varint
 
 Code = grpc.StatusCode
 LIMIT = 16384  # Settings.max_message_bytes, the limit of every method but RegisterRequest
@@ -71,15 +72,6 @@ async def test_an_oversized_customer_session_is_named_before_the_session_is_look
         await stub.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session="S" * 20_000),
                                       metadata=md)
     assert e.value.code() == Code.INVALID_ARGUMENT and violations(e.value) == ["customer_session"]
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
 
 
 # --- the walk itself ---------------------------------------------------------------------------
