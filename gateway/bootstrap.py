@@ -54,7 +54,7 @@ from gateway.servicers.legal import LegalServicer
 from gateway.servicers.staff import StaffServicer
 from gateway.settings import Settings
 from gateway.staff import StaffDesk
-from gateway.workers import is_worker, reuse_port
+from gateway.worker_role import is_worker, reuse_port
 from hallgate_pb.v1 import (
     audit_pb2,
     audit_pb2_grpc,

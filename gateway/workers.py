@@ -45,17 +45,6 @@ READY_TIMEOUT = 60.0  # seconds to wait for the port to accept connections befor
 WORKER_COMMAND = [sys.executable, "-m", "gateway.cli", "serve"]
 
 
-def is_worker() -> bool:
-    """Whether this process is a worker started by a supervisor."""
-    return metrics.WORKER_ENV in os.environ
-
-
-def reuse_port(settings: Settings) -> int:
-    """The value of the gRPC option grpc.so_reuseport: 1 only when workers share the port, so a
-    single gateway never silently shares its port with another process."""
-    return 1 if settings.workers > 1 else 0
-
-
 def settings_env(settings: Settings) -> dict[str, str]:
     """Every setting as its HALLGATE_* variable: the worker reads the supervisor's resolved
     settings whether they came from flags or the environment."""

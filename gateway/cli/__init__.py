@@ -1,44 +1,6 @@
 """The `hallgate` command: serve, run the billing simulator, act as a terminal, administer.
 
-Each group of subcommands lives in its own module and adds itself to the parser here.
+Each group of subcommands lives in its own module; gateway/cli/main.py puts them together. This
+package file stays empty, so the subcommand modules can import their shared helpers
+(gateway/cli/connect.py) without importing the whole command back.
 """
-
-from __future__ import annotations
-
-import argparse
-import os
-import sys
-
-import grpc
-
-from gateway.cli import admin, audit, clerk, kiosk, legal, serving
-from gateway.cli.connect import describe_error
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hallgate", description=__doc__)
-    sub = parser.add_subparsers(title="commands")
-    for module in (serving, kiosk, clerk, legal, audit, admin):
-        module.add_commands(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.run(args) or 0)
-    except grpc.RpcError as err:
-        print(describe_error(err), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `hallgate kiosk calls … | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except (RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1

@@ -41,15 +41,15 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway import workers
+    from gateway import worker_role, workers
     from gateway.bootstrap import serve
 
     settings = from_args(args)
     logs.configure(settings.log_format, settings.log_level)
-    if settings.workers > 1 and not workers.is_worker():
+    if settings.workers > 1 and not worker_role.is_worker():
         return asyncio.run(workers.run_workers(settings))
     workers.watch_lifeline()  # a worker stops itself if its supervisor is gone
-    asyncio.run(serve(settings, banner=not workers.is_worker()))
+    asyncio.run(serve(settings, banner=not worker_role.is_worker()))
     return 0
 
 

@@ -26,7 +26,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read deploy/ (dev extra)")
 
-from gateway.cli import build_parser  # noqa: E402
+from gateway.cli.main import build_parser  # noqa: E402
 from gateway.settings import Settings, env_name  # noqa: E402
 from hallgate_pb.v1 import kiosk_pb2  # noqa: E402
 

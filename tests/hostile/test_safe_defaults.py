@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gateway.cli import build_parser
+from gateway.cli.main import build_parser
 from hallgate_pb.v1 import audit_pb2, audit_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, legal_pb2_grpc
 from tests.e2e.test_legal import register_message
 from tests.hostile.served import banner_staff, hallgate, production_env, serve, sign_in

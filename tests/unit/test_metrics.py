@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import metrics, request_context
+from gateway import metrics, request_context, worker_role, workers
 from gateway.errors import DependencyUnavailable
 from gateway.interceptors.metrics import MetricsInterceptor, grpc_type, method_labels
 from gateway.request_context import CallContext
@@ -24,7 +24,6 @@ from hallgate_pb.v1 import kiosk_pb2  # noqa: F401 - the descriptors a serving g
 
 # A subscriber number as a token of its own: not digits inside a float's mantissa (0.0213800000001).
 MSISDN_RE = re.compile(r"(?<![0-9.])1[3-9][0-9]{9}(?![0-9])")
-WIRED = "workers" in Settings.__dataclass_fields__
 KIOSK = "/hallgate.v1.KioskService/"
 
 
@@ -382,15 +381,12 @@ def test_every_setting_survives_the_trip_through_the_environment() -> None:
     assert from_env(settings_env(s)) == s
 
 
-@pytest.mark.skipif(not WIRED, reason="Settings.workers is not wired yet")
 def test_workers_need_a_fixed_port_and_share_it_only_when_several() -> None:
-    from gateway import workers
-
     with pytest.raises(RuntimeError, match="fixed listen port"):
         workers.check(Settings(listen="127.0.0.1:0", workers=2))  # type: ignore[call-arg]
     workers.check(Settings(listen="127.0.0.1:7000", workers=2))  # type: ignore[call-arg]
-    assert workers.reuse_port(Settings(workers=2)) == 1  # type: ignore[call-arg]
-    assert workers.reuse_port(Settings()) == 0
+    assert worker_role.reuse_port(Settings(workers=2)) == 1  # type: ignore[call-arg]
+    assert worker_role.reuse_port(Settings()) == 0
 
 
 # --- overhead -----------------------------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""`hallgate`: the parser made of every subcommand module, and the entry point."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import grpc
+
+from gateway.cli import admin, audit, clerk, kiosk, legal, serving
+from gateway.cli.connect import describe_error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hallgate", description=(
+        "The hallgate command: serve the gateway, run the billing simulator, act as a terminal, administer."))
+    sub = parser.add_subparsers(title="commands")
+    for module in (serving, kiosk, clerk, legal, audit, admin):
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except grpc.RpcError as err:
+        print(describe_error(err), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `hallgate kiosk calls … | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
