@@ -41,9 +41,9 @@ from prometheus_client import (
     start_http_server,
 )
 
-from gateway.interceptors.audit import DECISIONS
 from gateway.ports import AuditSink
 from gateway.request_context import CallContext
+from gateway.status import DECISIONS
 
 if TYPE_CHECKING:
     from grpc_health.v1 import health

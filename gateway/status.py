@@ -110,6 +110,24 @@ def to_status_proto(err: DomainError) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=message, details=details)
 
 
+# What each status means for the audit trail and the counters: anything not listed is a failure.
+DECISIONS = {
+    grpc.StatusCode.OK: "allowed",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
+    grpc.StatusCode.UNIMPLEMENTED: "invalid",
+    grpc.StatusCode.UNAUTHENTICATED: "denied",
+    grpc.StatusCode.PERMISSION_DENIED: "denied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "denied",
+    grpc.StatusCode.FAILED_PRECONDITION: "denied",
+    grpc.StatusCode.NOT_FOUND: "denied",
+}
+
+
+def decision_of(code: grpc.StatusCode) -> str:
+    """allowed, invalid, denied or failed."""
+    return DECISIONS.get(code, "failed")
+
+
 def ended_by_caller(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     """How a call that was stopped from outside (cancelled, or its deadline passed) ended."""
     left = context.time_remaining()

@@ -32,16 +32,6 @@ from gateway.request_context import CallContext
 log = structlog.get_logger("hallgate.access")
 
 AUDITED_PREFIX = "/hallgate."
-DECISIONS = {
-    grpc.StatusCode.OK: "allowed",
-    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
-    grpc.StatusCode.UNIMPLEMENTED: "invalid",
-    grpc.StatusCode.UNAUTHENTICATED: "denied",
-    grpc.StatusCode.PERMISSION_DENIED: "denied",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "denied",
-    grpc.StatusCode.FAILED_PRECONDITION: "denied",
-    grpc.StatusCode.NOT_FOUND: "denied",
-}
 
 
 class AuditInterceptor(grpc.aio.ServerInterceptor):
@@ -94,7 +84,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
             "subscriber": call.subscriber or (rules.mask_msisdn(call.msisdn) if call.msisdn else ""),
             "subscriber_ref": ",".join(rules.subscriber_ref(self.key, m)
                                        for m in (call.msisdns or ((call.msisdn,) if call.msisdn else ()))),
-            "decision": "allowed" if phase else DECISIONS.get(code, "failed"),
+            "decision": "allowed" if phase else status.decision_of(code),
             "reason": reason or call.reason or ("ok" if code == grpc.StatusCode.OK else code.name.lower()),
             "detail": call.detail,
             "code": code.name,
@@ -118,7 +108,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _release_effects(call: CallContext, code: grpc.StatusCode) -> None:
         effects_, call.effects = call.effects, []
-        if DECISIONS.get(code, "failed") != "failed":
+        if status.decision_of(code) != "failed":
             effects.release(effects_)
 
     async def _record_error(self, call: CallContext, err: BaseException, context: grpc.aio.ServicerContext) -> None:

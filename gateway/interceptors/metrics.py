@@ -13,7 +13,6 @@ anything, a subscriber number included). Label children are looked up once per m
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -45,13 +44,6 @@ def method_labels(path: str) -> tuple[str, str]:
         if parts[2] in service.methods_by_name:
             return parts[1], parts[2]
     return UNKNOWN, UNKNOWN
-
-
-def code_of(err: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
-    """The status a call that raised `err` ends with."""
-    if isinstance(err, asyncio.CancelledError | GeneratorExit):
-        return grpc.StatusCode.CANCELLED
-    return status.code_of(err, context)
 
 
 class _Method:
@@ -86,7 +78,7 @@ class _Method:
                     code = set_code
                 return response
             except BaseException as err:
-                code = code_of(err, context)
+                code = status.code_of(err, context)
                 raise
             finally:
                 self.finish(code, time.perf_counter() - started)
@@ -107,7 +99,7 @@ class _Method:
                 if isinstance(set_code, grpc.StatusCode):
                     code = set_code
             except BaseException as err:
-                code = code_of(err, context)
+                code = status.code_of(err, context)
                 raise
             finally:
                 self.finish(code, time.perf_counter() - started)
