@@ -8,7 +8,7 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 
-from adapters import audit_stream
+from adapters.audit import queries
 from gateway import audit_chain as ac
 
 
@@ -21,12 +21,12 @@ class ChainAuditReader:
         self.keys = keys
 
     def query(self, where: ac.AuditFilter, limit: int | None = None) -> AsyncIterator[dict[str, str]]:
-        return audit_stream.query(self.r, self.chain, where, limit=limit)
+        return queries.query(self.r, self.chain, where, limit=limit)
 
     async def verify(self, start_seq: int | None, end_seq: int | None) -> ac.VerifyResult:
-        return await audit_stream.verify(self.r, self.chain, self.keys, start_seq, end_seq)
+        return await queries.verify(self.r, self.chain, self.keys, start_seq, end_seq)
 
     async def accesses(self, subscriber_ref: str, since: datetime) -> AsyncIterator[Mapping[str, str]]:
         where = ac.AuditFilter(start=since, subscriber_ref=subscriber_ref)
-        async for record in audit_stream.query(self.r, self.chain, where):
+        async for record in queries.query(self.r, self.chain, where):
             yield record

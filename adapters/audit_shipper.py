@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
-from adapters.audit_stream import ChainKeys, _s
+from adapters.audit.keys import ChainKeys, text
 from gateway import audit_chain as ac
 from gateway.errors import DependencyUnavailable
 
@@ -207,7 +207,7 @@ async def ship(client: aioredis.Redis, chain: str, group: str, consumer: str, ou
             entries: Sequence[Any] = value[0] if value and isinstance(value[0], list) else value
         else:  # RESP2: [[stream, entries]]
             entries = resp[0][1]
-        return [(_s(i), {_s(k): _s(v) for k, v in f.items()} if f else None) for i, f in entries]
+        return [(text(i), {text(k): text(v) for k, v in f.items()} if f else None) for i, f in entries]
 
     async def deliver(entries: list[tuple[str, dict[str, str] | None]], limit: int | None) -> None:
         nonlocal shipped, skipped

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 
-from adapters.audit_stream import stream_key
+from adapters.audit.keys import stream_key
 from adapters.billing_sim.data import SeededBilling
 from bench.targets import Target
 from gateway import rules

@@ -1,7 +1,7 @@
 """The tamper-evident audit chain as pure logic: sealing events, checkpoints, verification, filters.
 
 Nothing here touches Redis or gRPC, so the same code seals events in the gateway, verifies the
-chain in Redis (adapters/audit_stream.py) and verifies a SIEM's JSON Lines copy offline.
+chain in Redis (adapters/audit/) and verifies a SIEM's JSON Lines copy offline.
 
 An event is a flat map of strings. Sealing adds four fields:
 

@@ -21,8 +21,8 @@ import structlog
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_reader import ChainAuditReader
-from adapters.audit_stream import ChainedAuditSink
 from adapters.billing_client import GrpcBilling
 from adapters.data_dir import ServeLock, check_supervised, tighten
 from adapters.document_store import FileDocumentStore

@@ -18,7 +18,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from adapters.audit_stream import stream_key
+from adapters.audit.keys import stream_key
 from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import start_billing_sim

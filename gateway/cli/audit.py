@@ -159,7 +159,8 @@ def _host(args: argparse.Namespace, work: Any) -> Any:
 
 
 def cmd_trim(args: argparse.Namespace) -> int:
-    from adapters.audit_stream import ChainedAuditSink, trim
+    from adapters.audit.retention import trim
+    from adapters.audit.sink import ChainedAuditSink
     from gateway.audit_chain import retention_cutoff
 
     s = from_env()
@@ -194,7 +195,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from adapters.audit_stream import chain_status
+    from adapters.audit.queries import chain_status
 
     print(_host(args, lambda client: chain_status(client, from_env().audit_chain)))
     return 0

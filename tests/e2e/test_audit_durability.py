@@ -7,7 +7,7 @@ import asyncio
 import grpc
 import pytest
 
-from adapters.audit_stream import verify
+from adapters.audit.queries import verify
 from hallgate_pb.v1 import kiosk_pb2
 
 pytestmark = pytest.mark.asyncio

@@ -14,7 +14,8 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from adapters import audit_stream
+from adapters.audit import retention
+from adapters.audit.keys import ChainKeys, stream_key
 from gateway import audit_chain as ac
 from gateway import rules
 from hallgate_pb.v1 import (
@@ -91,7 +92,7 @@ async def auditor(gw, staff_id: str = "X001") -> Auditor:
 
 async def entries(gw) -> list[tuple[str, dict[str, str]]]:
     """The stored chain as (stream id, fields), straight from Redis."""
-    raw = await gw.redis.xrange(audit_stream.stream_key(gw.settings.audit_chain))
+    raw = await gw.redis.xrange(stream_key(gw.settings.audit_chain))
     return [(i.decode(), {k.decode(): v.decode() for k, v in f.items()}) for i, f in raw]
 
 
@@ -286,7 +287,7 @@ async def rewrite(gw, change) -> None:
     """What someone with Redis access can do: rewrite the stream, keeping every stream id."""
     stored = await entries(gw)
     change(stored)
-    key = audit_stream.stream_key(gw.settings.audit_chain)
+    key = stream_key(gw.settings.audit_chain)
     await gw.redis.delete(key)
     for entry_id, fields in stored:
         await gw.redis.xadd(key, fields, id=entry_id)
@@ -323,7 +324,7 @@ async def test_verify_chain_finds_a_deleted_entry_at_its_seq(gw):
     stored = await entries(gw)
     victim, fields = stored[4]
     seq = int(fields["seq"])
-    await gw.redis.xdel(audit_stream.stream_key(gw.settings.audit_chain), victim)
+    await gw.redis.xdel(stream_key(gw.settings.audit_chain), victim)
     broken = await aud.verify()
     assert (broken.ok, broken.first_bad_seq, broken.reason) == (False, seq, "deleted")
     assert broken.first_bad_id == stored[5][0]  # where the gap shows
@@ -332,7 +333,7 @@ async def test_verify_chain_finds_a_deleted_entry_at_its_seq(gw):
 async def test_verify_chain_notices_the_newest_entries_deleted(gw):
     aud = await varied_trail(gw)
     stored = await entries(gw)
-    await gw.redis.xdel(audit_stream.stream_key(gw.settings.audit_chain), stored[-1][0], stored[-2][0])
+    await gw.redis.xdel(stream_key(gw.settings.audit_chain), stored[-1][0], stored[-2][0])
     broken = await aud.verify()
     assert (broken.ok, broken.first_bad_seq, broken.reason) == (False, int(stored[-2][1]["seq"]), "deleted")
 
@@ -345,7 +346,7 @@ async def test_trimming_keeps_the_chain_verifiable_and_is_itself_recorded(gw):
     await gw.sign_in(HEAVY)
     old = [i for i, _ in await entries(gw) if ac.time_of(i) < cutoff]
     keys, kid = gw.settings.audit_keys()
-    result = await audit_stream.trim(gw.redis, gw.settings.audit_chain, keys, kid, cutoff,
+    result = await retention.trim(gw.redis, gw.settings.audit_chain, keys, kid, cutoff,
                                      actor={"staff_id": "X001", "role": "auditor"})
     assert result.trimmed == len(old) and result.checkpoint is not None
     assert result.checkpoint.seq == len(old)
@@ -364,7 +365,7 @@ async def test_trimming_keeps_the_chain_verifiable_and_is_itself_recorded(gw):
     assert (await aud.verify()).ok
     assert (await aud.verify(start_seq=1)).ok
     # A tampered checkpoint is caught.
-    cp_key = audit_stream.ChainKeys.of(gw.settings.audit_chain).checkpoint
+    cp_key = ChainKeys.of(gw.settings.audit_chain).checkpoint
     await gw.redis.hset(cp_key, "seq", str(len(old) - 1))
     bad = await aud.verify()
     assert not bad.ok and bad.reason == "checkpoint"

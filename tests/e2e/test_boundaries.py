@@ -6,7 +6,7 @@ import grpc
 import pytest
 import structlog
 
-from adapters.audit_stream import stream_key
+from adapters.audit.keys import stream_key
 from hallgate_pb.v1 import kiosk_pb2
 from tests.helpers import HEAVY, ORDINARY, UNKNOWN, details, month, violations
 

@@ -4,7 +4,7 @@
 On each topology: a code requested through one gateway authenticates through the other and the
 call list streams; failed sign-ins add up across both; a clerk signs in on one gateway and opens
 and reads a customer session through both; the audit trail holds every call (and, where the
-gateway writes the hash chain of adapters/audit_stream.py, it verifies). Then the topology breaks:
+gateway writes the hash chain of adapters/audit/, it verifies). Then the topology breaks:
 a Cluster master holding some numbers is killed and restarted, the Sentinel master is killed and
 replaced. Calls fail with UNAVAILABLE within seconds (never another status, never a hang), recover
 by themselves, and every audit event acknowledged before, during and after is there.
@@ -143,10 +143,10 @@ async def _read_audit(url: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
         for stream in sorted(streams):
             chain = stream.split("{", 1)[1].split("}", 1)[0]
             with contextlib.suppress(ImportError):
-                from adapters import audit_stream
+                from adapters.audit import queries
 
-                if hasattr(audit_stream, "verify"):
-                    verdicts[chain] = await audit_stream.verify(client, chain, _audit_keys())
+                if hasattr(queries, "verify"):
+                    verdicts[chain] = await queries.verify(client, chain, _audit_keys())
             events += [{_s(k): _s(v) for k, v in f.items()} for _, f in await client.xrange(stream)]
         if await client.exists(LEGACY_STREAM):
             events += [{_s(k): _s(v) for k, v in f.items()} for _, f in await client.xrange(LEGACY_STREAM)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import redis.asyncio as aioredis
 
-from adapters.audit_stream import stream_key
+from adapters.audit.keys import stream_key
 from adapters.redis_server import free_port
 
 SIM = ["--sim-hash-n", "1024", "--sim-subscribers", "1200", "--sim-seed", "hallgate-test"]

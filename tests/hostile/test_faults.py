@@ -16,7 +16,7 @@ import pytest
 from grpc.aio import AioRpcError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.audit_stream import stream_key
+from adapters.audit.keys import stream_key
 from adapters.redis_server import RedisServerProcess
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.conftest import KIOSK_CERT, Harness, client_credentials

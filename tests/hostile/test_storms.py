@@ -17,7 +17,7 @@ import pytest
 import redis
 from grpc.aio import AioRpcError
 
-from adapters.audit_stream import stream_key
+from adapters.audit.keys import stream_key
 from adapters.billing_sim.server import start_billing_sim
 from adapters.redis_client import connect
 from adapters.redis_staff import RedisStaffStore

@@ -13,7 +13,7 @@ import pytest
 import redis
 from grpc.aio import AioRpcError
 
-from adapters.audit_stream import stream_key
+from adapters.audit.keys import stream_key
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.conftest import KIOSK_CERT, client_credentials
 from tests.e2e.processes import Proc

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapters.audit_stream import ChainedAuditSink
+from adapters.audit.sink import ChainedAuditSink
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
 from gateway.errors import DependencyUnavailable

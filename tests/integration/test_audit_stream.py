@@ -15,16 +15,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from adapters.audit.keys import ChainKeys
+from adapters.audit.queries import chain_status, export_jsonl, query, verify
+from adapters.audit.retention import trim
+from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_shipper import ship
-from adapters.audit_stream import (
-    ChainedAuditSink,
-    ChainKeys,
-    chain_status,
-    export_jsonl,
-    query,
-    trim,
-    verify,
-)
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
 from gateway import audit_chain as ac

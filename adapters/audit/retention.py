@@ -1,0 +1,100 @@
+"""Trimming old events for retention without losing the ability to verify what remains."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from adapters.audit.keys import OUTAGE, ChainKeys, entries, head_and_checkpoint, seq_of, text
+from adapters.audit.queries import verify_between
+from adapters.audit.sink import ChainedAuditSink, Receipt
+from gateway import audit_chain as ac
+from gateway.errors import DependencyUnavailable
+
+log = structlog.get_logger("hallgate.audit")
+
+# KEYS: stream, checkpoint
+# ARGV: expected checkpoint seq ("" for none), last trimmed id, its mac, MINID, new checkpoint's seq,
+#       then the checkpoint's field, value, ...
+# → {1, trimmed} | {0, why}
+TRIM_LUA = """
+local cur = redis.call('HMGET', KEYS[2], 'seq', 'mac')
+local cur_seq = cur[1] or ''
+if cur_seq ~= ARGV[1] then
+  if cur_seq == ARGV[5] and cur[2] == ARGV[3] then return {1, 0} end
+  return {0, 'the checkpoint changed meanwhile (another trim?)'}
+end
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if #e == 0 then return {0, 'the last event to trim is gone'} end
+local f, mac = e[1][2], nil
+for i = 1, #f, 2 do if f[i] == 'mac' then mac = f[i + 1] end end
+if mac ~= ARGV[3] then return {0, 'the last event to trim changed'} end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 6, #ARGV))
+return {1, redis.call('XTRIM', KEYS[1], 'MINID', ARGV[4])}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    trimmed: int
+    checkpoint: ac.Checkpoint | None
+    event: Receipt
+
+
+async def trim(client: aioredis.Redis, chain: str, keys: Mapping[str, bytes], key_id: str, older_than: datetime, *,
+               sink: ChainedAuditSink | None = None, actor: Mapping[str, str] | None = None,
+               now: datetime | None = None, batch: int = 1000) -> TrimResult:
+    """Trim events older than `older_than` (by stream time) without breaking verification.
+
+    1. Verify the chain up to the last event to trim; a broken chain raises ChainBroken and
+       nothing is trimmed (trimming would launder the evidence).
+    2. Record the trim as an audit event (method maintenance/trim, decision allowed, the
+       checkpoint in its fields; `actor` adds e.g. staff_id/role/hall). If that fails, nothing
+       is trimmed (fail closed).
+    3. One Lua script stores the signed checkpoint (seq, mac, stream id of the last trimmed event)
+       and XTRIMs by MINID, so the checkpoint and the trim happen together or not at all.
+    Redis failures raise DependencyUnavailable("audit")."""
+    now = now or datetime.now(UTC)
+    sink = sink or ChainedAuditSink(client, keys, key_id, chain)
+    k = ChainKeys.of(chain)
+    cutoff = ac.stream_id_at(older_than)
+    try:
+        last = entries(await client.xrevrange(k.stream, max="(" + cutoff, count=1))
+        _, cp_fields = await head_and_checkpoint(client, k)
+    except OUTAGE as e:
+        raise DependencyUnavailable("audit") from e
+    if last:
+        result = await verify_between(client, chain, keys, "-", last[0][0], batch=batch)
+        if not result.ok:
+            log.error("audit_trim_refused", **result.as_dict())
+            raise ac.ChainBroken(result)
+    event: dict[str, Any] = {
+        "at": now.isoformat(timespec="milliseconds"), "channel": "maintenance", "terminal": "", "peer": "",
+        "method": "maintenance/trim", "subscriber": "", "decision": "allowed", "reason": "retention", "code": "OK",
+        "records": 0, "duration_ms": "", "older_than": older_than.isoformat(timespec="milliseconds"),
+        **(actor or {}),
+    }
+    if not last:
+        return TrimResult(0, None, await sink.record(event))
+    last_id, last_fields = last[0]  # verified above: its seq and mac are the chain's own
+    cp = ac.Checkpoint(int(last_fields["seq"]), last_fields["mac"], last_id, event["at"], key_id)
+    anchor_seq = seq_of(cp_fields.get("seq")) or 0
+    event.update(records=cp.seq - anchor_seq, checkpoint_seq=cp.seq, checkpoint_id=cp.id, checkpoint_mac=cp.mac)
+    receipt = await sink.record(event)
+    cp = ac.Checkpoint(cp.seq, cp.mac, cp.id, cp.at, key_id, receipt.seq).signed(chain, sink.keys[key_id])
+    ms, seq = ac.parse_stream_id(last_id)
+    args = [cp_fields.get("seq", ""), last_id, cp.mac, f"{ms}-{seq + 1}", str(cp.seq)]
+    for f, v in cp.as_fields().items():
+        args += (f, v)
+    res = await sink.run_script(TRIM_LUA, [k.stream, k.checkpoint], args)
+    if int(res[0]) != 1:
+        log.error("audit_trim_failed", why=text(res[1]))
+        raise DependencyUnavailable("audit")
+    log.info("audit_trimmed", chain=chain, trimmed=int(res[1]), checkpoint_seq=cp.seq)
+    return TrimResult(int(res[1]), cp, receipt)

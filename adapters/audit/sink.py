@@ -1,0 +1,250 @@
+"""The AuditSink port on a chain: a call is released only once its event is sealed, ordered and durable."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from adapters.audit.durability import probe
+from adapters.audit.keys import OUTAGE, ChainKeys, text
+from adapters.audit.scripts import APPEND_LUA, Scripts
+from gateway import audit_chain as ac
+from gateway.errors import DependencyUnavailable
+
+log = structlog.get_logger("hallgate.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Where an event landed, so that a caller can point at it (a trim names its own event)."""
+
+    seq: int
+    id: str
+    mac: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: dict[str, str]
+    future: asyncio.Future[Receipt]
+
+
+def _retrieve(future: asyncio.Future[Receipt]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _fail(batch: list[_Pending], cause: BaseException) -> None:
+    """An outage (or the loop shutting down) fails each waiting call with a DependencyUnavailable of
+    its own; a bug reaches every caller as itself, so it ends INTERNAL and is logged, never passing
+    for an outage."""
+    for p in batch:
+        if p.future.done():
+            continue
+        if isinstance(cause, Exception) and not isinstance(cause, DependencyUnavailable):
+            p.future.set_exception(cause)
+            continue
+        err = DependencyUnavailable("audit")
+        err.__cause__ = cause
+        p.future.set_exception(err)
+
+
+class ChainedAuditSink:
+    """`append` returns once the event is in the chain and (per `durability`) on disk; otherwise it
+    raises DependencyUnavailable("audit"), so the call fails closed.
+
+    Redis Lua has no HMAC, so the sink seals and a script appends only if the head is still the one
+    the seals were computed from (compare-and-set); on a conflict it re-seals after the head the
+    script returned. One writer task per sink group-commits whatever calls are waiting, so a process
+    never conflicts with itself and busy gateways do fewer round trips.
+
+    durability:
+      "strict" (default): before appending, make sure an acknowledged event is on disk: WAITAOF 1
+               after each append on Redis ≥ 7.2, else the server must run appendonly yes with
+               appendfsync always (checked with CONFIG GET; re-checked every `probe_interval` s).
+               If neither holds (or cannot be checked), every append fails closed.
+      "trust": skip the check (the operator vouches for the server's persistence, e.g. CONFIG
+               is disabled on a managed Redis); never use it to paper over appendfsync everysec.
+    """
+
+    def __init__(self, client: aioredis.Redis, keys: Mapping[str, bytes], key_id: str, chain: str = "main", *,
+                 durability: str = "strict", waitaof_replicas: int = 0, waitaof_timeout_ms: int = 1000,
+                 replicas: int = 0,
+                 max_attempts: int = 400, max_batch: int = 128, probe_interval: float = 60.0) -> None:
+        if durability not in ("strict", "trust"):
+            raise ValueError("durability must be 'strict' or 'trust'")
+        self.r = client
+        self.keys = ac.check_keys(keys, key_id)
+        self.key_id = key_id
+        self.chain = ac.check_chain_name(chain)
+        self.k = ChainKeys.of(chain)
+        self._owner = secrets.token_hex(8)
+        self.durability = durability
+        self.waitaof = (waitaof_replicas, waitaof_timeout_ms)
+        # Replication is asynchronous: an event acknowledged by a master that dies before a replica
+        # has it is lost on failover. With `replicas`, the append waits for that many replicas
+        # (WAIT, or WAITAOF's replica count) and fails closed when they do not confirm in time.
+        self.replicas = replicas
+        self.max_attempts = max_attempts
+        self.max_batch = max_batch
+        self.probe_interval = probe_interval
+        self.mode: str | None = None  # "waitaof", "always" or "trust" once probed
+        self._probed_at = 0.0
+        self._head: ac.Head | None = None
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._scripts = Scripts(client)
+        self.stats = {"appends": 0, "commits": 0, "conflicts": 0}
+
+    async def append(self, event: Mapping[str, Any]) -> None:
+        await self.record(event)
+
+    async def check(self) -> None:
+        """DependencyUnavailable("audit") unless the chain's Redis answers now, so a stream stops
+        before its next page rather than releasing records it could not account for."""
+        try:
+            await self.r.ping()
+        except OUTAGE as e:
+            raise DependencyUnavailable("audit") from e
+
+    async def record(self, event: Mapping[str, Any]) -> Receipt:
+        """Append and return where the event landed (seq, stream id, mac)."""
+        fields = ac.normalise(event)
+        fields[ac.EVENT_ID] = secrets.token_hex(8)
+        pending = _Pending(fields, asyncio.get_running_loop().create_future())
+        pending.future.add_done_callback(_retrieve)  # a cancelled caller leaves nobody to read it
+        self._queue.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        # shield: a cancelled call's event is still committed (and nobody else's is disturbed)
+        return await asyncio.shield(pending.future)
+
+    async def drain(self) -> None:
+        """Wait until every event handed to `append` so far is committed or failed."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def run_script(self, source: str, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Run another chain script (retention's trim) on this sink's Redis after the same durability
+        check as an append, with WAITAOF in the same pipeline where that is how durability is known,
+        so what the script writes is no less durable than the events. Its WAITAOF reply is not
+        judged. Outages raise DependencyUnavailable("audit")."""
+        try:
+            waitaof = await self._ensure_durable()
+            res, _ = await self._scripts.run(source, keys, args, waitaof)
+        except OUTAGE as e:
+            self.mode = None  # probed again after any Redis error
+            raise DependencyUnavailable("audit") from e
+        return res
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            try:
+                receipts = await self._commit([p.event for p in batch])
+            except BaseException as e:
+                _fail(batch, e)
+                if not isinstance(e, Exception):  # cancelled (loop shutting down): fail the rest too
+                    _fail(self._queue, e)
+                    self._queue = []
+                    raise
+                continue
+            for p, receipt in zip(batch, receipts, strict=True):
+                if not p.future.done():
+                    p.future.set_result(receipt)
+
+    async def _ensure_durable(self) -> tuple[int, int] | None:
+        """The WAITAOF arguments to use, or None; raises if persistence cannot be vouched for."""
+        if self.durability == "trust":
+            self.mode = "trust"
+            return None
+        if self.mode is None or time.monotonic() - self._probed_at > self.probe_interval:
+            mode, seen = await probe(self.r, self.k.stream)
+            if mode is None:
+                self.mode = None
+                log.error("audit_not_durable", **seen,
+                          hint="run Redis with appendonly yes and appendfsync always (or Redis >= 7.2)")
+                raise DependencyUnavailable("audit")
+            self.mode, self._probed_at = mode, time.monotonic()
+        if self.mode != "waitaof":
+            return None
+        return (max(self.waitaof[0], self.replicas), self.waitaof[1])
+
+    def _forget(self) -> None:
+        """After a failure neither the cached head nor the durability verdict can be trusted."""
+        self._head = None
+        self.mode = None
+
+    async def _commit(self, events: list[dict[str, str]]) -> list[Receipt]:
+        try:
+            return await self._append(events)
+        except DependencyUnavailable:
+            raise
+        except OUTAGE as e:
+            self._forget()
+            log.error("audit_append_failed", error=repr(e), chain=self.chain)
+            raise DependencyUnavailable("audit") from e
+        except Exception:
+            self._forget()  # a bug: it propagates as itself (INTERNAL), not as an outage
+            raise
+
+    def _reply_head(self, res: Sequence[Any]) -> ac.Head:
+        """The head the script saw. One whose seq is not a number (edited in Redis) leaves nothing to
+        seal after: the append fails closed, as for an outage, until someone repairs the chain."""
+        try:
+            seq = int(text(res[1]))
+        except ValueError as e:
+            self._forget()
+            log.error("audit_head_unreadable", seq=text(res[1]), chain=self.chain)
+            raise DependencyUnavailable("audit") from e
+        return ac.Head(seq, text(res[2]))
+
+    async def _append(self, events: list[dict[str, str]]) -> list[Receipt]:
+        key = self.keys[self.key_id]
+        waitaof = await self._ensure_durable()
+        for attempt in range(1, self.max_attempts + 1):
+            head = self._head or ac.Head(0, "")
+            sealed = ac.seal_batch(self.chain, events, head.seq, head.mac, self.key_id, key)
+            args: list[str] = [str(head.seq), head.mac, sealed[-1]["seq"], sealed[-1]["mac"], str(len(sealed)),
+                               sealed[0]["mac"], self._owner]
+            for s in sealed:
+                args.append(str(2 * len(s)))
+                for k, v in s.items():
+                    args += (k, v)
+            wait = (self.replicas, self.waitaof[1]) if self.replicas and waitaof is None else None
+            res, synced = await self._scripts.run(
+                APPEND_LUA, [self.k.stream, self.k.head, self.k.checkpoint, self.k.lease], args, waitaof, wait)
+            status, cur = int(res[0]), self._reply_head(res)
+            if status == 0:
+                if self._head is not None and cur.seq < self._head.seq:
+                    # the chain went backwards under us: wiped, restored from an old copy, or a
+                    # Redis that lost acknowledged writes. Appending goes on; the gap is logged
+                    # here and shows at the shipper's SIEM copy.
+                    log.error("audit_head_regressed", chain=self.chain, was=self._head.seq, now=cur.seq)
+                self._head = cur
+                self.stats["conflicts"] += 1
+                if attempt > 1:  # another process's turn (or several contending): wait a little
+                    await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 10)))
+                continue
+            self._head = cur  # 1: appended; 2: a retried call had appended it already
+            ids = [text(i) for i in res[3:]]
+            self.stats["commits"] += 1
+            self.stats["appends"] += len(sealed)
+            if wait is not None and (not isinstance(synced, int) or synced < self.replicas):
+                log.error("audit_not_replicated", wanted=self.replicas, got=synced)
+                raise DependencyUnavailable("audit")
+            if wait is None and synced is not None and (not isinstance(synced, list) or int(synced[0]) < 1
+                                                        or int(synced[1]) < self.waitaof[0]):
+                log.error("audit_not_synced", waitaof=synced)
+                raise DependencyUnavailable("audit")
+            return [Receipt(int(s["seq"]), i, s["mac"]) for s, i in zip(sealed, ids, strict=True)]
+        log.error("audit_append_contention", attempts=self.max_attempts, chain=self.chain)
+        raise DependencyUnavailable("audit")
