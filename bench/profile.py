@@ -20,7 +20,7 @@ AREAS = [
     ("structlog", ("structlog/",)),
     ("asyncio event loop", ("asyncio/", "selectors.py")),
     ("stdlib: thread pool, json, hmac", ("concurrent/futures", "threading.py", "json/", "hmac.py", "hashlib")),
-    ("gateway interceptors", ("gateway/interceptors/",)),
+    ("gateway call pipeline and gRPC transport", ("gateway/pipeline/", "gateway/transport/")),
     ("gateway servicer and rules", ("gateway/",)),
     ("adapters", ("adapters/",)),
 ]

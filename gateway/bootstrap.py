@@ -34,17 +34,15 @@ from adapters.redis_state import RedisSignInState
 from adapters.revocations import RevocationList
 from adapters.sms_outbox import OutboxSms
 from gateway import delivery, startup
-from gateway.clerk import ClerkDesk
+from gateway.clerk import ClerkConfig, ClerkDesk
 from gateway.effects import DeferredSms
-from gateway.interceptors.audit import AuditInterceptor
-from gateway.interceptors.authorization import AuthorizationInterceptor
-from gateway.interceptors.decoding import RequestDecodingInterceptor
-from gateway.interceptors.errors import ErrorMappingInterceptor
-from gateway.interceptors.metrics import MetricsInterceptor
-from gateway.kiosk import KioskFlows
+from gateway.kiosk import KioskConfig, KioskFlows
 from gateway.legal import LegalConfig, LegalDesk
 from gateway.metrics import CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
 from gateway.metrics import watch_readiness as watch_dependencies
+from gateway.pipeline.audit import Recorder
+from gateway.pipeline.authorize import AccessConfig, Authorizer
+from gateway.pipeline.run import Pipeline
 from gateway.ports import AuditSink, Billing, Sessions, SignInState, SmsSender, StaffDirectory
 from gateway.secretbox import staff_box
 from gateway.servicers.audit import AuditServicer
@@ -53,7 +51,8 @@ from gateway.servicers.kiosk import KioskServicer
 from gateway.servicers.legal import LegalServicer
 from gateway.servicers.staff import StaffServicer
 from gateway.settings import Settings
-from gateway.staff import StaffDesk
+from gateway.staff import StaffConfig, StaffDesk
+from gateway.transport.grpc_server import GrpcTransport
 from gateway.worker_role import is_worker, reuse_port
 from hallgate_pb.v1 import (
     audit_pb2,
@@ -140,29 +139,63 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return None
 
 
-def create_server(settings: Settings, deps: Deps) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+def call_pipeline(settings: Settings, deps: Deps) -> Pipeline:
+    """The one call pipeline (gateway/pipeline/), which every transport hands its calls to."""
+    access = AccessConfig(trust_domain=settings.trust_domain, insecure_dev=settings.insecure_dev,
+                          staff_idle=settings.staff_idle, customer_session_idle=settings.customer_session_idle)
+    return Pipeline(Authorizer(access, deps.sessions, deps.revocations, deps.staff),
+                    Recorder(TimedAuditSink(deps.audit), deps.key))
+
+
+@dataclass(frozen=True)
+class Services:
+    """The API handlers (the servicers) over the use cases, by full service name. Built once and
+    given to every transport, so gRPC and any later one serve the very same objects."""
+
+    kiosk: KioskServicer
+    staff: StaffServicer
+    clerk: ClerkServicer
+    legal: LegalServicer | None
+    audit: AuditServicer | None
+
+    def by_name(self) -> dict[str, Any]:
+        return {name: servicer for name, servicer in zip(SERVICES, (self.kiosk, self.staff, self.clerk, self.legal,
+                                                                      self.audit), strict=True)
+                if servicer is not None}
+
+
+def build_services(settings: Settings, deps: Deps) -> Services:
+    """The use cases over the ports, and their API handlers."""
+    sms = DeferredSms(deps.sms)  # an SMS leaves only once its call is on record
+    kiosk = KioskFlows(KioskConfig.from_settings(settings), deps.state, deps.billing, sms, deps.key,
+                       access_log=deps.audit_reader)
+    return Services(
+        kiosk=KioskServicer(kiosk),
+        staff=StaffServicer(StaffDesk(StaffConfig.from_settings(settings), deps.staff, deps.state, deps.sessions)),
+        clerk=ClerkServicer(ClerkDesk(ClerkConfig.from_settings(settings), kiosk.proof, deps.billing, sms,
+                                      deps.sessions)),
+        legal=LegalServicer(deps.legal) if deps.legal is not None else None,
+        audit=AuditServicer(deps.audit_reader, deps.key) if deps.audit_reader is not None else None)
+
+
+def create_server(settings: Settings, deps: Deps, services: Services | None = None
+                  ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A configured, not yet started server bound to `settings.listen` (port 0 picks a free one)."""
     credentials = server_credentials(settings)
     large = {REGISTER_LEGAL_REQUEST: settings.legal_max_letter_bytes + 64 * 1024}
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(), ErrorMappingInterceptor(),
-                      AuditInterceptor(TimedAuditSink(deps.audit), deps.key),
-                      AuthorizationInterceptor(settings, deps.sessions, deps.revocations, deps.staff),
-                      RequestDecodingInterceptor(settings.max_message_bytes, large)],
+        interceptors=[GrpcTransport(call_pipeline(settings, deps), settings.max_message_bytes, large)],
         options=[("grpc.max_receive_message_length", max(settings.max_message_bytes, *large.values())),
                  ("grpc.so_reuseport", reuse_port(settings))],
     )
-    sms = DeferredSms(deps.sms)  # an SMS leaves only once its call is on record
-    kiosk = KioskFlows(settings, deps.state, deps.billing, sms, deps.key, access_log=deps.audit_reader)
-    kiosk_pb2_grpc.add_KioskServiceServicer_to_server(KioskServicer(kiosk), server)
-    staff = StaffDesk(settings, deps.staff, deps.state, deps.sessions)
-    staff_pb2_grpc.add_StaffServiceServicer_to_server(StaffServicer(staff), server)
-    clerk = ClerkDesk(settings, kiosk.proof, deps.billing, sms, deps.sessions)
-    clerk_pb2_grpc.add_ClerkServiceServicer_to_server(ClerkServicer(clerk), server)
-    if deps.legal is not None:
-        legal_pb2_grpc.add_LegalServiceServicer_to_server(LegalServicer(deps.legal), server)
-    if deps.audit_reader is not None:
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps.audit_reader, deps.key), server)
+    services = services or build_services(settings, deps)
+    kiosk_pb2_grpc.add_KioskServiceServicer_to_server(services.kiosk, server)
+    staff_pb2_grpc.add_StaffServiceServicer_to_server(services.staff, server)
+    clerk_pb2_grpc.add_ClerkServiceServicer_to_server(services.clerk, server)
+    if services.legal is not None:
+        legal_pb2_grpc.add_LegalServiceServicer_to_server(services.legal, server)
+    if services.audit is not None:
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(services.audit, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

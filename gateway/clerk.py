@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway import passwords, resident_id, rules
+from gateway.config import pick
 from gateway.errors import InvalidArgument, TooManyRequests, Unauthenticated
 from gateway.owner_proof import OwnerProof
 from gateway.ports import Billing, CustomerProfile, CustomerSession, Sessions, SmsSender
-from gateway.settings import Settings
 
 ID_DOCUMENT = "id_document"
 PASSWORD_AND_CODE = "password_and_code"  # noqa: S105 - a proof kind, not a password
@@ -64,12 +65,25 @@ def counter_view(msisdn: str, full: CustomerProfile, proved_by: str) -> CounterP
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClerkConfig:
+    """What the counter's rules need of the settings."""
+
+    timezone: str = "Asia/Shanghai"
+    customer_session_idle: float = 600
+    notify_subscriber: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ClerkConfig:
+        return pick(cls, settings)
+
+
 class ClerkDesk:
     """Customer sessions at the counter, over the shared owner proof."""
 
-    def __init__(self, settings: Settings, proof: OwnerProof, billing: Billing, sms: SmsSender, sessions: Sessions,
+    def __init__(self, config: ClerkConfig, proof: OwnerProof, billing: Billing, sms: SmsSender, sessions: Sessions,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.s = settings
+        self.s = config
         self.proof = proof
         self.billing = billing
         self.sms = sms

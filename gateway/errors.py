@@ -1,4 +1,5 @@
-"""Domain errors: plain exceptions, translated to gRPC statuses at the edge only (gateway/status.py).
+"""Domain errors: plain exceptions, translated to canonical codes and statuses in one table
+(gateway/pipeline/outcome.py).
 
 Each carries a `reason`, a short stable code for the audit trail. The message a client sees is
 fixed per class so that it can never carry an oracle (which credential was wrong, whether a

@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from gateway import rules
+from gateway.config import pick
 from gateway.errors import Unauthenticated
-from gateway.owner_proof import OwnerProof, Texts
+from gateway.owner_proof import OwnerProof, ProofConfig, Texts
 from gateway.ports import AccessLog, Billing, Session, SignInState, SmsSender
-from gateway.settings import Settings
 
 CALL_LIST_SCOPE = "call_list"
 RELEASE_TEXT = ("[hallgate] Your call list for {month} was shown at self-service kiosk {terminal} on {day}. "
@@ -30,7 +31,7 @@ HISTORY_WORDS = {
 HISTORY_CHANNELS = {"kiosk", "clerk"}
 LIST_CALL_DETAILS = "/hallgate.v1.KioskService/ListCallDetails"
 
-__all__ = ["CALL_LIST_SCOPE", "Grant", "KioskFlows", "Texts"]
+__all__ = ["CALL_LIST_SCOPE", "Grant", "KioskConfig", "KioskFlows", "Texts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,20 +43,37 @@ class Grant:
     expires_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class KioskConfig:
+    """What the kiosk's rules need of the settings, the owner proof's included."""
+
+    proof: ProofConfig
+    token_idle: float = 300
+    token_absolute: float = 900
+    timezone: str = "Asia/Shanghai"
+    retention_months: int = 6
+    notify_subscriber: bool = True
+    history_days: int = 365
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> KioskConfig:
+        return pick(cls, settings, proof=ProofConfig.from_settings(settings))
+
+
 class KioskFlows:
     """The kiosk's rules over the shared owner proof."""
 
-    def __init__(self, settings: Settings, state: SignInState, billing: Billing, sms: SmsSender,
+    def __init__(self, config: KioskConfig, state: SignInState, billing: Billing, sms: SmsSender,
                  key: bytes, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  texts: Texts | None = None, access_log: AccessLog | None = None) -> None:
-        self.s = settings
+        self.s = config
         self.state = state
         self.billing = billing
         self.sms = sms
         self.key = key
         self.clock = clock
         self.access_log = access_log
-        self.proof = OwnerProof(settings, state, billing, sms, key, clock, texts)
+        self.proof = OwnerProof(config.proof, state, billing, sms, key, clock, texts)
 
     async def request_code(self, msisdn: str, purpose: rules.Purpose = rules.Purpose.CALL_LIST) -> str:
         return await self.proof.request_code(msisdn, purpose)

@@ -28,7 +28,6 @@ from threading import Thread
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
-import grpc
 import structlog
 from prometheus_client import (
     REGISTRY,
@@ -41,9 +40,9 @@ from prometheus_client import (
     start_http_server,
 )
 
+from gateway.pipeline.codes import DECISIONS, Code
 from gateway.ports import AuditSink
 from gateway.request_context import CallContext
-from gateway.status import DECISIONS
 
 if TYPE_CHECKING:
     from grpc_health.v1 import health
@@ -118,7 +117,6 @@ CODE_REFUSAL_REASONS = frozenset({"send_throttled", "sim_swap_hold", "locked_no_
 # new staff lock from an attempt on a locked account, which today both say `staff_locked`.
 LOCKOUT_REASONS = {"locked_now": "number", "staff_locked_now": "staff"}
 DENIED = frozenset(code for code, decision in DECISIONS.items() if decision == "denied")
-_DENIED_IDS = frozenset(id(code) for code in DENIED)  # enum members are singletons; hashing one is slow
 MAX_CHILDREN = 512  # label combinations per metric kept in the fast path; later ones are looked up each time
 
 
@@ -146,7 +144,7 @@ _legal = _Children(LEGAL_REQUESTS)
 _worker_calls = WORKER_CALLS.labels(WORKER if WORKER.isdigit() and len(WORKER) <= 3 else OTHER)
 
 
-def record_outcome(call: CallContext, code: grpc.StatusCode) -> None:
+def record_outcome(call: CallContext, code: Code) -> None:
     """The domain counters for one finished call, from what its audit event says: the reason the
     rules gave and the final status. A code counts as sent once the rules say so, even if the call
     then failed (the SMS went out). Calls without an audit context (health, reflection) count only
@@ -154,7 +152,7 @@ def record_outcome(call: CallContext, code: grpc.StatusCode) -> None:
     _worker_calls.inc()
     if not call.method:
         return
-    reason = word(call.reason or ("ok" if code == grpc.StatusCode.OK else code.name.lower()))
+    reason = word(call.reason or ("ok" if code == Code.OK else code.name.lower()))
     if reason == "code_sent":
         _codes_sent(word(call.channel or "unidentified")).inc()
     elif reason in CODE_REFUSAL_REASONS:
@@ -164,7 +162,7 @@ def record_outcome(call: CallContext, code: grpc.StatusCode) -> None:
     subject = LOCKOUT_REASONS.get(reason)
     if subject is not None:
         _lockouts(subject).inc()
-    if id(code) in _DENIED_IDS:
+    if code in DENIED:
         _denials(word(call.channel or "unidentified"), reason).inc()
 
 

@@ -7,12 +7,12 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from gateway import effects, pacing, rules
+from gateway.config import pick
 from gateway.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
 from gateway.ports import Attempt, AttemptLimits, Billing, CodeClaim, SignInState, SmsSender
-from gateway.settings import Settings
 
 T = TypeVar("T")
 
@@ -42,6 +42,25 @@ class Texts:
             })
 
 
+@dataclass(frozen=True, slots=True)
+class ProofConfig:
+    """What the owner proof needs of the settings (gateway/settings.py has each one's meaning)."""
+
+    code_ttl: float = 300
+    code_max_tries: int = 5
+    send_min_interval: float = 60
+    send_max_per_hour: int = 5
+    sim_swap_window: float = 72 * 3600
+    lock_threshold: int = 5
+    lock_duration: float = 1800
+    fail_memory: float = 86400
+    answer_floor: float = 0.3
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ProofConfig:
+        return pick(cls, settings)
+
+
 class OwnerProof:
     """The password + code rules, in the order the regulation asks for them.
 
@@ -52,17 +71,17 @@ class OwnerProof:
     unknown, locked, SIM-swapped or throttled number, a wrong code and a wrong password all take
     the same time to the caller, whatever the branch cost inside."""
 
-    def __init__(self, settings: Settings, state: SignInState, billing: Billing, sms: SmsSender, key: bytes,
+    def __init__(self, config: ProofConfig, state: SignInState, billing: Billing, sms: SmsSender, key: bytes,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), texts: Texts | None = None) -> None:
-        self.s = settings
+        self.s = config
         self.state = state
         self.billing = billing
         self.sms = sms
         self.key = key
         self.clock = clock
         self.texts = texts or Texts()
-        self.sim_guard = rules.SimSwapGuard(settings.sim_swap_window)
-        self.limits = AttemptLimits(settings.lock_threshold, settings.lock_duration, settings.fail_memory)
+        self.sim_guard = rules.SimSwapGuard(config.sim_swap_window)
+        self.limits = AttemptLimits(config.lock_threshold, config.lock_duration, config.fail_memory)
 
     async def request_code(self, msisdn: str, purpose: rules.Purpose) -> str:
         """Send a code if the number may have one. Returns the audit reason; the caller's answer

@@ -12,10 +12,12 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pyotp
 
 from gateway import passwords, rules
+from gateway.config import pick
 from gateway.errors import (
     DependencyUnavailable,
     FailedPrecondition,
@@ -27,7 +29,6 @@ from gateway.errors import (
 from gateway.identity import Identity
 from gateway.policy import SIGN_IN_CHANNELS, Role
 from gateway.ports import AttemptLimits, Sessions, SignInState, StaffDirectory, StaffRecord, StaffSession
-from gateway.settings import Settings
 
 HALL_ROLES = {Role.CLERK, Role.HALL_MANAGER}
 
@@ -50,17 +51,33 @@ def totp_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class StaffConfig:
+    """What staff sign-in needs of the settings."""
+
+    lock_threshold: int = 5
+    lock_duration: float = 1800
+    fail_memory: float = 86400
+    staff_password_max_age: float = 90 * 86400
+    staff_hash_n: int = 2**14
+    staff_idle: float = 900
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> StaffConfig:
+        return pick(cls, settings)
+
+
 class StaffDesk:
     """Sign-in, password change and sign-out for staff."""
 
-    def __init__(self, settings: Settings, directory: StaffDirectory, state: SignInState, sessions: Sessions,
+    def __init__(self, config: StaffConfig, directory: StaffDirectory, state: SignInState, sessions: Sessions,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.s = settings
+        self.s = config
         self.directory = directory
         self.state = state
         self.sessions = sessions
         self.clock = clock
-        self.limits = AttemptLimits(settings.lock_threshold, settings.lock_duration, settings.fail_memory)
+        self.limits = AttemptLimits(config.lock_threshold, config.lock_duration, config.fail_memory)
 
     async def _verify(self, staff_id: str, password: str, code: str) -> StaffRecord:
         """The record if password and TOTP are right (the TOTP step is then used up); else one

@@ -13,7 +13,7 @@ import pyotp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from gateway.interceptors.authorization import DEV_IDENTITY_HEADER
+from gateway.pipeline.authorize import DEV_IDENTITY_HEADER
 from gateway.settings import from_env
 from hallgate_pb.v1 import staff_pb2, staff_pb2_grpc
 

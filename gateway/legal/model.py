@@ -183,7 +183,7 @@ class Transition:
 
 
 # --- errors ------------------------------------------------------------------------------------
-# Only existing classes are raised (mapped in gateway/status.py):
+# Only existing classes are raised (mapped in gateway/pipeline/outcome.py):
 #   InvalidArgument    bad fields, with field paths
 #   PermissionDenied   "role", "four_eyes", "no_staff_identity", "outside_approved_targets",
 #                      "outside_approved_categories", "outside_approved_window"

@@ -40,7 +40,7 @@ def _session() -> CustomerSession:
 class ClerkServicer(clerk_pb2_grpc.ClerkServiceServicer):
     def __init__(self, desk: ClerkDesk) -> None:
         self.desk = desk
-        self._code_answer = clerk_pb2.RequestCustomerCodeResponse(code_valid_for=duration(desk.s.code_ttl))
+        self._code_answer = clerk_pb2.RequestCustomerCodeResponse(code_valid_for=duration(desk.proof.s.code_ttl))
 
     async def RequestCustomerCode(self, request: clerk_pb2.RequestCustomerCodeRequest,
                                   context: grpc.aio.ServicerContext) -> clerk_pb2.RequestCustomerCodeResponse:

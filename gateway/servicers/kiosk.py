@@ -20,7 +20,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         self.flows = flows
         s = flows.s
         self._code_answer = kiosk_pb2.RequestOneTimeCodeResponse(
-            code_valid_for=duration(s.code_ttl), resend_after=duration(s.send_min_interval))
+            code_valid_for=duration(s.proof.code_ttl), resend_after=duration(s.proof.send_min_interval))
 
     async def RequestOneTimeCode(self, request: kiosk_pb2.RequestOneTimeCodeRequest,
                                  context: grpc.aio.ServicerContext) -> kiosk_pb2.RequestOneTimeCodeResponse:

@@ -1,22 +1,24 @@
 """The metrics: the reason-to-counter mapping, label hygiene (no subscriber number can ever be a
-label value), the measuring adapters, readiness, and the interceptor's per-call overhead."""
+label value), the measuring adapters, readiness, and the call pipeline's counters."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics, request_context, worker_role, workers
-from gateway.errors import DependencyUnavailable
-from gateway.interceptors.metrics import MetricsInterceptor, grpc_type, method_labels
+from gateway.errors import DependencyUnavailable, Unauthenticated
+from gateway.pipeline.audit import Recorder
+from gateway.pipeline.codes import Code
+from gateway.pipeline.counters import method_labels
+from gateway.pipeline.facts import CallFacts
+from gateway.pipeline.run import Pipeline, Refusal
 from gateway.request_context import CallContext
 from gateway.settings import Settings, from_env
 from gateway.workers import settings_env
@@ -61,7 +63,7 @@ def moved(before: dict[Any, float]) -> dict[str, float]:
     return out
 
 
-OK, UNAUTH, EXHAUSTED = grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED
+OK, UNAUTH, EXHAUSTED = Code.OK, Code.UNAUTHENTICATED, Code.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.parametrize(("reason", "code", "channel", "expected"), [
@@ -78,11 +80,11 @@ OK, UNAUTH, EXHAUSTED = grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED, grp
                                         "hallgate_denials_total{channel=kiosk,reason=locked_now}": 1}),
     ("staff_locked_now", EXHAUSTED, "clerk", {"hallgate_lockouts_total{subject=staff}": 1,
                                               "hallgate_denials_total{channel=clerk,reason=staff_locked_now}": 1}),
-    ("wrong_channel", grpc.StatusCode.PERMISSION_DENIED, "clerk",
+    ("wrong_channel", Code.PERMISSION_DENIED, "clerk",
      {"hallgate_denials_total{channel=clerk,reason=wrong_channel}": 1}),
     ("no_identity", UNAUTH, "", {"hallgate_denials_total{channel=unidentified,reason=no_identity}": 1}),
     ("", OK, "kiosk", {}),  # an ordinary success moves no domain counter
-    ("billing_unavailable", grpc.StatusCode.UNAVAILABLE, "kiosk", {}),  # a failure is not a denial
+    ("billing_unavailable", Code.UNAVAILABLE, "kiosk", {}),  # a failure is not a denial
 ])
 def test_the_reason_of_a_finished_call_moves_exactly_its_counters(reason, code, channel, expected) -> None:
     before = snapshot()
@@ -119,44 +121,31 @@ def test_legal_states_are_counted_and_cleaned() -> None:
     assert value("hallgate_legal_requests_total", state="other") == other + 1
 
 
-# --- the interceptor, driven without a server -------------------------------------------------
+# --- the call pipeline's counters, driven without a transport -----------------------------------
 
 
-class FakeContext:
+class SeeEveryone:
+    """Authorizer fake: every caller is the kiosk H001/kiosk/K01 (the policy is tested elsewhere)."""
+
+    async def authorize(self, facts: CallFacts, call: CallContext, request: Any) -> None:
+        call.channel, call.hall, call.terminal = "kiosk", "H001", "H001/kiosk/K01"
+
+
+class Events:
+    """AuditSink fake: keeps the events."""
+
     def __init__(self) -> None:
-        self._code: grpc.StatusCode | None = None
-        self.written: list[Any] = []
+        self.events: list[Any] = []
 
-    async def write(self, message: Any) -> None:
-        self.written.append(message)
+    async def append(self, event: Any) -> None:
+        self.events.append(dict(event))
 
-    def time_remaining(self) -> float | None:
+    async def check(self) -> None:
         return None
 
-    def code(self) -> grpc.StatusCode | None:
-        return self._code
 
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:1"
-
-
-class Details:
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.invocation_metadata = ()
-
-
-def details(method: str) -> Any:
-    return Details(method)
-
-
-async def intercepted(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    async def continuation(_: Any) -> grpc.RpcMethodHandler:
-        return handler
-
-    out = await MetricsInterceptor().intercept_service(continuation, details(method))
-    assert out is not None
-    return out
+def pipeline() -> Pipeline:
+    return Pipeline(SeeEveryone(), Recorder(Events(), b"k"))  # type: ignore[arg-type]
 
 
 def handled(method: str, code: str, kind: str = "unary", service: str = "hallgate.v1.KioskService") -> float:
@@ -164,24 +153,23 @@ def handled(method: str, code: str, kind: str = "unary", service: str = "hallgat
                  grpc_code=code)
 
 
-async def test_the_interceptor_counts_the_final_status_and_reads_the_audit_context() -> None:
-    async def authenticate(request: Any, context: Any) -> str:
-        call = request_context.begin(KIOSK + "Authenticate", "peer")  # as the audit interceptor does
-        call.channel, call.msisdn = "kiosk", "13800000001"
+async def test_the_pipeline_counts_the_final_status_and_reads_the_audit_context() -> None:
+    async def authenticate(request: Any) -> str:
+        request_context.current().msisdn = "13800000001"
         if request == "wrong":
-            call.reason = "bad_credentials"
-            context._code = UNAUTH  # as abort_with_status leaves it
-            raise grpc.aio.AbortError()
+            raise Unauthenticated("bad_credentials")
         return "token"
 
-    h = await intercepted(KIOSK + "Authenticate", grpc.unary_unary_rpc_method_handler(authenticate))
+    p = pipeline()
+    facts = CallFacts(KIOSK + "Authenticate")
     ok, unauth = handled("Authenticate", "OK"), handled("Authenticate", "UNAUTHENTICATED")
     denied = value("hallgate_denials_total", channel="kiosk", reason="bad_credentials")
     started = value("grpc_server_started_total", grpc_type="unary", grpc_service="hallgate.v1.KioskService",
                     grpc_method="Authenticate")
-    assert await h.unary_unary("right", FakeContext()) == "token"
-    with pytest.raises(grpc.aio.AbortError):
-        await h.unary_unary("wrong", FakeContext())
+    assert await p.unary(facts, "right", authenticate) == "token"
+    with pytest.raises(Refusal) as e:
+        await p.unary(facts, "wrong", authenticate)
+    assert e.value.status.code == Code.UNAUTHENTICATED
     assert handled("Authenticate", "OK") == ok + 1
     assert handled("Authenticate", "UNAUTHENTICATED") == unauth + 1
     assert value("hallgate_denials_total", channel="kiosk", reason="bad_credentials") == denied + 1
@@ -190,26 +178,30 @@ async def test_the_interceptor_counts_the_final_status_and_reads_the_audit_conte
 
 
 async def test_streams_are_timed_to_their_end_and_a_cancelled_one_counts_as_cancelled() -> None:
-    async def pages(request: Any, context: Any) -> AsyncIterator[int]:
+    async def pages(request: Any) -> AsyncIterator[int]:
         for i in range(3):
             await asyncio.sleep(0.01)
             yield i
 
-    h = await intercepted(KIOSK + "ListCallDetails", grpc.unary_stream_rpc_method_handler(pages))
-    assert grpc_type(h) == "server_stream"
+    p = pipeline()
+    facts = CallFacts(KIOSK + "ListCallDetails", kind="server_stream")
     ok, cancelled = handled("ListCallDetails", "OK", "server_stream"), handled("ListCallDetails", "CANCELLED",
                                                                                "server_stream")
     labels = {"grpc_type": "server_stream", "grpc_service": "hallgate.v1.KioskService",
               "grpc_method": "ListCallDetails"}
-    total = REGISTRY.get_sample_value("grpc_server_handling_seconds_sum", labels) or 0.0
-    context = FakeContext()
-    await h.unary_stream(None, context)  # the outermost layer writes: gRPC's write() form
-    assert context.written == [0, 1, 2]
-    assert REGISTRY.get_sample_value("grpc_server_handling_seconds_sum", labels) - total >= 0.03
-    context = FakeContext()
-    task = asyncio.create_task(h.unary_stream(None, context))
+    count = REGISTRY.get_sample_value("grpc_server_handling_seconds_count", labels) or 0.0
+    sent: list[int] = []
+
+    async def send(message: int) -> None:
+        sent.append(message)
+
+    await p.stream(facts, None, pages, send)
+    assert sent == [0, 1, 2]
+    assert REGISTRY.get_sample_value("grpc_server_handling_seconds_count", labels) == count + 1
+    sent.clear()
+    task = asyncio.create_task(p.stream(facts, None, pages, send))
     for _ in range(1000):  # until the first message is out (bounded)
-        if context.written:
+        if sent:
             break
         await asyncio.sleep(0.001)
     task.cancel()  # the client went away mid-stream
@@ -220,14 +212,10 @@ async def test_streams_are_timed_to_their_end_and_a_cancelled_one_counts_as_canc
 
 
 async def test_an_unknown_method_is_counted_without_its_path() -> None:
-    async def unimplemented(request: Any, context: Any) -> None:
-        context._code = grpc.StatusCode.UNIMPLEMENTED
-        raise grpc.aio.AbortError()
-
-    h = await intercepted(KIOSK + "13800000001", grpc.unary_unary_rpc_method_handler(unimplemented))
     before = handled("unknown", "UNIMPLEMENTED", service="unknown")
-    with pytest.raises(grpc.aio.AbortError):
-        await h.unary_unary(b"", FakeContext())
+    with pytest.raises(Refusal) as e:
+        await pipeline().unimplemented(CallFacts(KIOSK + "13800000001"))
+    assert e.value.status.code == Code.UNIMPLEMENTED
     assert handled("unknown", "UNIMPLEMENTED", service="unknown") == before + 1
 
 
@@ -240,11 +228,10 @@ async def test_no_subscriber_number_anywhere_in_a_scrape() -> None:
                                                detail=n, terminal=n, staff_id=n), code)
     metrics.legal_request_entered(n)
 
-    async def echo(request: Any, context: Any) -> Any:
+    async def echo(request: Any) -> Any:
         return request
 
-    h = await intercepted(f"/hallgate.v1.{n}/{n}", grpc.unary_unary_rpc_method_handler(echo))
-    await h.unary_unary(n, FakeContext())
+    await pipeline().unary(CallFacts(f"/hallgate.v1.{n}/{n}"), n, echo)
     scrape = generate_latest(REGISTRY).decode()
     assert "hallgate_denials_total" in scrape
     assert not MSISDN_RE.search(scrape)
@@ -390,54 +377,3 @@ def test_workers_need_a_fixed_port_and_share_it_only_when_several() -> None:
 
 
 # --- overhead -----------------------------------------------------------------------------------
-
-
-async def per_call_overhead(n: int = 20000) -> tuple[float, float]:
-    """µs per call that the interceptor adds to a unary call (wrapping included), and the same
-    for the domain counters alone."""
-    async def behaviour(request: Any, context: Any) -> Any:
-        call = request_context.begin(KIOSK + "Authenticate", "peer")
-        call.channel, call.reason = "kiosk", ""
-        return request
-
-    handler = grpc.unary_unary_rpc_method_handler(behaviour)
-    interceptor = MetricsInterceptor()
-
-    async def continuation(_: Any) -> grpc.RpcMethodHandler:
-        return handler
-
-    d = details(KIOSK + "Authenticate")
-    ctx = FakeContext()
-
-    async def plain() -> None:
-        for _ in range(n):
-            h = await continuation(d)
-            await h.unary_unary(1, ctx)
-
-    async def measured() -> None:
-        for _ in range(n):
-            h = await interceptor.intercept_service(continuation, d)
-            await h.unary_unary(1, ctx)
-
-    best = []
-    for run in (plain, measured):
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            await run()
-            times.append(time.perf_counter() - t)
-        best.append(min(times))
-    call = CallContext(method=KIOSK + "Authenticate", channel="kiosk", reason="bad_credentials")
-    t = time.perf_counter()
-    for _ in range(n):
-        metrics.record_outcome(call, UNAUTH)
-    domain = time.perf_counter() - t
-    return (best[1] - best[0]) / n * 1e6, domain / n * 1e6
-
-
-async def test_the_interceptor_costs_a_few_microseconds_per_call(capsys) -> None:
-    overhead, domain = await per_call_overhead()
-    with capsys.disabled():
-        print(f"\nmetrics interceptor: {overhead:.1f} µs/call added; domain counters alone {domain:.1f} µs/call")
-    assert overhead < 100  # generous: a few µs on a laptop; catches an accidental per-call O(registry) cost
-

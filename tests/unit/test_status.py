@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from google.rpc import error_details_pb2
 
-from gateway import status
 from gateway.errors import InvalidArgument
+from gateway.pipeline import outcome as status
 
 
 def test_many_long_violations_fit_in_a_default_trailer() -> None:

@@ -1,6 +1,8 @@
-"""Domain errors to gRPC statuses, in one table, with google.rpc details for clients to act on.
+"""Domain errors to canonical codes, in one table, with google.rpc details for clients to act on.
 
-Messages are fixed per error (and per reason for throttling) so they never carry an oracle.
+Messages are fixed per error (and per reason for throttling) so they never carry an oracle. The
+details are google.rpc messages, which gRPC carries in its status trailer and Connect in its
+error details: the same Status either way.
 """
 
 from __future__ import annotations
@@ -8,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import math
 
-import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.rpc import error_details_pb2, status_pb2
 
 from gateway.errors import (
     DependencyUnavailable,
@@ -25,20 +25,22 @@ from gateway.errors import (
     Unauthenticated,
     Unimplemented,
 )
+from gateway.pipeline.codes import Code
+from gateway.pipeline.facts import CallFacts
 
 DOMAIN = "hallgate.v1"
 
-TABLE: dict[type[DomainError], tuple[int, str]] = {
-    InvalidArgument: (code_pb2.INVALID_ARGUMENT, "the request has invalid fields; see the field violations"),
-    Unauthenticated: (code_pb2.UNAUTHENTICATED, "the credentials were not accepted"),
-    PermissionDenied: (code_pb2.PERMISSION_DENIED, "this terminal or role may not make this call"),
-    TooManyRequests: (code_pb2.RESOURCE_EXHAUSTED, "too many requests; try again later"),
-    FailedPrecondition: (code_pb2.FAILED_PRECONDITION, "not possible in the current state"),
-    NotFound: (code_pb2.NOT_FOUND, "not found"),
-    Unimplemented: (code_pb2.UNIMPLEMENTED, "no such method"),
-    Interrupted: (code_pb2.UNAVAILABLE, ("the service became unavailable part-way: the records already sent are "
+TABLE: dict[type[DomainError], tuple[Code, str]] = {
+    InvalidArgument: (Code.INVALID_ARGUMENT, "the request has invalid fields; see the field violations"),
+    Unauthenticated: (Code.UNAUTHENTICATED, "the credentials were not accepted"),
+    PermissionDenied: (Code.PERMISSION_DENIED, "this terminal or role may not make this call"),
+    TooManyRequests: (Code.RESOURCE_EXHAUSTED, "too many requests; try again later"),
+    FailedPrecondition: (Code.FAILED_PRECONDITION, "not possible in the current state"),
+    NotFound: (Code.NOT_FOUND, "not found"),
+    Unimplemented: (Code.UNIMPLEMENTED, "no such method"),
+    Interrupted: (Code.UNAVAILABLE, ("the service became unavailable part-way: the records already sent are "
                                          "an incomplete list, and nothing more was released")),
-    DependencyUnavailable: (code_pb2.UNAVAILABLE, "the service is temporarily unavailable; nothing was released"),
+    DependencyUnavailable: (Code.UNAVAILABLE, "the service is temporarily unavailable; nothing was released"),
 }
 
 # Messages chosen by reason where the class's message would not tell the caller what to do.
@@ -68,7 +70,7 @@ REASON_MESSAGES = {
     "locked_now": "too many failed attempts: this number is locked for self-service; try again later",
 }
 
-INTERNAL = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; nothing was released")
+INTERNAL = status_pb2.Status(code=Code.INTERNAL, message="internal error; nothing was released")
 
 
 # The details travel in a trailer; clients refuse trailers over 8 KiB by default (and would see
@@ -84,7 +86,7 @@ def _shown(violations: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return shown
 
 
-def _entry(err: DomainError) -> tuple[int, str]:
+def _entry(err: DomainError) -> tuple[Code, str]:
     return next(v for k, v in TABLE.items() if isinstance(err, k))
 
 
@@ -110,45 +112,24 @@ def to_status_proto(err: DomainError) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=message, details=details)
 
 
-# What each status means for the audit trail and the counters: anything not listed is a failure.
-DECISIONS = {
-    grpc.StatusCode.OK: "allowed",
-    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
-    grpc.StatusCode.UNIMPLEMENTED: "invalid",
-    grpc.StatusCode.UNAUTHENTICATED: "denied",
-    grpc.StatusCode.PERMISSION_DENIED: "denied",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "denied",
-    grpc.StatusCode.FAILED_PRECONDITION: "denied",
-    grpc.StatusCode.NOT_FOUND: "denied",
-}
 
 
-def decision_of(code: grpc.StatusCode) -> str:
-    """allowed, invalid, denied or failed."""
-    return DECISIONS.get(code, "failed")
-
-
-def ended_by_caller(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+def ended_by_caller(facts: CallFacts) -> Code:
     """How a call that was stopped from outside (cancelled, or its deadline passed) ended."""
-    left = context.time_remaining()
-    return grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0 else grpc.StatusCode.CANCELLED
+    left = facts.time_left()
+    return Code.DEADLINE_EXCEEDED if left is not None and left <= 0 else Code.CANCELLED
 
 
-def code_of(err: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
-    """The status a failure will end the call with, once the error interceptor has mapped it."""
+def code_of(err: BaseException, facts: CallFacts) -> Code:
+    """The code a call that raised `err` ends with."""
     if isinstance(err, asyncio.CancelledError | GeneratorExit):
-        return ended_by_caller(context)
+        return ended_by_caller(facts)
     if isinstance(err, DomainError):
-        return grpc.StatusCode[code_pb2.Code.Name(_entry(err)[0])]
-    code = context.code()
-    if isinstance(err, grpc.aio.AbortError) and isinstance(code, grpc.StatusCode):
-        return code
-    return grpc.StatusCode.INTERNAL
+        return _entry(err)[0]
+    return Code.INTERNAL
 
 
-def to_status(err: DomainError) -> grpc.Status:
-    return rpc_status.to_status(to_status_proto(err))
-
-
-def internal_status() -> grpc.Status:
-    return rpc_status.to_status(INTERNAL)
+def status_of(err: BaseException) -> status_pb2.Status:
+    """The Status a caller gets for `err`: the table's for a domain error, INTERNAL (and nothing
+    of the error) for anything else."""
+    return to_status_proto(err) if isinstance(err, DomainError) else INTERNAL

@@ -1,5 +1,5 @@
 """Undecodable or oversized request bytes become INVALID_ARGUMENT inside the call, where the audit
-trail sees them, instead of failing inside gRPC's deserializer where no interceptor would.
+trail sees them, instead of failing inside the transport's deserializer where nothing would.
 
 gRPC's own receive limit is server-wide and must admit the one large message (a scanned agency
 letter); the per-method limits here keep every other request small. A request over its limit that
@@ -9,14 +9,12 @@ to shorten. Bytes that do not decode keep the whole-message violation (field "")
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import grpc
 from google.protobuf.message import DecodeError
 
 from gateway.errors import InvalidArgument
-from gateway.interceptors.wrapping import Streaming, Unary, messages, wrap
 from gateway.oversized import large_fields
 
 
@@ -70,38 +68,7 @@ def tolerant(limit: int, ceiling: int | None = None
     return make
 
 
-class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
-    """Innermost interceptor: the servicer only ever sees a well-formed message of a sane size."""
-
-    def __init__(self, max_bytes: int, limits: dict[str, int] | None = None, ceiling: int | None = None) -> None:
-        self.max_bytes = max_bytes
-        self.limits = limits or {}
-        # Largest request decoded to name its large fields: gRPC's receive limit as bootstrap sets it.
-        self.ceiling = max(max_bytes, *self.limits.values()) if ceiling is None else ceiling
-
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        limit = self.limits.get(details.method, self.max_bytes)
-        return wrap(handler, self._unary, self._streaming, tolerant(limit, self.ceiling))
-
-    @staticmethod
-    def _unary(behaviour: Unary) -> Unary:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, Malformed):
-                raise InvalidArgument(request.violations)
-            return await behaviour(request, context)
-
-        return call
-
-    @staticmethod
-    def _streaming(behaviour: Streaming) -> Streaming:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
-            if isinstance(request, Malformed):
-                raise InvalidArgument(request.violations)
-            async with messages(behaviour, request, context) as inner:
-                async for message in inner:
-                    yield message
-
-        return call
+def check_decoded(request: Any) -> None:
+    """INVALID_ARGUMENT naming what was wrong, if the transport could not decode the request."""
+    if isinstance(request, Malformed):
+        raise InvalidArgument(request.violations)

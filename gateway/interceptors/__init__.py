@@ -1,1 +1,0 @@
-"""Server interceptors, one per cross-cutting concern (audit, errors; identity comes next)."""

@@ -1,0 +1,172 @@
+"""Every call to a hallgate service is on record, allowed, denied or failed, before anything leaves.
+
+A unary call leaves one event, stored before the response is released. A stream that sends
+messages leaves two, linked by `call`: an opening event stored just before its first message
+leaves, and a closing event saying how it ended (OK, CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE…)
+and exactly how many records left. Before each further message the trail is probed; once it
+cannot be written the stream stops (at most the page in flight has left) and ends UNAVAILABLE.
+If an event cannot be stored the call fails with UNAVAILABLE (DependencyUnavailable). Side effects
+the call asked for (SMS) start only once its event is stored and the call did not fail; an answer
+that must not be timed is held to its floor (gateway/pacing.py) after its event is
+stored. The same facts also go to the operational log as one structured line per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gateway import effects, rules
+from gateway.errors import DependencyUnavailable, DomainError, Interrupted
+from gateway.pipeline.codes import Code, decision_of
+from gateway.ports import AuditSink
+from gateway.request_context import CallContext
+
+log = structlog.get_logger("hallgate.access")
+
+OPEN, CLOSE = "open", "close"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """The one definition of what the trail records of a call. No field holds a secret: the
+    subscriber is masked and pseudonymised, never written as a number."""
+
+    at: str
+    channel: str
+    hall: str
+    terminal: str
+    staff_id: str
+    role: str
+    proof: str
+    peer: str
+    method: str
+    call: str
+    phase: str
+    subscriber: str
+    subscriber_ref: str
+    decision: str
+    reason: str
+    detail: str
+    code: str
+    records: int
+    duration_ms: float
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+class Recorder:
+    """Builds, stores and logs a call's events, and what follows a stored one."""
+
+    def __init__(self, sink: AuditSink, key: bytes) -> None:
+        self.sink = sink
+        self.key = key
+        self.late = LateEvents(sink)
+
+    def event(self, call: CallContext, code: Code, phase: str = "", records: int | None = None,
+              reason: str = "") -> AuditEvent:
+        numbers = call.msisdns or ((call.msisdn,) if call.msisdn else ())
+        return AuditEvent(
+            at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            channel=call.channel or "unidentified", hall=call.hall, terminal=call.terminal,
+            staff_id=call.staff_id, role=call.role, proof=call.proof, peer=call.peer, method=call.method,
+            call=call.call_id, phase=phase,
+            subscriber=call.subscriber or (rules.mask_msisdn(call.msisdn) if call.msisdn else ""),
+            subscriber_ref=",".join(rules.subscriber_ref(self.key, m) for m in numbers),
+            decision="allowed" if phase else decision_of(code),
+            reason=reason or call.reason or ("ok" if code == Code.OK else code.name.lower()),
+            detail=call.detail, code=code.name, records=call.records if records is None else records,
+            duration_ms=round((time.perf_counter() - call.started) * 1000, 3))
+
+    async def store(self, event: AuditEvent) -> None:
+        """Store the event; DependencyUnavailable if the sink cannot."""
+        fields = event.fields()
+        try:
+            await self.sink.append(fields)
+        except DomainError:
+            log.error("audit_unavailable", **fields)
+            raise
+        log.info("call", **fields)
+
+    async def record(self, call: CallContext, code: Code) -> None:
+        """A call's only event, then its side effects (unless it failed)."""
+        await self.store(self.event(call, code))
+        effects_, call.effects = call.effects, []
+        if decision_of(code) != "failed":
+            effects.release(effects_)
+
+    async def opened(self, call: CallContext) -> None:
+        """A stream's opening event, just before its first message leaves."""
+        await self.store(self.event(call, Code.OK, OPEN, records=0))
+        effects_, call.effects = call.effects, []
+        effects.release(effects_)
+
+    async def closed(self, call: CallContext, code: Code, released: int, err: BaseException | None) -> None:
+        """The stream's closing event. If it cannot be stored now, it is kept and stored once the
+        trail is back (the opening event is there: the close must follow it), and a stream still
+        running ends UNAVAILABLE saying the list is incomplete."""
+        event = self.event(call, code, CLOSE, records=released,
+                           reason=err.reason if isinstance(err, DomainError) else "")
+        try:
+            await self.store(event)
+        except DomainError:
+            self.late.keep(event.fields())
+            if err is None:
+                raise Interrupted("audit", released) from None
+            if isinstance(err, Exception):
+                raise Interrupted("audit", released) from err
+
+
+def interrupted(err: BaseException, released: int) -> BaseException:
+    """What a stream that already released records ends with: the caller's cancellation as it is;
+    any other failure as Interrupted, whose message says the list is incomplete (never "nothing
+    was released")."""
+    if isinstance(err, asyncio.CancelledError | GeneratorExit | Interrupted):
+        return err
+    if isinstance(err, DependencyUnavailable):
+        return Interrupted(err.dependency, released)
+    log.error("stream_failed", error_type=type(err).__name__, exc_info=err)
+    return Interrupted("internal", released)
+
+
+class LateEvents:
+    """Closing events that could not be stored when their stream ended (the trail was down), kept
+    in memory and stored in order once it is back. Bounded: past `limit` events, or `give_up`
+    seconds, an event is dropped with an error line that carries it whole, so the operational log
+    still holds what the trail could not."""
+
+    def __init__(self, sink: AuditSink, limit: int = 10_000, give_up: float = 3600.0, every: float = 0.5) -> None:
+        self.sink = sink
+        self.limit = limit
+        self.give_up = give_up
+        self.every = every
+        self.pending: list[tuple[float, dict[str, Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def keep(self, event: dict[str, Any]) -> None:
+        if len(self.pending) >= self.limit:
+            log.error("audit_event_lost", **self.pending.pop(0)[1])
+        self.pending.append((time.monotonic(), event))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.pending:
+            await asyncio.sleep(self.every)
+            while self.pending:
+                kept_at, event = self.pending[0]
+                if time.monotonic() - kept_at > self.give_up:
+                    log.error("audit_event_lost", **self.pending.pop(0)[1])
+                    continue
+                try:
+                    await self.sink.append(event)
+                except DomainError:
+                    break
+                self.pending.pop(0)
+                log.info("call", late=True, **event)

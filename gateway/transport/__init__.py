@@ -1,0 +1,1 @@
+"""Transports: how calls reach the one call pipeline (gateway/pipeline/). gRPC today."""
