@@ -166,7 +166,10 @@ class LateEvents:
                     continue
                 try:
                     await self.sink.append(event)
-                except DomainError:
+                except DomainError:  # the trail is still down: later
                     break
+                except Exception as err:  # a bug: this event cannot be stored; its line keeps it
+                    log.error("audit_event_lost", error_type=type(err).__name__, **self.pending.pop(0)[1])
+                    continue
                 self.pending.pop(0)
                 log.info("call", late=True, **event)
