@@ -4,11 +4,9 @@ served over real gRPC channels. `--redis-url` points the suite at an existing Re
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from adapters.audit.keys import stream_key
 from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import start_billing_sim
@@ -32,12 +29,11 @@ from gateway.metrics import dependency_checks, watch_readiness
 from gateway.ports import StaffRecord
 from gateway.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
-
-CODE_RE = re.compile(r"code is ([0-9]{6})")
-TEST_SEED = "hallgate-test"
-TRUST_DOMAIN = "hallgate.test"
-KIOSK_CERT = "kiosk-H001-K01"
-STAFF_PASSWORD = "counter2026"
+from tests.support.outbox import CODE_RE
+from tests.support.staff import STAFF_PASSWORD, fresh_totp
+from tests.support.subscribers import HASH_N, SUBSCRIBERS, TEST_SEED
+from tests.support.tls import KIOSK_CERT, TRUST_DOMAIN, client_credentials
+from tests.support.trail import trail
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,14 +76,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_dev_pki(tmp_path_factory.mktemp("pki") / "pki", TRUST_DOMAIN)
 
 
-def client_credentials(pki: Path, name: str) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials((pki / "ca.crt").read_bytes(), (pki / f"{name}.key").read_bytes(),
-                                        (pki / f"{name}.crt").read_bytes())
-
-
 @pytest.fixture(scope="session")
 def billing_data() -> SeededBilling:
-    return SeededBilling(seed=TEST_SEED, subscribers=1200, hash_n=2**10)
+    return SeededBilling(seed=TEST_SEED, subscribers=SUBSCRIBERS, hash_n=HASH_N)
 
 
 @dataclass
@@ -152,20 +143,7 @@ class Harness:
         return str(reply.access_token)
 
     async def audit_events(self) -> list[dict[str, str]]:
-        entries = await self.redis.xrange(stream_key(self.settings.audit_chain))
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
-
-
-_used_steps: dict[str, int] = {}
-
-
-def fresh_totp(secret: str) -> str:
-    """A TOTP code not used before in this test run: the gateway accepts each time step once, so a
-    second sign-in of the same account uses the next step (the gateway accepts one step ahead)."""
-    totp = pyotp.TOTP(secret)
-    step = max(totp.timecode(datetime.now(UTC)), _used_steps.get(secret, -1) + 1)
-    _used_steps[secret] = step
-    return totp.generate_otp(step)
+        return await trail(self.redis, self.settings.audit_chain)
 
 
 @pytest.fixture

@@ -27,14 +27,15 @@ from hallgate_pb.v1 import (
     legal_pb2,
     legal_pb2_grpc,
 )
-from tests.e2e.test_legal import desk, register_message
-from tests.helpers import HEAVY, ORDINARY, OTHER, UNKNOWN, details, month, violations
+from tests.support.clerk import id_card
+from tests.support.dates import month, ts
+from tests.support.legal import desk, register_message
+from tests.support.status import details, drain, refused, violations
+from tests.support.subscribers import HEAVY, ORDINARY, OTHER, UNKNOWN
+from tests.support.tls import AUDIT_CERT, CLERK_CERT, LEGAL_CERT
 
 Code = grpc.StatusCode
-AUDIT_CERT = "audit-B01-A01"
-CLERK_CERT = "clerk-H001-T07"
 H002_CERT = "clerk-H002-T01"
-LEGAL_CERT = "legal-B01-L01"
 TWIN = "13811110001"  # masks like ORDINARY (138****0001); billing does not know it
 THIRD = "13800000003"
 KIOSK = "/hallgate.v1.KioskService/"
@@ -43,12 +44,6 @@ AUDIT = "/hallgate.v1.AuditService/"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def ts(t: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(t)
-    return out
 
 
 def event_filter(**kw: object) -> audit_pb2.EventFilter:
@@ -104,16 +99,6 @@ def matching(stored: list[tuple[str, dict[str, str]]], **criteria: str) -> list[
     return [i for i, f in stored if all(f.get(k, "") == v for k, v in criteria.items())]
 
 
-async def refused(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    return e.value
-
-
-async def drain(call) -> list:
-    return [m async for m in call]
-
-
 class Counter:
     """A clerk signed in on a clerk terminal."""
 
@@ -123,11 +108,7 @@ class Counter:
 
     async def serve_by_id(self, msisdn: str) -> None:
         """Identify the owner by their ID card, view the profile, close the session."""
-        owner = self.gw.billing.owner_of(msisdn)
-        doc = clerk_pb2.IdDocumentProof(
-            document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=owner.document_number,
-            name=owner.name, birth_date=owner.birth_date,
-            sex=clerk_pb2.DOCUMENT_SEX_MALE if owner.sex == "male" else clerk_pb2.DOCUMENT_SEX_FEMALE)
+        doc = id_card(self.gw.billing.owner_of(msisdn))
         session = (await self.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
             msisdn=msisdn, id_document=doc), metadata=self.md)).customer_session
         await self.stub.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=session),

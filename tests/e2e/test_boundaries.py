@@ -8,7 +8,9 @@ import structlog
 
 from adapters.audit.keys import stream_key
 from hallgate_pb.v1 import kiosk_pb2
-from tests.helpers import HEAVY, ORDINARY, UNKNOWN, details, month, violations
+from tests.support.dates import month
+from tests.support.status import details, violations
+from tests.support.subscribers import HEAVY, ORDINARY, UNKNOWN
 
 
 def violations_text(err):

@@ -14,7 +14,9 @@ from google.protobuf.descriptor import Descriptor
 
 from gateway import passwords
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2
-from tests.helpers import UNKNOWN, details, violations
+from tests.support.clerk import id_card
+from tests.support.status import details, reason, refused, shape, violations
+from tests.support.subscribers import UNKNOWN
 
 Code = grpc.StatusCode
 T07, T08, H002 = "clerk-H001-T07", "clerk-H001-T08", "clerk-H002-T01"
@@ -79,29 +81,6 @@ async def counter(gw, staff_id: str = "C1001", cert: str = T07, role: str = "cle
                   secret: str | None = None) -> Counter:
     secret = secret or await gw.add_staff(staff_id, role, hall=hall)
     return Counter(gw, cert, await gw.staff_sign_in(cert, staff_id, secret))
-
-
-def id_card(owner, **changes) -> clerk_pb2.IdDocumentProof:
-    """The owner's resident ID card as the clerk reads it, with `changes` misread."""
-    fields = {"document_type": clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, "document_number": owner.document_number,
-              "name": owner.name, "birth_date": owner.birth_date,
-              "sex": clerk_pb2.DOCUMENT_SEX_MALE if owner.sex == "male" else clerk_pb2.DOCUMENT_SEX_FEMALE}
-    fields.update(changes)
-    return clerk_pb2.IdDocumentProof(**fields)
-
-
-async def refused(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    return e.value
-
-
-def shape(e: grpc.aio.AioRpcError) -> tuple[object, ...]:
-    return e.code(), e.details(), sorted(details(e)), str(details(e).get("ErrorInfo"))
-
-
-def reason(e: grpc.aio.AioRpcError) -> str:
-    return str(details(e)["ErrorInfo"].reason)
 
 
 def wrong(secret: str) -> str:

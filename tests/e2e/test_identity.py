@@ -6,7 +6,6 @@ certificates made here (another CA, expired, foreign trust domain, malformed or 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -16,8 +15,10 @@ from adapters.dev_pki import Issued, issue, make_ca, serial_of
 from gateway.bootstrap import server_credentials
 from gateway.settings import Settings
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
-from tests.conftest import TRUST_DOMAIN
-from tests.helpers import ORDINARY, details
+from tests.support.status import details, outcome, refused
+from tests.support.subscribers import ORDINARY
+from tests.support.tls import TRUST_DOMAIN
+from tests.support.waiting import wait_for
 
 Code = grpc.StatusCode
 TOKEN = "A" * 43
@@ -70,12 +71,6 @@ def clerk_calls(channel: grpc.aio.Channel) -> dict[str, object]:
         "CloseCustomerSession": lambda: stub.CloseCustomerSession(
             clerk_pb2.CloseCustomerSessionRequest(customer_session=TOKEN), timeout=5),
     }
-
-
-async def refused(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    return e.value
 
 
 async def last_event(gw, method_suffix: str) -> dict[str, str]:
@@ -220,54 +215,33 @@ async def test_a_fresh_certificate_from_the_hall_ca_with_a_good_spiffe_id_works(
 
 # --- revocation without restart --------------------------------------------------------------------
 
-async def eventually(check, within: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        try:
-            if await check():
-                return
-        except grpc.aio.AioRpcError:
-            pass
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
-async def answer(call) -> Code:
-    try:
-        await call
-    except grpc.aio.AioRpcError as e:
-        return e.code()
-    return Code.OK
-
-
 @pytest.mark.parametrize("by", ["terminal", "serial"])
 async def test_revoking_a_terminal_takes_effect_without_restart_and_removal_restores_it(make_gateway, by):
     gw = await make_gateway(send_min_interval=0.01)
     ch = gw.channel_for(KIOSK)
     other = gw.channel_for(KIOSK2)
-    assert await answer(kiosk_call(ch)) == Code.OK
+    assert await outcome(kiosk_call(ch)) == Code.OK
     entry = "H001/kiosk/K01" if by == "terminal" else f"serial:{serial_of((gw.pki / f'{KIOSK}.crt').read_bytes())}"
     await gw.deps.revocations.add(entry)
 
     async def is_refused() -> bool:
-        return await answer(kiosk_call(ch)) == Code.UNAUTHENTICATED
+        return await outcome(kiosk_call(ch)) == Code.UNAUTHENTICATED
 
-    await eventually(is_refused)
+    await wait_for(is_refused, limit=3.0, what="the revocation")
     e = await refused(kiosk_call(ch))
     assert details(e)["ErrorInfo"].reason == "REVOKED_TERMINAL"
     ev = await last_event(gw, "RequestOneTimeCode")
     assert (ev["channel"], ev["terminal"], ev["decision"], ev["reason"]) == (
         "kiosk", "H001/kiosk/K01", "denied", "revoked_terminal")
     # Every service is refused to it, and other terminals are not affected.
-    assert await answer(staff_call(ch)) == Code.UNAUTHENTICATED
-    assert await answer(kiosk_call(other)) != Code.UNAUTHENTICATED
+    assert await outcome(staff_call(ch)) == Code.UNAUTHENTICATED
+    assert await outcome(kiosk_call(other)) != Code.UNAUTHENTICATED
     await gw.deps.revocations.remove(entry)
 
     async def is_restored() -> bool:
-        return await answer(kiosk_call(ch)) != Code.UNAUTHENTICATED
+        return await outcome(kiosk_call(ch)) != Code.UNAUTHENTICATED
 
-    await eventually(is_restored)
+    await wait_for(is_restored, limit=3.0, what="the removal")
 
 
 async def test_revoking_a_clerk_terminal_cuts_off_its_signed_in_staff(gw):
@@ -280,9 +254,9 @@ async def test_revoking_a_clerk_terminal_cuts_off_its_signed_in_staff(gw):
     await gw.deps.revocations.add("H001/clerk/T07")
 
     async def is_refused() -> bool:
-        return await answer(stub.RequestCustomerCode(request, metadata=md)) == Code.UNAUTHENTICATED
+        return await outcome(stub.RequestCustomerCode(request, metadata=md)) == Code.UNAUTHENTICATED
 
-    await eventually(is_refused)
+    await wait_for(is_refused, limit=3.0, what="the revocation")
     ev = await last_event(gw, "RequestCustomerCode")
     assert ev["reason"] == "revoked_terminal" and ev["terminal"] == "H001/clerk/T07"
 

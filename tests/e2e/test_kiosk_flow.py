@@ -9,7 +9,9 @@ import grpc
 import pytest
 
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
-from tests.helpers import HEAVY, ORDINARY, OTHER, PORTED, SIM_SWAPPED, UNKNOWN, details, month
+from tests.support.dates import month
+from tests.support.status import details
+from tests.support.subscribers import HEAVY, ORDINARY, OTHER, PORTED, SIM_SWAPPED, UNKNOWN
 
 pytestmark = pytest.mark.asyncio
 Code = grpc.StatusCode

@@ -14,80 +14,26 @@ import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
 from gateway import delivery, rules
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, legal_pb2, legal_pb2_grpc, staff_pb2, staff_pb2_grpc
-from tests.conftest import STAFF_PASSWORD, fresh_totp
-from tests.helpers import HEAVY, ORDINARY, OTHER, UNKNOWN, details, month, violations
+from tests.support.clerk import id_card
+from tests.support.dates import ZONE, month
+from tests.support.legal import PDF, Desk, S, desk, letter, register_message, window
+from tests.support.staff import STAFF_PASSWORD, fresh_totp
+from tests.support.status import drain, reason, refused, violations
+from tests.support.subscribers import HEAVY, ORDINARY, OTHER, UNKNOWN
+from tests.support.tls import CLERK_CERT, KIOSK_CERT, LEGAL_CERT
 
 Code = grpc.StatusCode
-LEGAL_CERT = "legal-B01-L01"
-KIOSK_CERT = "kiosk-H001-K01"
-CLERK_CERT = "clerk-H001-T07"
-ZONE = ZoneInfo("Asia/Shanghai")
 LEGAL_METHOD = "/hallgate.v1.LegalService/"
-PDF = (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
-       b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n")
 BRANCH = "branch office's legal department"
-
-S = legal_pb2  # enum values, shorter
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def window(first_day: int = 3, last_day: int = 10) -> tuple[datetime, datetime]:
-    """[first_day, last_day) of last month (complete), in the operator's zone."""
-    y, m = (int(x) for x in month(-1).split("-"))
-    return datetime(y, m, first_day, tzinfo=ZONE), datetime(y, m, last_day, tzinfo=ZONE)
-
-
-def ts(t: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(t)
-    return out
-
-
-def data_window(start: datetime | None, end: datetime | None) -> legal_pb2.DataWindow:
-    w = legal_pb2.DataWindow()
-    if start is not None:
-        w.start.CopyFrom(ts(start))
-    if end is not None:
-        w.end.CopyFrom(ts(end))
-    return w
-
-
-def letter(**changes: object) -> legal_pb2.Letter:
-    fields: dict[str, object] = {
-        "reference": "沪公(刑)调字[2026]0113号",
-        "date": (datetime.now(ZONE).date() - timedelta(days=2)).isoformat(),
-        "media_type": "application/pdf", "content": PDF}
-    fields.update(changes)
-    return legal_pb2.Letter(**fields)  # type: ignore[arg-type]
-
-
-def register_message(targets: tuple[str, ...] = (ORDINARY,),
-                     categories: tuple[int, ...] = (S.DATA_CATEGORY_SUBSCRIBER_INFO, S.DATA_CATEGORY_CALL_DETAILS),
-                     start: datetime | None = None, end: datetime | None = None,
-                     **changes: object) -> legal_pb2.RegisterRequestRequest:
-    w_start, w_end = window()
-    fields: dict[str, object] = {
-        "agency": legal_pb2.Agency(kind=S.AGENCY_KIND_PUBLIC_SECURITY, name="上海市公安局刑事侦查总队",
-                                   level=S.AGENCY_LEVEL_PREFECTURE),
-        "letter": letter(),
-        "legal_basis": "Criminal Procedure Law of the PRC, art. 54",
-        "case_number": "SH-2026-0113",
-        "officers": [legal_pb2.Officer(name="Chen Jing", badge_number="310-044721"),
-                     legal_pb2.Officer(name="Wang Lei", badge_number="310-051190")],
-        "targets": list(targets), "categories": list(categories),
-        "window": data_window(start or w_start, end or w_end)}
-    fields.update(changes)
-    return legal_pb2.RegisterRequestRequest(**fields)  # type: ignore[arg-type]
 
 
 def expected_calls(gw, target: str, start: datetime, end: datetime) -> list[bytes]:
@@ -107,58 +53,6 @@ def public_key(gw) -> bytes:
     """The gateway's delivery public key, derived from the signing key in its data directory."""
     path = Path(gw.settings.data_dir) / "legal-signing.pem"
     return delivery.Signer(delivery.load_private_key(path)).public_pem()
-
-
-def reason(e: grpc.aio.AioRpcError) -> str:
-    return str(details(e)["ErrorInfo"].reason)
-
-
-async def refused(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    return e.value
-
-
-async def drain(call) -> list:
-    return [m async for m in call]
-
-
-class Desk:
-    """A staff member signed in on the branch's legal terminal (or any other, given `cert`)."""
-
-    def __init__(self, gw, staff_id: str, md, cert: str = LEGAL_CERT, secret: str = "") -> None:
-        self.gw, self.staff_id, self.md, self.secret = gw, staff_id, md, secret
-        self.stub = legal_pb2_grpc.LegalServiceStub(gw.channel_for(cert))
-
-    async def register(self, message: legal_pb2.RegisterRequestRequest | None = None) -> legal_pb2.LegalRequest:
-        reply = await self.stub.RegisterRequest(message or register_message(), metadata=self.md)
-        return reply.request
-
-    async def approve(self, request_id: str, why: str = "letter checked with the issuing agency by phone"):
-        reply = await self.stub.ApproveRequest(legal_pb2.ApproveRequestRequest(request_id=request_id, reason=why),
-                                               metadata=self.md)
-        return reply.request
-
-    def fulfil_call(self, request_id: str, why: str = "handed over to officer Chen on an encrypted drive",
-                    targets: tuple[str, ...] = (), categories: tuple[int, ...] = (),
-                    start: datetime | None = None, end: datetime | None = None):
-        m = legal_pb2.FulfilRequestRequest(request_id=request_id, reason=why, targets=list(targets),
-                                           categories=list(categories))
-        if start is not None or end is not None:
-            m.window.CopyFrom(data_window(start, end))
-        return drain(self.stub.FulfilRequest(m, metadata=self.md))
-
-    async def fulfil(self, request_id: str, **kw) -> list[legal_pb2.FulfilRequestResponse]:
-        return await self.fulfil_call(request_id, **kw)
-
-    async def get(self, request_id: str) -> legal_pb2.LegalRequest:
-        return (await self.stub.GetRequest(legal_pb2.GetRequestRequest(request_id=request_id),
-                                           metadata=self.md)).request
-
-
-async def desk(gw, staff_id: str, role: str, cert: str = LEGAL_CERT, hall: str = "B01") -> Desk:
-    secret = await gw.add_staff(staff_id, role, hall=hall)
-    return Desk(gw, staff_id, await gw.staff_sign_in(cert, staff_id, secret), cert, secret)
 
 
 async def legal_department(gw) -> tuple[Desk, Desk, Desk]:
@@ -649,10 +543,7 @@ async def test_a_clerk_session_sees_nothing_of_a_legal_request(gw):
     secret = await gw.add_staff("C1001", "clerk", hall="H001")
     md = await gw.staff_sign_in(CLERK_CERT, "C1001", secret)
     clerk = clerk_pb2_grpc.ClerkServiceStub(gw.channel_for(CLERK_CERT))
-    doc = clerk_pb2.IdDocumentProof(
-        document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=owner.document_number,
-        name=owner.name, birth_date=owner.birth_date,
-        sex=clerk_pb2.DOCUMENT_SEX_MALE if owner.sex == "male" else clerk_pb2.DOCUMENT_SEX_FEMALE)
+    doc = id_card(owner)
 
     async def profile() -> bytes:
         session = (await clerk.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(

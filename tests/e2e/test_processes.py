@@ -12,32 +12,12 @@ import grpc
 import pytest
 
 from adapters.sms_outbox import OUTBOX_NAME
-from gateway import delivery
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
-from tests.conftest import CODE_RE, TRUST_DOMAIN
-from tests.e2e.processes import Proc
-from tests.helpers import ORDINARY, month
-
-SIM = ["--sim-hash-n", "1024", "--sim-subscribers", "1200", "--sim-seed", "hallgate-test"]
-
-
-def _code(data: Path, msisdn: str, timeout: float = 5.0) -> str:
-    """The number's latest code in the outbox; the SMS leaves after the call's answer, so wait for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        outbox = data / OUTBOX_NAME
-        lines = [line for line in outbox.read_text().splitlines() if msisdn in line] if outbox.exists() else []
-        found = CODE_RE.search(lines[-1]) if lines else None
-        if found:
-            return found.group(1)
-        assert time.monotonic() < deadline, f"no code reached {msisdn}"
-        time.sleep(0.02)
-
-
-def _password(msisdn: str) -> str:
-    from adapters.billing_sim.data import SeededBilling
-
-    return SeededBilling(seed="hallgate-test", subscribers=1200, hash_n=1024).password_for(msisdn)
+from tests.support.dates import month
+from tests.support.outbox import code_in
+from tests.support.processes import BillingProc, Proc, socket_closes
+from tests.support.subscribers import HEAVY, ORDINARY, SIM, password
+from tests.support.tls import tls_env
 
 
 def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path: Path) -> None:
@@ -51,7 +31,7 @@ def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path
             stub = kiosk_pb2_grpc.KioskServiceStub(channel)
             stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
             reply = stub.Authenticate(kiosk_pb2.AuthenticateRequest(
-                msisdn=ORDINARY, service_password=_password(ORDINARY), one_time_code=_code(data, ORDINARY)),
+                msisdn=ORDINARY, service_password=password(ORDINARY), one_time_code=code_in(data, ORDINARY)),
                 timeout=10)
             chunks = list(stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(
                 access_token=reply.access_token, month=month()), timeout=30))
@@ -66,19 +46,10 @@ def test_serve_with_embedded_redis_and_billing_serves_and_stops_cleanly(tmp_path
     assert (data / "redis" / "appendonlydir").is_dir()  # AOF persistence was on
 
 
-def tls_env(pki: Path) -> dict[str, str]:
-    """What a production `hallgate serve` needs (no --dev): the TLS material and a legal signing key."""
-    signing_key = pki / "legal-signing.pem"
-    delivery.load_or_create_private_key(signing_key)
-    return {"HALLGATE_TLS_CERT": str(pki / "server.crt"), "HALLGATE_TLS_KEY": str(pki / "server.key"),
-            "HALLGATE_TLS_CLIENT_CA": str(pki / "ca.crt"), "HALLGATE_TRUST_DOMAIN": TRUST_DOMAIN,
-            "HALLGATE_LEGAL_SIGNING_KEY": str(signing_key)}
-
-
 @pytest.fixture
 def two_gateways(tmp_path: Path, redis_url: str, clean_redis: str, pki: Path
                  ) -> Iterator[tuple[Proc, Proc, Path]]:
-    sim = Proc(["billing-sim", "--listen", "{address}", *SIM], {}, tmp_path / "sim.log").wait_port()
+    sim = BillingProc(tmp_path / "sim.log").start()
     data = tmp_path / "shared"  # one data directory each, one SMS outbox for both (as one SMSC)
     env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": "k",
            "HALLGATE_SMS_OUTBOX": str(data / OUTBOX_NAME), "HALLGATE_LOCK_THRESHOLD": "3", **tls_env(pki)}
@@ -102,7 +73,7 @@ def test_a_code_requested_through_one_gateway_authenticates_through_the_other(tw
             kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
         stub_b = kiosk_pb2_grpc.KioskServiceStub(cb)
         reply = stub_b.Authenticate(kiosk_pb2.AuthenticateRequest(
-            msisdn=ORDINARY, service_password=_password(ORDINARY), one_time_code=_code(data, ORDINARY)), timeout=10)
+            msisdn=ORDINARY, service_password=password(ORDINARY), one_time_code=code_in(data, ORDINARY)), timeout=10)
         # and the token works on the first one
         chunks = list(kiosk_pb2_grpc.KioskServiceStub(ca).ListCallDetails(
             kiosk_pb2.ListCallDetailsRequest(access_token=reply.access_token, month=month()), timeout=30))
@@ -131,10 +102,10 @@ def test_sigterm_lets_an_in_flight_stream_end_cleanly(tmp_path: Path, redis_url:
     try:
         with gw.channel(pki) as channel:
             stub = kiosk_pb2_grpc.KioskServiceStub(channel)
-            stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn="13800000500"), timeout=10)
+            stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=HEAVY), timeout=10)
             reply = stub.Authenticate(kiosk_pb2.AuthenticateRequest(
-                msisdn="13800000500", service_password=_password("13800000500"),
-                one_time_code=_code(data, "13800000500")), timeout=10)
+                msisdn=HEAVY, service_password=password(HEAVY),
+                one_time_code=code_in(data, HEAVY)), timeout=10)
             stream = stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(
                 access_token=reply.access_token, month=month()), timeout=30)
             next(stream)
@@ -159,12 +130,4 @@ def test_a_killed_gateway_does_not_leave_its_embedded_redis_behind(tmp_path: Pat
     gw.wait_serving(data / "pki")
     sock = data / "redis" / "redis.sock"
     gw.kill()  # SIGKILL: no shutdown code runs
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(sock))
-        except OSError:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the embedded redis-server outlived its gateway")
+    assert socket_closes(sock, timeout=10), "the embedded redis-server outlived its gateway"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from datetime import UTC, datetime
 
 import grpc
@@ -14,27 +13,13 @@ import pytest
 import structlog
 
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, staff_pb2, staff_pb2_grpc
-from tests.conftest import STAFF_PASSWORD, _used_steps
-from tests.helpers import details, violations
+from tests.support.staff import STAFF_PASSWORD, next_totp, sign_in
+from tests.support.status import details, refused, shape, violations
 
 Code = grpc.StatusCode
 T07, T08, H002 = "clerk-H001-T07", "clerk-H001-T08", "clerk-H002-T01"
 LEGAL, AUDIT, KIOSK = "legal-B01-L01", "audit-B01-A01", "kiosk-H001-K01"
 NEW_PASSWORD = "Counter2027x"
-
-
-def totp(secret: str) -> str:
-    """The next unused TOTP code, starting one step back: the gateway accepts the previous, the
-    current and the next step, each once, so a test can use three codes without waiting. A code of
-    the previous step is only handed out with at least a second of the current step left."""
-    t = pyotp.TOTP(secret)
-    current = t.timecode(datetime.now(UTC))
-    step = max(current - 1, _used_steps.get(secret, -1) + 1)
-    if step == current - 1 and t.interval - time.time() % t.interval < 1:
-        time.sleep(t.interval - time.time() % t.interval + 0.05)
-        return totp(secret)
-    _used_steps[secret] = step
-    return t.generate_otp(step)
 
 
 def stale_code(secret: str) -> str:
@@ -49,22 +34,6 @@ def staff_stub(gw, cert: str) -> staff_pb2_grpc.StaffServiceStub:
 
 def clerk_stub(gw, cert: str) -> clerk_pb2_grpc.ClerkServiceStub:
     return clerk_pb2_grpc.ClerkServiceStub(gw.channel_for(cert))
-
-
-async def sign_in(gw, cert: str, staff_id: str, password: str, code: str) -> staff_pb2.SignInResponse:
-    return await staff_stub(gw, cert).SignIn(staff_pb2.SignInRequest(
-        staff_id=staff_id, password=password, totp_code=code))
-
-
-async def refused(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    return e.value
-
-
-def shape(e: grpc.aio.AioRpcError) -> tuple[object, ...]:
-    """Everything a caller can see of a refusal."""
-    return e.code(), e.details(), sorted(details(e)), str(details(e).get("ErrorInfo"))
 
 
 async def counter_call(gw, cert: str, md) -> Code:
@@ -84,7 +53,7 @@ async def counter_call(gw, cert: str, md) -> Code:
 
 async def test_right_credentials_sign_in_with_role_and_idle_timeout(gw):
     secret = await gw.add_staff("C1001", "clerk")
-    reply = await sign_in(gw, T07, "C1001", STAFF_PASSWORD, totp(secret))
+    reply = await sign_in(gw, T07, "C1001", STAFF_PASSWORD, next_totp(secret))
     assert reply.role == "clerk" and len(reply.staff_token) == 43
     assert reply.idle_timeout.seconds == int(gw.settings.staff_idle)
     md = (("authorization", f"Bearer {reply.staff_token}"),)
@@ -98,10 +67,10 @@ async def test_wrong_password_wrong_totp_unknown_and_disabled_staff_get_one_answ
     secret = await gw.add_staff("C1001", "clerk")
     disabled = await gw.add_staff("C1002", "clerk", disabled=True)
     answers = {
-        "wrong password": await refused(sign_in(gw, T07, "C1001", "counter2025", totp(secret))),
+        "wrong password": await refused(sign_in(gw, T07, "C1001", "counter2025", next_totp(secret))),
         "wrong totp": await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, stale_code(secret))),
-        "unknown staff": await refused(sign_in(gw, T07, "C9999", STAFF_PASSWORD, totp(secret))),
-        "disabled staff": await refused(sign_in(gw, T07, "C1002", STAFF_PASSWORD, totp(disabled))),
+        "unknown staff": await refused(sign_in(gw, T07, "C9999", STAFF_PASSWORD, next_totp(secret))),
+        "disabled staff": await refused(sign_in(gw, T07, "C1002", STAFF_PASSWORD, next_totp(disabled))),
     }
     first = shape(answers["wrong password"])
     assert first[0] == Code.UNAUTHENTICATED
@@ -113,14 +82,14 @@ async def test_wrong_password_wrong_totp_unknown_and_disabled_staff_get_one_answ
 
 async def test_a_totp_code_is_accepted_once(gw):
     secret = await gw.add_staff("C1001", "clerk")
-    code = totp(secret)
+    code = next_totp(secret)
     assert (await sign_in(gw, T07, "C1001", STAFF_PASSWORD, code)).staff_token
     e = await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, code))
     assert e.code() == Code.UNAUTHENTICATED
     # ... even on another terminal, and an earlier step is no good either once a later one was used.
     e = await refused(sign_in(gw, T08, "C1001", STAFF_PASSWORD, code))
     assert e.code() == Code.UNAUTHENTICATED
-    assert (await sign_in(gw, T08, "C1001", STAFF_PASSWORD, totp(secret))).staff_token
+    assert (await sign_in(gw, T08, "C1001", STAFF_PASSWORD, next_totp(secret))).staff_token
 
 
 async def test_five_failures_lock_the_account_even_for_the_right_credentials(make_gateway):
@@ -135,14 +104,14 @@ async def test_five_failures_lock_the_account_even_for_the_right_credentials(mak
     e = await refused(sign_in(gw, T07, "C1001", "wrong-pass1", "000000"))
     assert e.code() == Code.RESOURCE_EXHAUSTED
     assert details(e)["RetryInfo"].retry_delay.seconds >= 1
-    e = await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, totp(secret)))
+    e = await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, next_totp(secret)))
     assert e.code() == Code.RESOURCE_EXHAUSTED
     assert details(e)["RetryInfo"].retry_delay.seconds >= 1
     assert (await gw.audit_events())[-1]["reason"] == "staff_locked"
     # Another account is not affected, and the lock expires.
-    assert (await sign_in(gw, T07, "C1002", STAFF_PASSWORD, totp(other))).staff_token
+    assert (await sign_in(gw, T07, "C1002", STAFF_PASSWORD, next_totp(other))).staff_token
     await asyncio.sleep(1.6)
-    assert (await sign_in(gw, T07, "C1001", STAFF_PASSWORD, totp(secret))).staff_token
+    assert (await sign_in(gw, T07, "C1001", STAFF_PASSWORD, next_totp(secret))).staff_token
 
 
 async def test_the_default_staff_lock_lasts_thirty_minutes(gw):
@@ -168,7 +137,7 @@ async def test_an_unknown_staff_id_locks_like_a_known_one(gw):
 
 async def test_an_expired_password_must_be_changed_first(gw):
     secret = await gw.add_staff("C1001", "clerk", changed_days_ago=91)
-    e = await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, totp(secret)))
+    e = await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, next_totp(secret)))
     assert e.code() == Code.FAILED_PRECONDITION
     assert details(e)["ErrorInfo"].reason == "PASSWORD_EXPIRED"
     stub = staff_stub(gw, T07)
@@ -182,8 +151,8 @@ async def test_an_expired_password_must_be_changed_first(gw):
         staff_id="C1001", current_password="counter2025", new_password=NEW_PASSWORD, totp_code=stale_code(secret))))
     assert e.code() == Code.UNAUTHENTICATED
     await stub.ChangePassword(staff_pb2.ChangePasswordRequest(
-        staff_id="C1001", current_password=STAFF_PASSWORD, new_password=NEW_PASSWORD, totp_code=totp(secret)))
-    reply = await sign_in(gw, T07, "C1001", NEW_PASSWORD, totp(secret))
+        staff_id="C1001", current_password=STAFF_PASSWORD, new_password=NEW_PASSWORD, totp_code=next_totp(secret)))
+    reply = await sign_in(gw, T07, "C1001", NEW_PASSWORD, next_totp(secret))
     assert reply.role == "clerk"
     e = await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, stale_code(secret)))
     assert e.code() == Code.UNAUTHENTICATED
@@ -191,7 +160,7 @@ async def test_an_expired_password_must_be_changed_first(gw):
 
 async def test_a_password_89_days_old_still_works(gw):
     secret = await gw.add_staff("C1001", "clerk", changed_days_ago=89)
-    assert (await sign_in(gw, T07, "C1001", STAFF_PASSWORD, totp(secret))).staff_token
+    assert (await sign_in(gw, T07, "C1001", STAFF_PASSWORD, next_totp(secret))).staff_token
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -273,7 +242,7 @@ async def test_disabling_a_staff_member_ends_their_live_session(gw):
 ])
 async def test_staff_sign_in_only_on_a_terminal_of_their_role_and_hall(gw, role, hall, cert):
     secret = await gw.add_staff("S1", role, hall=hall)
-    e = await refused(sign_in(gw, cert, "S1", STAFF_PASSWORD, totp(secret)))
+    e = await refused(sign_in(gw, cert, "S1", STAFF_PASSWORD, next_totp(secret)))
     assert e.code() == Code.PERMISSION_DENIED
     assert details(e)["ErrorInfo"].reason == "WRONG_TERMINAL_FOR_ROLE"
     ev = (await gw.audit_events())[-1]
@@ -292,12 +261,12 @@ async def test_staff_sign_in_only_on_a_terminal_of_their_role_and_hall(gw, role,
 ])
 async def test_staff_sign_in_on_their_own_kind_of_terminal(gw, role, hall, cert):
     secret = await gw.add_staff("S1", role, hall=hall)
-    assert (await sign_in(gw, cert, "S1", STAFF_PASSWORD, totp(secret))).role == role
+    assert (await sign_in(gw, cert, "S1", STAFF_PASSWORD, next_totp(secret))).role == role
 
 
 async def test_a_kiosk_cannot_sign_staff_in(gw):
     secret = await gw.add_staff("C1001", "clerk")
-    e = await refused(sign_in(gw, KIOSK, "C1001", STAFF_PASSWORD, totp(secret)))
+    e = await refused(sign_in(gw, KIOSK, "C1001", STAFF_PASSWORD, next_totp(secret)))
     assert e.code() == Code.PERMISSION_DENIED
 
 
@@ -325,17 +294,17 @@ async def test_no_password_totp_code_or_token_reaches_logs_or_audit(gw):
     secret = await gw.add_staff("C1001", "clerk", changed_days_ago=91)
     codes = []
     with structlog.testing.capture_logs() as logs:
-        code = totp(secret)
+        code = next_totp(secret)
         codes.append(code)
         await refused(sign_in(gw, T07, "C1001", STAFF_PASSWORD, code))  # expired
         await refused(sign_in(gw, T07, "C1001", "Wr0ngPassw0rd", stale_code(secret)))
         await refused(staff_stub(gw, T07).ChangePassword(staff_pb2.ChangePasswordRequest(
             staff_id="C1001", current_password=STAFF_PASSWORD, new_password="weak", totp_code="000000")))
-        code = totp(secret)
+        code = next_totp(secret)
         codes.append(code)
         await staff_stub(gw, T07).ChangePassword(staff_pb2.ChangePasswordRequest(
             staff_id="C1001", current_password=STAFF_PASSWORD, new_password=NEW_PASSWORD, totp_code=code))
-        code = totp(secret)
+        code = next_totp(secret)
         codes.append(code)
         reply = await sign_in(gw, T07, "C1001", NEW_PASSWORD, code)
         md = (("authorization", f"Bearer {reply.staff_token}"),)

@@ -1,10 +1,10 @@
 """hallgate on highly available Redis: a 3-master Redis Cluster and a Sentinel setup on loopback
-(tests/topologies.py), two gateway processes and a billing simulator process on each.
+(tests/support/topologies.py), two gateway processes and a billing simulator process on each.
 
 On each topology: a code requested through one gateway authenticates through the other and the
 call list streams; failed sign-ins add up across both; a clerk signs in on one gateway and opens
-and reads a customer session through both; the audit trail holds every call (and, where the
-gateway writes the hash chain of adapters/audit/, it verifies). Then the topology breaks:
+and reads a customer session through both; the audit trail holds every call and its hash chain
+(adapters/audit/) verifies. Then the topology breaks:
 a Cluster master holding some numbers is killed and restarted, the Sentinel master is killed and
 replaced. Calls fail with UNAVAILABLE within seconds (never another status, never a hang), recover
 by themselves, and every audit event acknowledged before, during and after is there.
@@ -25,27 +25,23 @@ import pyotp
 import pytest
 from redis.exceptions import NoScriptError, RedisError
 
-from adapters.billing_sim.data import SeededBilling
+from adapters.audit.queries import verify
 from adapters.redis_client import connect
 from adapters.redis_staff import RedisStaffStore
 from adapters.sms_outbox import OUTBOX_NAME
 from gateway import passwords, rules
 from gateway.ports import StaffRecord
+from gateway.settings import Settings
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
-from tests.conftest import STAFF_PASSWORD, fresh_totp
-from tests.e2e.processes import Proc
-from tests.e2e.test_processes import _code, tls_env
-from tests.helpers import month
-from tests.topologies import (  # noqa: F401 - fixtures
-    HOST,
-    RedisClusterTopology,
-    RedisSentinelTopology,
-    redis_cluster,
-    redis_sentinel,
-)
+from tests.support.clerk import id_card
+from tests.support.dates import month
+from tests.support.outbox import code_in
+from tests.support.processes import BillingProc, Proc
+from tests.support.staff import STAFF_PASSWORD, fresh_totp
+from tests.support.subscribers import BILLING
+from tests.support.tls import tls_env
+from tests.support.topologies import HOST, RedisClusterTopology, RedisSentinelTopology
 
-SIM = ["--sim-hash-n", "1024", "--sim-subscribers", "1200", "--sim-seed", "hallgate-test"]
-BILLING = SeededBilling(seed="hallgate-test", subscribers=1200, hash_n=1024)
 SECRET = "topology-secret"
 CLERK_CERT = "clerk-H001-T07"
 Code = grpc.StatusCode
@@ -76,7 +72,7 @@ class Deployment:
 
     def code(self, msisdn: str) -> str:
         """The number's latest code: the SMS leaves just after the answer, so it may take a moment."""
-        return _code(self.data, msisdn)
+        return code_in(self.data, msisdn)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log.name}\n{p.log.read_text()[-1500:]}" for p in (self.a, self.b))
@@ -89,13 +85,12 @@ class Deployment:
 @contextlib.contextmanager
 def deployment(url: str, pki: Path, tmp: Path, **extra: str) -> Iterator[Deployment]:
     data = tmp / "shared"  # one data directory each, one SMS outbox for both (as one SMSC)
-    sim = Proc(["billing-sim", "--listen", "{address}", *SIM], {}, tmp / "sim.log")
+    sim = BillingProc(tmp / "sim.log").start()
     env = {"HALLGATE_REDIS_URL": url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": SECRET,
            "HALLGATE_SMS_OUTBOX": str(data / OUTBOX_NAME), "HALLGATE_LOCK_THRESHOLD": "3", **tls_env(pki), **extra}
     gws = [Proc(["serve", "--listen", "{address}"], {**env, "HALLGATE_DATA_DIR": str(tmp / f"gw{i}")},
                 tmp / f"gw{i}.log") for i in (1, 2)]
     try:
-        sim.wait_port()
         for g in gws:
             g.wait_serving(pki)
         d = Deployment(url, gws[0], gws[1], pki, data)
@@ -110,22 +105,20 @@ def deployment(url: str, pki: Path, tmp: Path, **extra: str) -> Iterator[Deploym
 
 
 @pytest.fixture(scope="module")
-def on_cluster(redis_cluster: RedisClusterTopology, pki: Path,  # noqa: F811
+def on_cluster(redis_cluster: RedisClusterTopology, pki: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with deployment(redis_cluster.url, pki, tmp_path_factory.mktemp("on-cluster")) as d:
         yield d
 
 
 @pytest.fixture(scope="module")
-def on_sentinel(redis_sentinel: RedisSentinelTopology, pki: Path,  # noqa: F811
+def on_sentinel(redis_sentinel: RedisSentinelTopology, pki: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with deployment(redis_sentinel.url, pki, tmp_path_factory.mktemp("on-sentinel")) as d:
         yield d
 
 
-# --- the audit trail, whichever sink the gateway writes ------------------------------------------
-
-LEGACY_STREAM = "hg:audit"
+# --- the audit trail ----------------------------------------------------------------------------
 
 
 def _s(v: Any) -> str:
@@ -133,8 +126,9 @@ def _s(v: Any) -> str:
 
 
 async def _read_audit(url: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """Every audit event the gateways wrote (the plain stream `hg:audit` and every hash chain
-    `hg:audit:{<chain>}:stream`), and each chain's verification result."""
+    """Every audit event the gateways wrote (every hash chain `hg:audit:{<chain>}:stream`), and each
+    chain's verification result."""
+    keys = Settings(secret_key=SECRET).audit_keys()[0]
     client = connect(url, 2.0)
     try:
         events: list[dict[str, str]] = []
@@ -142,37 +136,19 @@ async def _read_audit(url: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
         streams = {_s(k) async for k in client.scan_iter(match="hg:audit:*:stream", count=1000)}
         for stream in sorted(streams):
             chain = stream.split("{", 1)[1].split("}", 1)[0]
-            with contextlib.suppress(ImportError):
-                from adapters.audit import queries
-
-                if hasattr(queries, "verify"):
-                    verdicts[chain] = await queries.verify(client, chain, _audit_keys())
+            verdicts[chain] = await verify(client, chain, keys)
             events += [{_s(k): _s(v) for k, v in f.items()} for _, f in await client.xrange(stream)]
-        if await client.exists(LEGACY_STREAM):
-            events += [{_s(k): _s(v) for k, v in f.items()} for _, f in await client.xrange(LEGACY_STREAM)]
         return events, verdicts
     finally:
         await client.aclose()
 
 
-def _audit_keys() -> dict[str, bytes]:
-    from gateway.settings import Settings
-
-    settings: Any = Settings(secret_key=SECRET)
-    if hasattr(settings, "audit_keys"):
-        return dict(settings.audit_keys()[0])
-    from gateway.audit_chain import keyring
-
-    return keyring(SECRET.encode())[0]
-
-
 def audit(d: Deployment) -> list[dict[str, str]]:
-    """The events of both gateways; every chain verifies (when the gateway writes the chain)."""
+    """The events of both gateways; every chain verifies."""
     events, verdicts = asyncio.run(_read_audit(d.url))
+    assert verdicts, "no audit chain was written"
     for chain, result in verdicts.items():
         assert result.ok, f"audit chain {chain} does not verify: {result.as_dict()}"
-    if any(e.get("mac") for e in events):
-        assert verdicts, "chained events, but no chain was verified"
     return events
 
 
@@ -236,10 +212,7 @@ def clerk_flow(d: Deployment, staff_id: str, msisdn: str) -> None:
     on_a = d.stub(d.a, clerk_pb2_grpc.ClerkServiceStub, CLERK_CERT)
     on_b = d.stub(d.b, clerk_pb2_grpc.ClerkServiceStub, CLERK_CERT)
     owner = BILLING.owner_of(msisdn)
-    doc = clerk_pb2.IdDocumentProof(
-        document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=owner.document_number,
-        name=owner.name, birth_date=owner.birth_date,
-        sex=clerk_pb2.DOCUMENT_SEX_MALE if owner.sex == "male" else clerk_pb2.DOCUMENT_SEX_FEMALE)
+    doc = id_card(owner)
     session = on_b.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(msisdn=msisdn, id_document=doc),
                                        metadata=md, timeout=10).customer_session
     profile = on_a.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=session),
@@ -316,7 +289,7 @@ async def test_a_cluster_nobody_answers_is_a_redis_error_at_once() -> None:
     await client.aclose()
 
 
-async def test_cluster_pipelines_behave_like_standalone_ones(redis_cluster: RedisClusterTopology) -> None:  # noqa: F811
+async def test_cluster_pipelines_behave_like_standalone_ones(redis_cluster: RedisClusterTopology) -> None:
     client = connect(redis_cluster.url, 1.0)
     try:
         # MULTI within one slot; commands queued before `async with` are kept
@@ -358,7 +331,7 @@ def test_flows_across_two_gateways_on_a_redis_cluster(on_cluster: Deployment) ->
 
 
 def test_cluster_node_loss_fails_closed_for_its_slots_and_recovers(
-        on_cluster: Deployment, redis_cluster: RedisClusterTopology) -> None:  # noqa: F811
+        on_cluster: Deployment, redis_cluster: RedisClusterTopology) -> None:
     d, cluster = on_cluster, redis_cluster
     # The victim: a master holding no audit stream, the owner of slot 0 if it can be (every client's
     # default node, which serves keyless commands: readiness PING, the audit sink's INFO probe).
@@ -426,7 +399,7 @@ async def _audit_streams(url: str) -> set[str]:
     client = connect(url, 2.0)
     try:
         found = {_s(k) async for k in client.scan_iter(match="hg:audit*", count=1000)}
-        return {k for k in found if k == LEGACY_STREAM or k.endswith(":stream")}
+        return {k for k in found if k.endswith(":stream")}
     finally:
         await client.aclose()
 
@@ -466,7 +439,7 @@ def test_flows_across_two_gateways_on_sentinel(on_sentinel: Deployment) -> None:
 
 
 def test_sentinel_failover_fails_closed_and_recovers_with_every_acknowledged_event(
-        on_sentinel: Deployment, redis_sentinel: RedisSentinelTopology) -> None:  # noqa: F811
+        on_sentinel: Deployment, redis_sentinel: RedisSentinelTopology) -> None:
     d, topology = on_sentinel, redis_sentinel
     pool = iter(numbers(600, 600))
     calls: list[tuple[str, str, Code]] = []

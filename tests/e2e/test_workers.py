@@ -1,8 +1,6 @@
 """`hallgate serve --workers N` as real processes: the workers share the port and one Redis, each of
 them serves, their metrics add up at the supervisor's endpoint, SIGTERM stops all of them cleanly,
-and no worker outlives its supervisor, whether it was stopped, lost a worker or was killed.
-
-Skipped until Settings.workers and the CLI wiring are in place."""
+and no worker outlives its supervisor, whether it was stopped, lost a worker or was killed."""
 
 from __future__ import annotations
 
@@ -18,30 +16,30 @@ import grpc
 import pytest
 
 from adapters.redis_server import free_port
-from gateway.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
-from tests.e2e.processes import Proc
-from tests.e2e.test_metrics import assert_no_subscriber_numbers, samples, scrape
-from tests.e2e.test_processes import SIM, _code, _password, tls_env
-from tests.helpers import ORDINARY, month
-
-WIRED = "workers" in Settings.__dataclass_fields__ and "metrics_listen" in Settings.__dataclass_fields__
-pytestmark = pytest.mark.skipif(not WIRED, reason="--workers is not wired into settings/CLI yet")
+from tests.support.dates import month
+from tests.support.metrics import assert_no_subscriber_numbers, samples, scrape
+from tests.support.outbox import code_in
+from tests.support.processes import BillingProc, Proc
+from tests.support.subscribers import ORDINARY, SIM, password
+from tests.support.tls import KIOSK_CERT, client_credentials, tls_env
+from tests.support.waiting import wait_until
 
 
 def worker_pids(proc: Proc, n: int, timeout: float = 10.0) -> dict[int, int]:
     """{worker index: pid} from the supervisor's `worker_started` log lines."""
-    deadline = time.monotonic() + timeout
-    found: dict[int, int] = {}
-    while time.monotonic() < deadline:
+    def logged() -> dict[int, int] | None:
+        found: dict[int, int] = {}
         for line in proc.log.read_text().splitlines():
             if line.startswith("{") and '"worker_started"' in line:
                 event = json.loads(line)
                 found[int(event["worker"])] = int(event["pid"])
-        if len(found) == n:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"worker pids not logged: {proc.log.read_text()[-2000:]}")
+        return found if len(found) == n else None
+
+    try:
+        return wait_until(f"{n} worker pids logged", logged, timeout, every=0.1, retry_on=())
+    except TimeoutError:
+        raise AssertionError(f"worker pids not logged: {proc.log.read_text()[-2000:]}") from None
 
 
 def multiproc_dir(pid: int) -> str:
@@ -60,18 +58,17 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [p for p in pids if alive(p)], "processes left behind"
+    try:
+        wait_until("every process gone", lambda: not any(alive(p) for p in pids), timeout, retry_on=())
+    except TimeoutError:
+        raise AssertionError(f"processes left behind: {[p for p in pids if alive(p)]}") from None
 
 
 def own_connection(proc: Proc, pki: Path) -> grpc.Channel:
     """A channel with a TCP connection of its own (channels to one target otherwise share one), so
     the kernel may hand it to any worker."""
-    creds = grpc.ssl_channel_credentials((pki / "ca.crt").read_bytes(), (pki / "kiosk-H001-K01.key").read_bytes(),
-                                         (pki / "kiosk-H001-K01.crt").read_bytes())
-    return grpc.secure_channel(proc.address, creds, options=[("grpc.use_local_subchannel_pool", 1)])
+    return grpc.secure_channel(proc.address, client_credentials(pki, KIOSK_CERT),
+                               options=[("grpc.use_local_subchannel_pool", 1)])
 
 
 def worker_calls(mport: int) -> dict[str, float]:
@@ -105,7 +102,7 @@ def test_two_workers_share_the_port_and_one_redis_and_stop_cleanly(tmp_path: Pat
             kiosk_pb2_grpc.KioskServiceStub(a).RequestOneTimeCode(
                 kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
             reply = kiosk_pb2_grpc.KioskServiceStub(b).Authenticate(kiosk_pb2.AuthenticateRequest(
-                msisdn=ORDINARY, service_password=_password(ORDINARY), one_time_code=_code(data, ORDINARY)),
+                msisdn=ORDINARY, service_password=password(ORDINARY), one_time_code=code_in(data, ORDINARY)),
                 timeout=10)
             assert list(kiosk_pb2_grpc.KioskServiceStub(a).ListCallDetails(
                 kiosk_pb2.ListCallDetailsRequest(access_token=reply.access_token, month=month()), timeout=30))
@@ -137,7 +134,7 @@ def test_two_workers_share_the_port_and_one_redis_and_stop_cleanly(tmp_path: Pat
 @pytest.fixture
 def shared(tmp_path: Path, redis_url: str, clean_redis: str, pki: Path):
     """External Redis and a billing-sim process, so only the gateway's own processes are at stake."""
-    sim = Proc(["billing-sim", "--listen", "{address}", *SIM], {}, tmp_path / "sim.log").wait_port()
+    sim = BillingProc(tmp_path / "sim.log").start()
     env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": "k",
            "HALLGATE_DATA_DIR": str(tmp_path / "d"), "HALLGATE_GRACE_PERIOD": "2", **tls_env(pki)}
     try:

@@ -18,10 +18,11 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 
 from adapters.billing_sim.data import SeededBilling
-from gateway import rules
 from gateway.identity import Channel
 from gateway.policy import POLICY, SIGN_IN_CHANNELS, Role
 from hallgate_pb.v1 import clerk_pb2, legal_pb2
+from tests.support.clerk import id_card as clerk_id_card
+from tests.support.dates import month
 
 T = TypeVar("T")
 STAFF_PASSWORD = "fuzzing2026"
@@ -156,17 +157,13 @@ class Live:
         self.by_field.setdefault(name, []).append(value)
 
 
-def last_month(offset: int = -1) -> str:
-    return rules.month_add(rules.local_today(datetime.now(UTC), "Asia/Shanghai"), offset)
-
-
 def base_live(billing: SeededBilling) -> Live:
     live = Live()
     for n in FUZZ_NUMBERS:
         live.add("msisdn", n)
         live.add("targets", n)
         live.add("service_password", billing.password_for(n) if billing.index(n) is not None else "123456")
-    for name, values in {"month": [last_month(), last_month(-8), "2026-13"],
+    for name, values in {"month": [month(), month(-8), "2026-13"],
                          "one_time_code": ["123456", "000000"], "new_service_password": ["135790", "111111"],
                          "staff_id": ["F9001", "F9002", "C1001", "nobody"], "password": [STAFF_PASSWORD],
                          "current_password": [STAFF_PASSWORD], "new_password": ["Another2026x", "short"],
@@ -185,16 +182,12 @@ def base_live(billing: SeededBilling) -> Live:
 
 
 def id_card(billing: SeededBilling, msisdn: str) -> clerk_pb2.IdDocumentProof:
-    owner = billing.owner_of(msisdn)
-    return clerk_pb2.IdDocumentProof(
-        document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=owner.document_number,
-        name=owner.name, birth_date=owner.birth_date,
-        sex=clerk_pb2.DOCUMENT_SEX_MALE if owner.sex == "male" else clerk_pb2.DOCUMENT_SEX_FEMALE)
+    return clerk_id_card(billing.owner_of(msisdn))
 
 
 def register_seed() -> legal_pb2.RegisterRequestRequest:
     """A registration the legal desk accepts (last month's 3rd to 10th, one target)."""
-    y, m = (int(x) for x in last_month().split("-"))
+    y, m = (int(x) for x in month().split("-"))
     zone = timedelta(hours=8)
     window = legal_pb2.DataWindow()
     window.start.FromDatetime(datetime(y, m, 3) - zone)

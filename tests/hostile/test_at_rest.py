@@ -24,8 +24,12 @@ from gateway.ports import StaffRecord
 from gateway.secretbox import SecretBox, SecretBoxError, is_sealed, staff_box
 from gateway.settings import Settings
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
-from tests.helpers import month
-from tests.hostile.served import BILLING, add_staff, code_for, hallgate, production_env, serve
+from tests.support.clerk import id_card
+from tests.support.dates import month
+from tests.support.outbox import code_for
+from tests.support.processes import add_staff, hallgate, serve
+from tests.support.subscribers import BILLING
+from tests.support.tls import tls_env
 
 KEY_A, KEY_B = "staff-key-a-" + "1" * 20, "staff-key-b-" + "2" * 20
 
@@ -217,7 +221,7 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
     The data directory's sms-outbox.jsonl is left out of the scan: the development SMS outbox stands
     in for the subscriber's phone and holds the codes by design."""
     data = tmp_path / "d"
-    gw = serve(tmp_path, data, "--log-level", "debug", env=production_env(pki))
+    gw = serve(tmp_path, data, "--log-level", "debug", env=tls_env(pki))
     outbox = data / OUTBOX_NAME
     kiosk_number, counter_id, counter_pin = "13800000141", "13800000142", "13800000143"
     staff_password = "Scan" + secrets.token_hex(6)
@@ -236,10 +240,7 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
             md = (("authorization", f"Bearer {token}"),)
             clerk = clerk_pb2_grpc.ClerkServiceStub(channel)
             owner = BILLING.owner_of(counter_id)
-            doc = clerk_pb2.IdDocumentProof(
-                document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=owner.document_number,
-                name=owner.name, birth_date=owner.birth_date,
-                sex=clerk_pb2.DOCUMENT_SEX_MALE if owner.sex == "male" else clerk_pb2.DOCUMENT_SEX_FEMALE)
+            doc = id_card(owner)
             by_id = clerk.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
                 msisdn=counter_id, id_document=doc), metadata=md, timeout=10).customer_session
             used["customer session (ID card)"] = by_id

@@ -19,9 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from adapters.audit.keys import stream_key
 from adapters.redis_server import RedisServerProcess
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
-from tests.conftest import KIOSK_CERT, Harness, client_credentials
-from tests.helpers import HEAVY, ORDINARY, OTHER, month
-from tests.hostile.faults import BillingProc, trail, wait_for
+from tests.conftest import Harness
+from tests.support.dates import month
+from tests.support.processes import BillingProc
+from tests.support.subscribers import HEAVY, ORDINARY, OTHER
+from tests.support.tls import KIOSK_CERT, client_credentials
+from tests.support.trail import trail
+from tests.support.waiting import wait_for
 
 Code = grpc.StatusCode
 PAGE = 1000

@@ -27,13 +27,13 @@ from gateway.legal import Actor
 from gateway.ports import StaffRecord
 from gateway.secretbox import SecretBox
 from hallgate_pb.v1 import legal_pb2, legal_pb2_grpc
-from tests.e2e.test_legal import register_message
-from tests.hostile.served import HALLGATE, add_staff, hallgate, production_env, serve, sign_in
-from tests.unit.test_legal_rules import make_world, registered
+from tests.support.legal import register_message
+from tests.support.legal_world import make_world, registered
+from tests.support.processes import HALLGATE, add_staff, hallgate, serve, staff_token
+from tests.support.tls import LEGAL_CERT, tls_env
 
 KEY = "four-eyes-test-key-0123456789"
 PASSWORD = "counter2026"
-LEGAL_CERT = "legal-B01-L01"
 
 
 def record(staff_id: str, employee_no: str = "", role: str = "legal_officer", name: str = "") -> StaffRecord:
@@ -202,7 +202,7 @@ def test_no_account_of_the_registering_person_approves_on_a_real_gateway(tmp_pat
     trick is refused at `staff add`; an approver account of the same person that exists anyway is
     refused four_eyes at approval; another person approves."""
     data = tmp_path / "d"
-    gw = serve(tmp_path, data, env=production_env(pki))
+    gw = serve(tmp_path, data, env=tls_env(pki))
     try:
         gw.wait_serving(pki)
         officer_secret = add_staff(data, "L7001", "legal_officer", "B01", "E7001", PASSWORD, name="Li Lei")
@@ -213,9 +213,9 @@ def test_no_account_of_the_registering_person_approves_on_a_real_gateway(tmp_pat
         # Such an account anyway, written around the person index (restored or inconsistent data).
         second = record("L7003", "E7001", "legal_approver", "Li Lei")
         legacy_write(f"unix://{data / 'redis' / 'redis.sock'}", second)
-        officer = sign_in(gw, pki, LEGAL_CERT, "L7001", PASSWORD, officer_secret)
-        alias = sign_in(gw, pki, LEGAL_CERT, "L7003", PASSWORD, second.totp_secret)
-        approver = sign_in(gw, pki, LEGAL_CERT, "L7002", PASSWORD, approver_secret)
+        officer = staff_token(gw, pki, LEGAL_CERT, "L7001", PASSWORD, officer_secret)
+        alias = staff_token(gw, pki, LEGAL_CERT, "L7003", PASSWORD, second.totp_secret)
+        approver = staff_token(gw, pki, LEGAL_CERT, "L7002", PASSWORD, approver_secret)
         with gw.channel(pki, LEGAL_CERT) as channel:
             stub = legal_pb2_grpc.LegalServiceStub(channel)
             reg = stub.RegisterRequest(register_message(), metadata=(("authorization", f"Bearer {officer}"),),

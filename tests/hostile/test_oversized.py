@@ -10,8 +10,9 @@ import pytest
 
 from gateway.oversized import large_fields
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, legal_pb2
-from tests.helpers import ORDINARY, details, violations
 from tests.hostile.fuzz_cases import _varint
+from tests.support.status import details, violations
+from tests.support.subscribers import ORDINARY
 
 Code = grpc.StatusCode
 LIMIT = 16384  # Settings.max_message_bytes, the limit of every method but RegisterRequest

@@ -7,7 +7,6 @@ exports; and one data directory serves one gateway."""
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import time
 from pathlib import Path
@@ -17,8 +16,10 @@ import pytest
 
 from gateway.cli.main import build_parser
 from hallgate_pb.v1 import audit_pb2, audit_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, legal_pb2_grpc
-from tests.e2e.test_legal import register_message
-from tests.hostile.served import banner_staff, hallgate, production_env, serve, sign_in
+from tests.support.legal import register_message
+from tests.support.processes import banner_staff, hallgate, serve, socket_closes, staff_token
+from tests.support.tls import AUDIT_CERT, KIOSK_CERT, LEGAL_CERT, client_credentials, tls_env
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TLS = ("HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA")
@@ -66,7 +67,7 @@ def test_without_tls_material_and_signing_key_serve_refuses_naming_them(tmp_path
 
 
 def test_with_tls_but_without_the_signing_key_serve_refuses_naming_it(tmp_path, pki):
-    env = production_env(pki)
+    env = tls_env(pki)
     del env["HALLGATE_LEGAL_SIGNING_KEY"]
     line = refused(tmp_path / "d", env=env)
     assert "HALLGATE_LEGAL_SIGNING_KEY" in line and not any(name in line for name in TLS)
@@ -74,16 +75,16 @@ def test_with_tls_but_without_the_signing_key_serve_refuses_naming_it(tmp_path, 
 
 
 def test_with_the_signing_key_but_without_tls_serve_refuses_naming_tls(tmp_path, pki):
-    env = {"HALLGATE_LEGAL_SIGNING_KEY": production_env(pki)["HALLGATE_LEGAL_SIGNING_KEY"]}
+    env = {"HALLGATE_LEGAL_SIGNING_KEY": tls_env(pki)["HALLGATE_LEGAL_SIGNING_KEY"]}
     line = refused(tmp_path / "d", env=env)
     assert all(name in line for name in TLS) and "HALLGATE_LEGAL_SIGNING_KEY" not in line
 
 
 def test_half_the_tls_material_or_a_missing_file_is_refused(tmp_path, pki):
-    env = production_env(pki)
+    env = tls_env(pki)
     del env["HALLGATE_TLS_KEY"]
     assert "HALLGATE_TLS_KEY" in refused(tmp_path / "d", env=env)
-    env = {**production_env(pki), "HALLGATE_TLS_CLIENT_CA": str(tmp_path / "no-such-ca.pem")}
+    env = {**tls_env(pki), "HALLGATE_TLS_CLIENT_CA": str(tmp_path / "no-such-ca.pem")}
     assert "HALLGATE_TLS_CLIENT_CA" in refused(tmp_path / "d", env=env)
     assert not (tmp_path / "d").exists()
 
@@ -105,7 +106,7 @@ def test_make_run_passes_dev_and_dev_is_a_flag_and_a_variable():
 
 def test_production_makes_no_keys_and_prints_no_demo_secrets(tmp_path, pki):
     data = tmp_path / "d"
-    gw = serve(tmp_path, data, env=production_env(pki))
+    gw = serve(tmp_path, data, env=tls_env(pki))
     try:
         gw.wait_serving(pki)
         with gw.channel(pki) as channel:  # the embedded simulator still serves
@@ -169,11 +170,11 @@ def test_the_data_directory_and_everything_in_it_are_owner_only(tmp_path):
         with gw.channel(pki) as channel:
             kiosk_pb2_grpc.KioskServiceStub(channel).RequestOneTimeCode(
                 kiosk_pb2.RequestOneTimeCodeRequest(msisdn="13800000152"), timeout=10)
-        officer = sign_in(gw, pki, "legal-B01-L01", "L1001", DEMO_PASSWORD, demo["L1001"])
-        with gw.channel(pki, "legal-B01-L01") as channel:
+        officer = staff_token(gw, pki, LEGAL_CERT, "L1001", DEMO_PASSWORD, demo["L1001"])
+        with gw.channel(pki, LEGAL_CERT) as channel:
             legal_pb2_grpc.LegalServiceStub(channel).RegisterRequest(
                 register_message(), metadata=(("authorization", f"Bearer {officer}"),), timeout=10)
-        auditor = sign_in(gw, pki, "audit-B01-A01", "A1001", DEMO_PASSWORD, demo["A1001"])
+        auditor = staff_token(gw, pki, AUDIT_CERT, "A1001", DEMO_PASSWORD, demo["A1001"])
         done = hallgate("audit", "--target", gw.address, "--data-dir", str(data), "--staff-token", auditor,
                         "export", "--out", str(export))
         assert done.returncode == 0, done.stderr
@@ -202,7 +203,7 @@ def test_the_data_directory_and_everything_in_it_are_owner_only(tmp_path):
 
 class audit_stub:
     def __init__(self, gw, pki: Path) -> None:
-        self.channel = gw.channel(pki, "audit-B01-A01")
+        self.channel = gw.channel(pki, AUDIT_CERT)
 
     def __enter__(self) -> audit_pb2_grpc.AuditServiceStub:
         return audit_pb2_grpc.AuditServiceStub(self.channel)
@@ -270,14 +271,7 @@ def test_a_killed_gateway_leaves_no_stale_lock(tmp_path):
     first = serve(tmp_path, data, "--dev", name="first")
     first.wait_serving(data / "pki")
     first.kill()  # SIGKILL: no shutdown code runs; the kernel drops the lock, redis-server dies with it
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(data / "redis" / "redis.sock"))
-        except OSError:
-            break
-        time.sleep(0.1)
+    assert socket_closes(data / "redis" / "redis.sock", timeout=10), "the embedded redis-server outlived its gateway"
     second = serve(tmp_path, data, "--dev", name="second")
     try:
         second.wait_serving(data / "pki")
@@ -290,17 +284,15 @@ def test_workers_under_their_supervisor_do_not_trip_on_its_lock(tmp_path, pki, r
     """--workers 2: the supervisor holds the lock and both workers serve; a plain gateway on the same
     directory is refused, naming the supervisor."""
     data = tmp_path / "d"
-    env = {**production_env(pki), "HALLGATE_REDIS_URL": redis_url, "HALLGATE_SECRET_KEY": "k"}
+    env = {**tls_env(pki), "HALLGATE_REDIS_URL": redis_url, "HALLGATE_SECRET_KEY": "k"}
     sup = serve(tmp_path, data, "--workers", "2", env=env, name="sup")
     try:
         sup.wait_serving(pki)
-        deadline = time.monotonic() + 15
-        while sup.log.read_text().count('"worker_started"') < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until("two workers started", lambda: sup.log.read_text().count('"worker_started"') >= 2, 15,
+                   every=0.1, retry_on=())
         for i in range(6):  # fresh connections land on either worker; all must serve
-            channel = grpc.secure_channel(sup.address, grpc.ssl_channel_credentials(
-                (pki / "ca.crt").read_bytes(), (pki / "kiosk-H001-K01.key").read_bytes(),
-                (pki / "kiosk-H001-K01.crt").read_bytes()), options=[("grpc.use_local_subchannel_pool", 1)])
+            channel = grpc.secure_channel(sup.address, client_credentials(pki, KIOSK_CERT),
+                                          options=[("grpc.use_local_subchannel_pool", 1)])
             with channel:
                 kiosk_pb2_grpc.KioskServiceStub(channel).RequestOneTimeCode(
                     kiosk_pb2.RequestOneTimeCodeRequest(msisdn=f"1390000{i:04d}"), timeout=10)

@@ -26,10 +26,10 @@ from gateway.ports import StaffRecord
 from gateway.secretbox import staff_box
 from gateway.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
-from tests.conftest import KIOSK_CERT, client_credentials
-from tests.e2e.processes import Proc
-from tests.e2e.test_processes import _code, tls_env
-from tests.helpers import ORDINARY, OTHER
+from tests.support.outbox import code_in as _code
+from tests.support.processes import Proc
+from tests.support.subscribers import ORDINARY, OTHER
+from tests.support.tls import KIOSK_CERT, client_credentials, tls_env
 
 Code = grpc.StatusCode
 LIMIT = 5

@@ -15,11 +15,13 @@ from grpc.aio import AioRpcError
 
 from adapters.audit.keys import stream_key
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
-from tests.conftest import KIOSK_CERT, client_credentials
-from tests.e2e.processes import Proc
-from tests.e2e.test_processes import _code, _password, tls_env
-from tests.helpers import HEAVY, ORDINARY, month
-from tests.hostile.faults import BillingProc, trail
+from tests.support.dates import month
+from tests.support.outbox import code_in as _code
+from tests.support.processes import BillingProc, Proc
+from tests.support.subscribers import HEAVY, ORDINARY
+from tests.support.subscribers import password as _password
+from tests.support.tls import KIOSK_CERT, client_credentials, tls_env
+from tests.support.trail import trail
 
 Code = grpc.StatusCode
 LIST = "/hallgate.v1.KioskService/ListCallDetails"

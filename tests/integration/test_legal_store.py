@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import stat
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +23,7 @@ from adapters.redis_server import RedisServerProcess
 from gateway import delivery, legal
 from gateway.errors import DependencyUnavailable, FailedPrecondition
 from gateway.legal import Action, Actor, LegalConfig, LegalDesk, LegalRequest, ListFilter, State, Transition
-from tests.unit.fakes import FakeClock
-from tests.unit.test_legal_rules import (
+from tests.support.legal_world import (
     APPROVER,
     IN_WINDOW,
     NOW,
@@ -37,18 +35,10 @@ from tests.unit.test_legal_rules import (
     draft,
     make_world,
 )
+from tests.unit.fakes import FakeClock
 
 pytestmark = pytest.mark.asyncio
 N = 20
-
-
-@pytest.fixture
-async def client(clean_redis: str) -> AsyncIterator[aioredis.Redis]:
-    c = connect(clean_redis, 1.0)
-    try:
-        yield c
-    finally:
-        await c.aclose()
 
 
 @pytest.fixture

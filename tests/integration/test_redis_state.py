@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,7 +16,7 @@ from adapters.redis_server import RedisServerProcess
 from adapters.redis_state import RedisSignInState
 from gateway import rules
 from gateway.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
-from gateway.kiosk import KioskFlows
+from gateway.kiosk import KioskConfig, KioskFlows
 from gateway.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session
 from gateway.settings import Settings
 from tests.unit.fakes import FakeBilling, FakeSms
@@ -28,15 +27,6 @@ N = 50
 A, B = "13800000001", "13800000002"
 PURPOSE = rules.Purpose.CALL_LIST.value
 KEY = b"integration-key"
-
-
-@pytest.fixture
-async def client(clean_redis: str) -> AsyncIterator[aioredis.Redis]:
-    c = connect(clean_redis, 1.0)
-    try:
-        yield c
-    finally:
-        await c.aclose()
 
 
 @pytest.fixture
@@ -124,7 +114,7 @@ async def test_racing_wrong_sign_ins_text_the_owner_once(state):
     billing = SlowBilling()
     billing.add(A, "987654")
     sms = FakeSms()
-    flows = KioskFlows(Settings(lock_threshold=5, answer_floor=0), state, billing, sms, KEY)
+    flows = KioskFlows(KioskConfig.from_settings(Settings(lock_threshold=5, answer_floor=0)), state, billing, sms, KEY)
     outcomes = await asyncio.gather(*(flows.authenticate(A, "000000", "000000") for _ in range(20)),
                                     return_exceptions=True)
     assert all(isinstance(o, Unauthenticated | TooManyRequests) for o in outcomes)

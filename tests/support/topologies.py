@@ -3,8 +3,8 @@ Sentinel setup (1 master, 1 replica, 3 sentinels), started from Debian's redis-s
 redis-sentinel in temporary directories, with bounded waits, and stopped by pid.
 
 Data nodes run with appendonly yes and appendfsync always (what the audit chain's strict
-durability asks of Redis < 7.2). Fixtures: `redis_cluster`, `redis_sentinel` (module scope: the
-tests of one module share one topology; the ones that break it say so).
+durability asks of Redis < 7.2). The fixtures `redis_cluster` and `redis_sentinel` (tests/e2e/conftest.py)
+run them.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 import redis
 from redis.cluster import key_slot
+
+from tests.support.waiting import wait_until
 
 HOST = "127.0.0.1"
 SERVICE = "hallgate"
@@ -30,7 +30,6 @@ CLUSTER_NODE_TIMEOUT_MS = 1000
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 DATA_NODE_ARGS = ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-T = TypeVar("T")
 
 
 def free_ports(n: int) -> list[int]:
@@ -40,22 +39,6 @@ def free_ports(n: int) -> list[int]:
         for s in socks:
             s.bind((HOST, 0))
         return [int(s.getsockname()[1]) for s in socks]
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy (returned) or raise after `timeout` seconds.
-    Exceptions from `check` count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-            if found:
-                return found
-        except Exception as e:  # not up yet
-            last = e
-        time.sleep(every)
-    raise TimeoutError(f"{what}: not within {timeout}s" + (f" (last error: {last!r})" if last else ""))
 
 
 class ServerProcess:
@@ -99,7 +82,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         try:
-            wait_for(f"{self.name} answering PING", self._ping, timeout)
+            wait_until(f"{self.name} answering PING", self._ping, timeout)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"{self.name} did not start: {self.tail()}") from None
@@ -198,7 +181,7 @@ class RedisClusterTopology:
                     return False
             return True
 
-        wait_for("cluster_state:ok on every node", ok, timeout)
+        wait_until("cluster_state:ok on every node", ok, timeout)
 
     def stop(self) -> None:
         for n in self.nodes:
@@ -235,12 +218,6 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[RedisClusterT
         yield topology.start()
     finally:
         topology.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterTopology]:
-    with running_cluster(tmp_path_factory.mktemp("cluster")) as topology:
-        yield topology
 
 
 # --- Sentinel ---------------------------------------------------------------------------------
@@ -296,7 +273,7 @@ class RedisSentinelTopology:
             with self.data[1].client() as c:
                 return c.info("replication").get("master_link_status") == "up"
 
-        wait_for("sentinels ready", ready, timeout, every=0.1)
+        wait_until("sentinels ready", ready, timeout, every=0.1)
         return self
 
     def wait_failover(self, old: ServerProcess, timeout: float = 20.0) -> ServerProcess:
@@ -309,7 +286,7 @@ class RedisSentinelTopology:
             with new.client() as c:
                 return new if c.info("replication").get("role") == "master" else None
 
-        return wait_for("failover", promoted, timeout, every=0.1)
+        return wait_until("failover", promoted, timeout, every=0.1)
 
     def stop(self) -> None:
         for s in self.sentinels:
@@ -343,8 +320,3 @@ def running_sentinel(directory: Path, sentinels: int = 3) -> Iterator[RedisSenti
     finally:
         topology.stop()
 
-
-@pytest.fixture(scope="module")
-def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelTopology]:
-    with running_sentinel(tmp_path_factory.mktemp("sentinel")) as topology:
-        yield topology
