@@ -52,8 +52,7 @@ WIRE_TYPES = {  # types that share one wire encoding and meaning when both sides
 
 def wire_shape(field: FieldDescriptor) -> tuple[object, ...]:
     """What must match for a field to decode the same on both sides (names may differ)."""
-    repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == FieldDescriptor.LABEL_REPEATED
-    return field.number, WIRE_TYPES.get(field.type, field.type), repeated
+    return field.number, WIRE_TYPES.get(field.type, field.type), field.is_repeated
 
 
 def assert_wire_compatible(a: Descriptor, b: Descriptor, numbers: list[int] | None = None,
