@@ -49,6 +49,15 @@ class FakeSignInState:
     def lock_left(self, msisdn: str) -> float:
         return self._left(self.locks.get(msisdn, 0.0))
 
+    def _live_code(self, key: tuple[str, str]) -> list[Any] | None:
+        """The stored code [digest, tries, end] if it has not run out (one that has is dropped, as
+        Redis drops an expired key)."""
+        entry = self.codes.get(key)
+        if entry is not None and self.clock.t >= entry[2]:
+            del self.codes[key]
+            entry = None
+        return entry
+
     def fail_count(self, msisdn: str) -> int:
         count, forget_at = self.fails.get(msisdn, (0, 0.0))
         return count if self.clock.t < forget_at else 0
@@ -76,15 +85,15 @@ class FakeSignInState:
     async def begin_attempt(self, subject: str, limits: AttemptLimits, code: CodeClaim | None = None) -> Attempt:
         lock = self.lock_left(subject)
         if lock > 0:
-            return Attempt(subject, lock)
+            return Attempt(subject, lock, 0, code)
         n = self.fail_count(subject) + 1
         if n > limits.threshold:
-            return Attempt(subject, limits.lock_for)
+            return Attempt(subject, limits.lock_for, 0, code)
         self.fails[subject] = (n, self.clock.t + limits.memory)
         if code is None:
             return Attempt(subject, 0.0, n)
-        entry = self.codes.get((subject, code.purpose))
-        if entry is None or self.clock.t >= entry[2]:
+        entry = self._live_code((subject, code.purpose))
+        if entry is None:
             return Attempt(subject, 0.0, n, code)
         ttl = entry[2] - self.clock.t
         if entry[0] == code.digest:
@@ -112,10 +121,11 @@ class FakeSignInState:
         if attempt.code is None:
             return
         key = (attempt.subject, attempt.code.purpose)
-        if attempt.code_ok and key not in self.codes:
+        entry = self._live_code(key)
+        if attempt.code_ok and entry is None:
             self.codes[key] = [attempt.code.digest, attempt.code_tries, self.clock.t + attempt.code_ttl]
-        elif not attempt.code_ok and key in self.codes and self.codes[key][1] > 0:
-            self.codes[key][1] -= 1
+        elif not attempt.code_ok and entry is not None and entry[1] > 0:
+            entry[1] -= 1
 
     async def reset_failures(self, subject: str, unlock: bool = False) -> None:
         self.fails.pop(subject, None)
