@@ -24,7 +24,7 @@ from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
 from adapters.sms_outbox import OutboxSms, read_outbox
 from gateway import effects, passwords
-from gateway.bootstrap import SERVICES, Deps, create_server, legal_desk, redis_deps
+from gateway.bootstrap import SERVICES, Deps, Services, build_services, create_server, legal_desk, redis_deps
 from gateway.metrics import dependency_checks, watch_readiness
 from gateway.ports import StaffRecord
 from gateway.settings import Settings
@@ -96,6 +96,7 @@ class Harness:
     port: int
     pki: Path
     deps: Deps
+    services: Services
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     def channel_for(self, cert: str) -> grpc.aio.Channel:
@@ -171,7 +172,8 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         adapters = redis_deps(client, settings)
         deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(),
                     legal=legal_desk(settings, client, billing, adapters["staff"]), **adapters)
-        server, port, health_servicer = create_server(settings, deps)
+        services = build_services(settings, deps)
+        server, port, health_servicer = create_server(settings, deps, services)
         await server.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
         watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(deps))
@@ -181,7 +183,7 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         else:
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         h = Harness(settings, kiosk_pb2_grpc.KioskServiceStub(channel), channel, client, outbox, billing_data,
-                    billing_server, server, port, pki, deps,
+                    billing_server, server, port, pki, deps, services,
                     closers=[channel.close, lambda: server.stop(0), billing.close,
                              lambda: billing_server.stop(0) if billing_server else asyncio.sleep(0),
                              _cancel(refresher), _cancel(watcher), client.aclose])

@@ -10,6 +10,7 @@ Other methods (health, reflection) get the decoding check, error mapping and cou
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -35,6 +36,19 @@ AUDITED_PREFIX = "/hallgate."
 Unary = Callable[[Any], Awaitable[Any]]
 Streaming = Callable[[Any], AsyncIterator[Any]]
 Send = Callable[[Any], Awaitable[None]]
+
+
+class CallerGone(asyncio.CancelledError):
+    """The transport could not deliver a message: the caller cancelled, its deadline passed, or the
+    connection broke. It ends the call as the caller's stopping it does (CANCELLED or
+    DEADLINE_EXCEEDED), not as a failure of ours."""
+
+
+async def _deliver(send: Send, message: Any) -> None:
+    try:
+        await send(message)
+    except Exception as err:
+        raise CallerGone() from err
 
 
 class Refusal(Exception):
@@ -146,7 +160,7 @@ class Pipeline:
             if not call.method:
                 async with aclosing(handler(request)) as messages:  # type: ignore[type-var]
                     async for message in messages:
-                        await send(message)
+                        await _deliver(send, message)
                 return
             code = await self._audited_stream(facts, call, request, handler, send)
         except BaseException as err:
@@ -170,7 +184,7 @@ class Pipeline:
                         opened = True
                     else:
                         await self.recorder.sink.check()
-                    await send(message)
+                    await _deliver(send, message)
                     released = call.records
         except BaseException as err:
             if not opened:

@@ -1,5 +1,5 @@
 """Oversized requests name the field that is too large (gateway/oversized.py, wired in by
-gateway/interceptors/decoding.py): over a real mutual-TLS channel, and as pure walks of messages.
+gateway/pipeline/decoding.py): over a real mutual-TLS channel, and as pure walks of messages.
 Bytes that do not decode, or whose bulk lies in fields the method does not know, keep the
 whole-message violation (field "")."""
 

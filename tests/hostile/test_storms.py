@@ -14,10 +14,7 @@ from typing import Any
 import grpc
 import pyotp
 import pytest
-import redis
-from grpc.aio import AioRpcError
 
-from adapters.audit.keys import stream_key
 from adapters.billing_sim.server import start_billing_sim
 from adapters.redis_client import connect
 from adapters.redis_staff import RedisStaffStore
@@ -28,8 +25,10 @@ from gateway.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.outbox import code_in as _code
 from tests.support.processes import Proc
+from tests.support.status import outcome
 from tests.support.subscribers import ORDINARY, OTHER
 from tests.support.tls import KIOSK_CERT, client_credentials, tls_env
+from tests.support.trail import trail_sync
 
 Code = grpc.StatusCode
 LIMIT = 5
@@ -60,14 +59,6 @@ async def two(tmp_path: Path, redis_url: str, clean_redis: str, pki: Path, billi
 
 def kiosk(gw: Proc, pki: Path) -> kiosk_pb2_grpc.KioskServiceStub:
     return kiosk_pb2_grpc.KioskServiceStub(grpc.aio.secure_channel(gw.address, client_credentials(pki, KIOSK_CERT)))
-
-
-async def outcome(call: Any) -> Code:
-    try:
-        await call
-        return Code.OK
-    except AioRpcError as e:
-        return e.code()
 
 
 async def test_a_wrong_password_storm_reaches_billing_at_most_the_limit(two, pki, billing_data):
@@ -125,13 +116,8 @@ async def test_a_wrong_totp_storm_against_one_staff_account_is_held_at_the_limit
         g.address, client_credentials(pki, "clerk-H001-T07"))) for g in gws]
     codes = await asyncio.gather(*(outcome(stubs[i % 2].SignIn(staff_pb2.SignInRequest(
         staff_id="C9001", password="stormclerk2026", totp_code=f"{i:06d}"), timeout=20)) for i in range(STORM)))
-    events = [e for e in await_trail(redis_url) if e["method"].endswith("StaffService/SignIn")]
+    events = [e for e in trail_sync(redis_url) if e["method"].endswith("StaffService/SignIn")]
     judged = [e for e in events if e["reason"] in ("bad_staff_credentials", "staff_locked_now")]
     assert len(events) == STORM
     assert len(judged) <= LIMIT, Counter(e["reason"] for e in events)  # compared: at most the limit
     assert Counter(codes)[Code.RESOURCE_EXHAUSTED] >= STORM - LIMIT + 1
-
-
-def await_trail(redis_url: str) -> list[dict[str, str]]:
-    with redis.Redis.from_url(redis_url) as r:
-        return [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(stream_key("main"))]

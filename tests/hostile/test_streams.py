@@ -10,10 +10,8 @@ from typing import Any
 
 import grpc
 import pytest
-import redis
 from grpc.aio import AioRpcError
 
-from adapters.audit.keys import stream_key
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.support.dates import month
 from tests.support.outbox import code_in as _code
@@ -21,7 +19,7 @@ from tests.support.processes import BillingProc, Proc
 from tests.support.subscribers import HEAVY, ORDINARY
 from tests.support.subscribers import password as _password
 from tests.support.tls import KIOSK_CERT, client_credentials, tls_env
-from tests.support.trail import trail
+from tests.support.trail import trail, trail_sync
 
 Code = grpc.StatusCode
 LIST = "/hallgate.v1.KioskService/ListCallDetails"
@@ -161,7 +159,7 @@ async def test_two_thousand_cancelled_streams_leave_nothing_behind(tmp_path, red
             last.append(rss_kb(gw.p.pid))
         before, after = statistics.median(first[-4:]), statistics.median(last[-4:])
         grown = after - before
-        closes = [e for e in await_trail_sync(redis_url) if e.get("method") == LIST and e.get("phase") == "close"]
+        closes = [e for e in trail_sync(redis_url) if e.get("method") == LIST and e.get("phase") == "close"]
         await channel.close()
     finally:
         code_ = gw.stop()
@@ -173,8 +171,3 @@ async def test_two_thousand_cancelled_streams_leave_nothing_behind(tmp_path, red
     assert len(closes) == 3500 and {e["code"] for e in closes} == {"CANCELLED"}  # each one closed on record
     assert code_ == 0
     assert ORDINARY not in gw.log.read_text()
-
-
-def await_trail_sync(redis_url: str) -> list[dict[str, str]]:
-    with redis.Redis.from_url(redis_url) as r:
-        return [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(stream_key("main"))]

@@ -13,7 +13,7 @@ import pytest
 
 from gateway import rules
 from gateway.errors import TooManyRequests, Unauthenticated
-from gateway.kiosk import CALL_LIST_SCOPE, KioskFlows, Texts
+from gateway.kiosk import CALL_LIST_SCOPE, KioskConfig, KioskFlows, Texts
 from gateway.ports import Session
 from gateway.settings import Settings
 from hallgate_pb.billing.v1 import billing_pb2
@@ -41,7 +41,7 @@ class World:
         return codes[-1]
 
     async def fresh_code(self, msisdn: str) -> str:
-        self.clock.advance(self.flows.s.send_min_interval)
+        self.clock.advance(self.flows.s.proof.send_min_interval)
         assert await self.flows.request_code(msisdn) == "code_sent"
         return self.code_sent_to(msisdn)
 
@@ -56,7 +56,8 @@ def make_world(**overrides: object) -> World:
     billing.add(PORTED, "222222", ported_at=now - timedelta(hours=48))
     state, sms = FakeSignInState(clock), FakeSms()
     settings = Settings(secret_key="unused", answer_floor=0).with_(**overrides)
-    return World(KioskFlows(settings, state, billing, sms, KEY, clock=clock), state, billing, sms, clock)
+    flows = KioskFlows(KioskConfig.from_settings(settings), state, billing, sms, KEY, clock=clock)
+    return World(flows, state, billing, sms, clock)
 
 
 @pytest.fixture

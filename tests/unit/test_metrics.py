@@ -23,9 +23,8 @@ from gateway.request_context import CallContext
 from gateway.settings import Settings, from_env
 from gateway.workers import settings_env
 from hallgate_pb.v1 import kiosk_pb2  # noqa: F401 - the descriptors a serving gateway has loaded
+from tests.support.metrics import MSISDN_RE
 
-# A subscriber number as a token of its own: not digits inside a float's mantissa (0.0213800000001).
-MSISDN_RE = re.compile(r"(?<![0-9.])1[3-9][0-9]{9}(?![0-9])")
 KIOSK = "/hallgate.v1.KioskService/"
 
 
@@ -263,7 +262,6 @@ class Sink:
 
 async def test_timed_audit_sink_times_every_append_and_counts_failures() -> None:
     count = value("hallgate_audit_append_seconds_count")
-    total = value("hallgate_audit_append_seconds_sum")
     failures = value("hallgate_audit_append_failures_total")
     sink = Sink()
     timed = metrics.TimedAuditSink(sink)
@@ -273,7 +271,6 @@ async def test_timed_audit_sink_times_every_append_and_counts_failures() -> None
     with pytest.raises(DependencyUnavailable):
         await metrics.TimedAuditSink(Sink(fail=True)).append({})
     assert value("hallgate_audit_append_seconds_count") == count + 2
-    assert value("hallgate_audit_append_seconds_sum") - total >= 0.004
     assert value("hallgate_audit_append_failures_total") == failures + 1
 
 
@@ -374,6 +371,3 @@ def test_workers_need_a_fixed_port_and_share_it_only_when_several() -> None:
     workers.check(Settings(listen="127.0.0.1:7000", workers=2))  # type: ignore[call-arg]
     assert worker_role.reuse_port(Settings(workers=2)) == 1  # type: ignore[call-arg]
     assert worker_role.reuse_port(Settings()) == 0
-
-
-# --- overhead -----------------------------------------------------------------------------------
