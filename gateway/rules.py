@@ -116,8 +116,13 @@ def code_digest(key: bytes, msisdn: str, purpose: Purpose, code: str) -> str:
 
 
 def new_token() -> str:
-    """256 random bits, URL-safe; only its SHA-256 is stored, so Redis never holds a usable token."""
-    return secrets.token_urlsafe(32)
+    """256 random bits, URL-safe; only its SHA-256 is stored, so Redis never holds a usable token.
+    Never starting with "-": a token is passed on command lines (`--staff-token "$T"`), where a
+    leading dash reads as an option (one token in 64 would otherwise fail there)."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def token_digest(token: str) -> str:

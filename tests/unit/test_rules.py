@@ -239,6 +239,8 @@ def test_new_token_is_43_url_safe_chars_of_256_random_bits():
         assert len(base64.urlsafe_b64decode(t + "=")) == 32
     # Every position varies: no fixed prefix or padding.
     assert all(len({t[i] for t in tokens}) > 10 for i in range(42))
+    # None starts with a dash, which a command line would read as an option (1 in 64 would).
+    assert not any(t.startswith("-") for t in tokens)
 
 
 def test_token_digest_is_sha256_and_not_the_token():
