@@ -78,11 +78,15 @@ def _filter(args: argparse.Namespace, since: str | None = None) -> audit_pb2.Eve
 
 
 def _line(event: audit_pb2.AuditEvent) -> str:
+    """One event a line. A stream's two events say which they are: its opening, and its close with
+    how it ended and how many records left (`close CANCELLED 1000 rec`)."""
     f = event.fields
     who = "/".join(x for x in (f.get("staff_id", ""), f.get("role", "")) if x) or "-"
+    phase = f.get("phase", "")
+    ended = f" {f.get('code', '')} {f.get('records', '0')} rec" if phase == "close" else ""
     return (f"{event.seq:>7} {f.get('at', ''):29} {f.get('channel', ''):7} {f.get('terminal', '') or '-':18} "
             f"{who:22} {f.get('method', '').rsplit('/', 1)[-1]:24} {f.get('subscriber', '') or '-':12} "
-            f"{f.get('decision', ''):8} {f.get('reason', '')}")
+            f"{f.get('decision', ''):8} {f.get('reason', '')}" + (f"  [{phase}{ended}]" if phase else ""))
 
 
 def cmd_query(args: argparse.Namespace) -> int:
