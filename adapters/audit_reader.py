@@ -9,7 +9,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 
 from adapters.audit import queries
-from gateway import audit_chain as ac
+from gateway.domain import audit_chain as ac
 
 
 class ChainAuditReader:

@@ -15,7 +15,7 @@ line carries (chain, id) as an idempotency key for the receiving side.
 
 One shipper per (group, output): the consumer name must stay the same across restarts (its pending
 entries are its own). Lines carry the seals, so the SIEM copy can be verified offline with
-`gateway.audit_chain.verify_entries`.
+`gateway.domain.audit_chain.verify_entries`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.audit.keys import ChainKeys, text
-from gateway import audit_chain as ac
-from gateway.errors import DependencyUnavailable
+from gateway.domain import audit_chain as ac
+from gateway.domain.errors import DependencyUnavailable
 
 log = structlog.get_logger("hallgate.audit.shipper")
 

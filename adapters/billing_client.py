@@ -12,8 +12,8 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2
 
-from gateway.errors import DependencyUnavailable, Unauthenticated
-from gateway.ports import CustomerProfile, Subscriber
+from gateway.domain.errors import DependencyUnavailable, Unauthenticated
+from gateway.domain.ports import CustomerProfile, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 
 _SERVICE = "/hallgate.billing.v1.BillingService/"
@@ -43,7 +43,7 @@ def _when(
 
 
 class GrpcBilling:
-    """Implements gateway.ports.Billing. The channel is made on first use, inside the running loop
+    """Implements gateway.domain.ports.Billing. The channel is made on first use, inside the running loop
     that will use it (a grpc.aio channel is bound to one event loop)."""
 
     def __init__(self, target: str, timeout: float = 3.0, page_size: int = 1000) -> None:

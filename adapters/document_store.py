@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 
 from adapters.data_dir import make_private_dir
-from gateway.errors import DependencyUnavailable
+from gateway.domain.errors import DependencyUnavailable
 
 REF_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class FileDocumentStore:
-    """The DocumentStore port (gateway/legal.py) on a local (or shared) directory."""
+    """The DocumentStore port (gateway/domain/legal.py) on a local (or shared) directory."""
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)

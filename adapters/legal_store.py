@@ -12,7 +12,7 @@ written here (no tipping off, minimal data).
     hg:{legal}:req:<id>:history    list     JSON transitions, oldest first
     hg:{legal}:all                 zset     every request id, scored by registration time (ms)
     hg:{legal}:state:<state>       set      request ids by current state
-    hg:{legal}:case:<sha256>       set      by case number (sha256 of gateway.legal.index_key)
+    hg:{legal}:case:<sha256>       set      by case number (sha256 of gateway.domain.legal.index_key)
     hg:{legal}:agency:<sha256>     set      by agency name (likewise)
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from adapters.redis_state import guarded
-from gateway.legal import (
+from gateway.domain.legal import (
     Action,
     AgencyKind,
     AgencyLevel,
@@ -178,7 +178,7 @@ def _pairs(fields: dict[str, str | bytes]) -> list[str | bytes]:
 
 
 class RedisLegalStore:
-    """The LegalStore port (gateway/legal.py) on Redis."""
+    """The LegalStore port (gateway/domain/legal.py) on Redis."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.r = client

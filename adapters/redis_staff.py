@@ -3,7 +3,7 @@
 Staff records are hashes `hg:staff:{<id>}`; every key of one staff member shares its hash tag.
 Sessions are stored under the SHA-256 of their token with an idle TTL, like kiosk tokens.
 
-TOTP secrets are sealed at rest (gateway/secretbox.py) under the context "staff:<id>:totp_secret":
+TOTP secrets are sealed at rest (gateway/domain/secretbox.py) under the context "staff:<id>:totp_secret":
 Redis holds `hgbox1.<key id>.<ciphertext>`, never the secret. Every write seals under the current
 key, so a record written by an older version (plain text) or under a retired key is re-sealed the
 next time it is written; `rekey` re-seals the rest in place.
@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from adapters.redis_state import guarded
-from gateway.errors import DependencyUnavailable, FailedPrecondition
-from gateway.ports import CustomerSession, StaffRecord, StaffSession
-from gateway.secretbox import SecretBox, SecretBoxError, is_sealed
+from gateway.domain.errors import DependencyUnavailable, FailedPrecondition
+from gateway.domain.ports import CustomerSession, StaffRecord, StaffSession
+from gateway.domain.secretbox import SecretBox, SecretBoxError, is_sealed
 
 S = TypeVar("S", StaffSession, CustomerSession)
 STAFF_INDEX = "hg:staff-index"

@@ -14,8 +14,8 @@ from typing import Any, ParamSpec, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.errors import DependencyUnavailable
-from gateway.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session
+from gateway.domain.errors import DependencyUnavailable
+from gateway.domain.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session
 
 P = ParamSpec("P")
 T = TypeVar("T")

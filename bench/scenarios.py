@@ -20,7 +20,7 @@ from bench.procs import Stack
 from bench.report import Figure, ratio
 from bench.targets import AUTH, LIST, MONTH_BIG, SPREAD, Target, find, targets
 from bench.timing import measure as measure_timing
-from gateway import rules
+from gateway.domain import rules
 
 CLIENTS = (1, 16, 64)
 SCALE_CLIENTS = (16, 64)  # the scale-out comparison

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from adapters.audit.keys import stream_key
 from adapters.billing_sim.data import SeededBilling
 from bench.targets import Target
-from gateway import rules
+from gateway.domain import rules
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 
 CODE = "RequestOneTimeCode"

@@ -23,11 +23,11 @@ from adapters.dev_pki import ensure_dev_pki
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
 from adapters.sms_outbox import OutboxSms, read_outbox
-from gateway import effects, passwords
-from gateway.bootstrap import SERVICES, Deps, Services, build_services, create_server, legal_desk, redis_deps
-from gateway.metrics import dependency_checks, watch_readiness
-from gateway.ports import StaffRecord
-from gateway.settings import Settings
+from gateway.domain import effects, passwords
+from gateway.domain.ports import StaffRecord
+from gateway.runtime.bootstrap import SERVICES, Deps, Services, build_deps, build_services, create_server
+from gateway.runtime.metrics import dependency_checks, watch_readiness
+from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.outbox import CODE_RE
 from tests.support.staff import STAFF_PASSWORD, fresh_totp
@@ -169,14 +169,12 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         client = connect(redis_url or clean_redis, settings.redis_timeout)
         billing = GrpcBilling(billing_target, timeout=settings.billing_timeout, page_size=settings.billing_page_size)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
-        adapters = redis_deps(client, settings)
-        deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(),
-                    legal=legal_desk(settings, client, billing, adapters["staff"]), **adapters)
+        deps = build_deps(settings, client, billing, sms=OutboxSms(outbox))  # the server's own composition root
         services = build_services(settings, deps)
         server, port, health_servicer = create_server(settings, deps, services)
         await server.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
-        watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(deps))
+        watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(client, billing))
                                       if readiness else asyncio.sleep(0))
         if settings.tls_cert:
             channel = grpc.aio.secure_channel(f"127.0.0.1:{port}", client_credentials(pki, KIOSK_CERT))

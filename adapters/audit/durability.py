@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from adapters.audit.keys import text
-from gateway import audit_chain as ac
+from gateway.domain import audit_chain as ac
 
 
 async def probe(client: aioredis.Redis, key: str) -> tuple[str | None, dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway import audit_chain as ac
+from gateway.domain import audit_chain as ac
 
 KEY_PREFIX = "hg:audit"
 

@@ -10,8 +10,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from adapters.audit.keys import OUTAGE, ChainKeys, entries, head_and_checkpoint, seq_of
-from gateway import audit_chain as ac
-from gateway.errors import DependencyUnavailable
+from gateway.domain import audit_chain as ac
+from gateway.domain.errors import DependencyUnavailable
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import structlog
 from adapters.audit.keys import OUTAGE, ChainKeys, entries, head_and_checkpoint, seq_of, text
 from adapters.audit.queries import verify_between
 from adapters.audit.sink import ChainedAuditSink, Receipt
-from gateway import audit_chain as ac
-from gateway.errors import DependencyUnavailable
+from gateway.domain import audit_chain as ac
+from gateway.domain.errors import DependencyUnavailable
 
 log = structlog.get_logger("hallgate.audit")
 

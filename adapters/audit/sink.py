@@ -16,8 +16,8 @@ import structlog
 from adapters.audit.durability import probe
 from adapters.audit.keys import OUTAGE, ChainKeys, text
 from adapters.audit.scripts import APPEND_LUA, Scripts
-from gateway import audit_chain as ac
-from gateway.errors import DependencyUnavailable
+from gateway.domain import audit_chain as ac
+from gateway.domain.errors import DependencyUnavailable
 
 log = structlog.get_logger("hallgate.audit")
 

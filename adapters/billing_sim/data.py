@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.ports import CustomerProfile, Subscriber
+from gateway.domain.ports import CustomerProfile, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 
 MSISDN_RE = re.compile(r"1[3-9][0-9]{9}")

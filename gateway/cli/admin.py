@@ -27,13 +27,13 @@ from adapters.redis_client import connect
 from adapters.redis_staff import PersonTaken, RedisStaffStore, StaffExists, normalize_employee_no
 from adapters.revocations import RevocationList
 from adapters.sms_outbox import read_outbox
-from gateway import passwords
-from gateway.errors import DependencyUnavailable
-from gateway.policy import Role
-from gateway.ports import StaffRecord
-from gateway.secretbox import is_sealed, staff_box
-from gateway.settings import from_env
-from gateway.startup import outbox_path
+from gateway.domain import passwords
+from gateway.domain.errors import DependencyUnavailable
+from gateway.domain.policy import Role
+from gateway.domain.ports import StaffRecord
+from gateway.domain.secretbox import is_sealed
+from gateway.runtime.settings import from_env
+from gateway.runtime.startup import outbox_path
 
 T = TypeVar("T")
 ISSUER = "hallgate"
@@ -123,8 +123,9 @@ def _run(args: argparse.Namespace, work: Callable[[Any], Awaitable[T]]) -> T:
 
 def _store(client: Any, args: argparse.Namespace) -> RedisStaffStore:
     """The staff store with the gateway's key; RuntimeError if this host has no key to use."""
-    settings = from_env().with_(data_dir=args.data_dir)
-    return RedisStaffStore(client, staff_box(settings, create_server_secret=False))
+    from gateway.runtime.bootstrap import staff_store
+
+    return staff_store(from_env().with_(data_dir=args.data_dir), client, create_server_secret=False)
 
 
 def _employee_no(raw: str) -> str:

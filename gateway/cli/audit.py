@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from gateway.cli import connect
-from gateway.settings import from_env
+from gateway.runtime.settings import from_env
 from hallgate_pb.v1 import audit_pb2, audit_pb2_grpc
 
 FILTERS = ("msisdn", "staff_id", "terminal", "hall", "method", "decision", "channel")
@@ -164,14 +164,14 @@ def _host(args: argparse.Namespace, work: Any) -> Any:
 
 def cmd_trim(args: argparse.Namespace) -> int:
     from adapters.audit.retention import trim
-    from adapters.audit.sink import ChainedAuditSink
-    from gateway.audit_chain import retention_cutoff
+    from gateway.domain.audit_chain import retention_cutoff
+    from gateway.runtime.bootstrap import audit_sink
 
     s = from_env()
     keys, kid = s.audit_keys()
 
     async def work(client: Any) -> Any:
-        sink = ChainedAuditSink(client, keys, kid, s.audit_chain, durability=s.audit_durability)
+        sink = audit_sink(s, client)  # as the gateway writes (durability, replicas): the trim's own event
         return await trim(client, s.audit_chain, keys, kid, retention_cutoff(datetime.now(UTC), args.months),
                           sink=sink, actor={"staff_id": os.environ.get("USER", "operator"), "role": "admin"})
 

@@ -14,7 +14,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from gateway.pipeline.authorize import DEV_IDENTITY_HEADER
-from gateway.settings import from_env
+from gateway.runtime.settings import from_env
 from hallgate_pb.v1 import staff_pb2, staff_pb2_grpc
 
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from google.protobuf import json_format
 
 from gateway.cli import connect
-from gateway.settings import from_env
+from gateway.runtime.settings import from_env
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 
 

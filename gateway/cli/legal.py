@@ -11,9 +11,9 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from gateway import delivery
 from gateway.cli import connect
-from gateway.settings import from_env
+from gateway.domain import delivery
+from gateway.runtime.settings import from_env
 from hallgate_pb.v1 import legal_pb2, legal_pb2_grpc
 
 DECISIONS = {"approve": "ApproveRequest", "reject": "RejectRequest", "invalid": "MarkInvalid",
@@ -134,7 +134,7 @@ def cmd_fulfil(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """The same check and output as `python -m gateway.delivery verify`."""
+    """The same check and output as `python -m gateway.domain.delivery verify`."""
     return delivery.verify_command(args.directory, args.public_key)
 
 

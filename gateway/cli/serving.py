@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway import logs
 from gateway.cli import connect
-from gateway.settings import add_arguments, from_args
+from gateway.runtime import logs
+from gateway.runtime.settings import add_arguments, from_args
 
 SIM_SETTINGS = ["sim_seed", "sim_subscribers", "sim_hash_n", "timezone", "log_format", "log_level"]
 
@@ -41,8 +41,8 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway import worker_role, workers
-    from gateway.bootstrap import serve
+    from gateway.runtime import worker_role, workers
+    from gateway.runtime.bootstrap import serve
 
     settings = from_args(args)
     logs.configure(settings.log_format, settings.log_level)

@@ -7,7 +7,7 @@ and exactly how many records left. Before each further message the trail is prob
 cannot be written the stream stops (at most the page in flight has left) and ends UNAVAILABLE.
 If an event cannot be stored the call fails with UNAVAILABLE (DependencyUnavailable). Side effects
 the call asked for (SMS) start only once its event is stored and the call did not fail; an answer
-that must not be timed is held to its floor (gateway/pacing.py) after its event is
+that must not be timed is held to its floor (gateway/domain/pacing.py) after its event is
 stored. The same facts also go to the operational log as one structured line per event.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 
 import structlog
 
-from gateway import effects, rules
-from gateway.errors import DependencyUnavailable, DomainError, Interrupted
+from gateway.domain import effects, rules
+from gateway.domain.errors import DependencyUnavailable, DomainError, Interrupted
+from gateway.domain.ports import AuditSink
+from gateway.domain.request_context import CallContext
 from gateway.pipeline.codes import Code, decision_of
-from gateway.ports import AuditSink
-from gateway.request_context import CallContext
 
 log = structlog.get_logger("hallgate.access")
 

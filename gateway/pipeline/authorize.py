@@ -1,4 +1,4 @@
-"""Who is calling, and may they make this call: the policy table (gateway/policy.py) enforced.
+"""Who is calling, and may they make this call: the policy table (gateway/domain/policy.py) enforced.
 
 Identity comes from the client certificate's SPIFFE ID (mutual TLS), or, in development mode
 only, from the `x-hallgate-dev-identity` header. Then, per the policy row: the channel, the staff
@@ -15,14 +15,14 @@ from typing import Any
 
 from cryptography import x509
 
-from gateway import rules
-from gateway.errors import PermissionDenied, Unauthenticated
-from gateway.identity import Channel, Identity, parse_spiffe
+from gateway.domain import rules
+from gateway.domain.errors import PermissionDenied, Unauthenticated
+from gateway.domain.identity import Channel, Identity, parse_spiffe
+from gateway.domain.policy import POLICY, Proof, Role, Rule
+from gateway.domain.ports import Revocations, Sessions, StaffDirectory
+from gateway.domain.request_context import CallContext
 from gateway.pipeline.decoding import check_decoded
 from gateway.pipeline.facts import CallFacts
-from gateway.policy import POLICY, Proof, Role, Rule
-from gateway.ports import Revocations, Sessions, StaffDirectory
-from gateway.request_context import CallContext
 
 DEV_IDENTITY_HEADER = "x-hallgate-dev-identity"
 HALL_CHANNELS = {Channel.KIOSK, Channel.CLERK}

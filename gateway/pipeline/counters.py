@@ -1,5 +1,5 @@
 """grpc_server_started_total, grpc_server_handled_total and grpc_server_handling_seconds for every
-call, and the domain counters (gateway/metrics.py `record_outcome`) once the call has finished.
+call, and the domain counters (gateway/runtime/metrics.py `record_outcome`) once the call has finished.
 
 The names are the conventional gRPC server metrics whatever the transport, since dashboards read
 them. Label values come only from the compiled protobuf descriptors: a method the server does not
@@ -13,9 +13,9 @@ from typing import Any
 
 from google.protobuf import descriptor_pool
 
-from gateway import metrics
+from gateway.domain.request_context import CallContext
 from gateway.pipeline.codes import Code
-from gateway.request_context import CallContext
+from gateway.runtime import metrics
 
 UNKNOWN = "unknown"
 

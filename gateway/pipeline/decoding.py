@@ -4,7 +4,7 @@ trail sees them, instead of failing inside the transport's deserializer where no
 gRPC's own receive limit is server-wide and must admit the one large message (a scanned agency
 letter); the per-method limits here keep every other request small. A request over its limit that
 gRPC still admitted is decoded all the same (its bytes are already in memory, and decoding is
-linear), only to name the fields that make it large (gateway/oversized.py): the caller learns what
+linear), only to name the fields that make it large (gateway/pipeline/oversized.py): the caller learns what
 to shorten. Bytes that do not decode keep the whole-message violation (field "")."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from gateway.errors import InvalidArgument
-from gateway.oversized import large_fields
+from gateway.domain.errors import InvalidArgument
+from gateway.pipeline.oversized import large_fields
 
 
 class Malformed:

@@ -13,7 +13,7 @@ import math
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.errors import (
+from gateway.domain.errors import (
     DependencyUnavailable,
     DomainError,
     FailedPrecondition,

@@ -19,8 +19,9 @@ from typing import Any
 import structlog
 from google.rpc import status_pb2
 
-from gateway import pacing, request_context
-from gateway.errors import DomainError, Unimplemented
+from gateway.domain import pacing, request_context
+from gateway.domain.errors import DomainError, Unimplemented
+from gateway.domain.request_context import CallContext
 from gateway.pipeline import outcome
 from gateway.pipeline.audit import Recorder, interrupted
 from gateway.pipeline.authorize import Authorizer
@@ -28,7 +29,6 @@ from gateway.pipeline.codes import Code
 from gateway.pipeline.counters import Counters
 from gateway.pipeline.decoding import check_decoded
 from gateway.pipeline.facts import CallFacts
-from gateway.request_context import CallContext
 
 log = structlog.get_logger("hallgate.errors")
 AUDITED_PREFIX = "/hallgate."

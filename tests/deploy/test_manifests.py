@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from gateway.cli.main import build_parser
-from gateway.settings import Settings, env_name
+from gateway.runtime.settings import Settings, env_name
 from hallgate_pb.v1 import kiosk_pb2
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from google.protobuf import timestamp_pb2
 
 from adapters.audit import retention
 from adapters.audit.keys import ChainKeys, stream_key
-from gateway import audit_chain as ac
-from gateway import rules
+from gateway.domain import audit_chain as ac
+from gateway.domain import rules
 from hallgate_pb.v1 import (
     audit_pb2,
     audit_pb2_grpc,

@@ -12,7 +12,7 @@ import pytest
 import structlog
 from google.protobuf.descriptor import Descriptor
 
-from gateway import passwords
+from gateway.domain import passwords
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2
 from tests.support.clerk import id_card
 from tests.support.status import details, reason, refused, shape, violations
@@ -330,7 +330,7 @@ async def test_a_genuine_id_card_of_someone_else_is_the_generic_refusal_and_coun
 
 
 async def test_wrong_id_cards_at_the_counter_do_not_lock_the_owner_out_of_the_kiosk(make_gateway):
-    """Document mismatches count towards a lock of their own (gateway/clerk.py open_by_document)."""
+    """Document mismatches count towards a lock of their own (gateway/domain/clerk.py open_by_document)."""
     gw = await make_gateway(lock_threshold=2)
     clerk = await counter(gw)
     neighbours_card = id_card(gw.billing.owner_of(NEIGHBOUR))

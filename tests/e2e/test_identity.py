@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from adapters.dev_pki import Issued, issue, make_ca, serial_of
-from gateway.bootstrap import server_credentials
-from gateway.settings import Settings
+from gateway.runtime.bootstrap import server_credentials
+from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.status import details, outcome, refused
 from tests.support.subscribers import ORDINARY

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gateway import delivery, rules
+from gateway.domain import delivery, rules
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, legal_pb2, legal_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.clerk import id_card
 from tests.support.dates import ZONE, month

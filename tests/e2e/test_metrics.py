@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from adapters.redis_server import free_port
-from gateway import metrics
+from gateway.runtime import metrics
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.support.dates import month
 from tests.support.metrics import assert_no_subscriber_numbers, delta, samples, scrape

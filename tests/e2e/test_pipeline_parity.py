@@ -11,9 +11,9 @@ import grpc
 import pytest
 from cryptography import x509
 
-from gateway.bootstrap import call_pipeline
 from gateway.pipeline.facts import CallFacts
 from gateway.pipeline.run import Refusal
+from gateway.runtime.bootstrap import call_pipeline
 from tests.hostile.fuzz_cases import Rpc, public_rpcs
 
 CERTS = {"kiosk-H001-K01": None, "clerk-H001-T07": "clerk", "legal-B01-L01": "legal_officer",

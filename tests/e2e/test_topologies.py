@@ -29,9 +29,9 @@ from adapters.audit.queries import verify
 from adapters.redis_client import connect
 from adapters.redis_staff import RedisStaffStore
 from adapters.sms_outbox import OUTBOX_NAME
-from gateway import passwords, rules
-from gateway.ports import StaffRecord
-from gateway.settings import Settings
+from gateway.domain import passwords, rules
+from gateway.domain.ports import StaffRecord
+from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.clerk import id_card
 from tests.support.dates import month

@@ -18,8 +18,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 
 from adapters.billing_sim.data import SeededBilling
-from gateway.identity import Channel
-from gateway.policy import POLICY, SIGN_IN_CHANNELS, Role
+from gateway.domain.identity import Channel
+from gateway.domain.policy import POLICY, SIGN_IN_CHANNELS, Role
 from hallgate_pb.v1 import clerk_pb2, legal_pb2
 from tests.support.clerk import id_card as clerk_id_card
 from tests.support.dates import month

@@ -48,9 +48,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from adapters.billing_sim.data import SeededBilling
 from adapters.redis_staff import RedisStaffStore
-from gateway import passwords
-from gateway.identity import Channel
-from gateway.policy import SIGN_IN_CHANNELS, Role
+from gateway.domain import passwords
+from gateway.domain.identity import Channel
+from gateway.domain.policy import SIGN_IN_CHANNELS, Role
 from hallgate_pb.v1 import clerk_pb2, kiosk_pb2, legal_pb2, staff_pb2
 from tests.hostile.fuzz_cases import (
     SESSION_NUMBER,
@@ -138,7 +138,7 @@ class Staff:
         staff_id = f"Z{next(self.serial):04d}"
         secret = pyotp.random_base32()
         hall = "H002" if cert == "clerk-H002-T01" else STAFF_HALL.get(channel, "H001")
-        from gateway.ports import StaffRecord
+        from gateway.domain.ports import StaffRecord
 
         await RedisStaffStore(self.target.redis).put(StaffRecord(
             staff_id, f"Fuzz {staff_id}", role.value, hall, passwords.hash_password(STAFF_PASSWORD, 2**10),
@@ -466,8 +466,8 @@ async def own_gateway(workdir: Path) -> AsyncIterator[tuple[Target, Callable[[st
     from adapters.redis_client import connect
     from adapters.redis_server import RedisServerProcess, free_port
     from adapters.sms_outbox import OutboxSms
-    from gateway.bootstrap import REGISTER_LEGAL_REQUEST, Deps, create_server, legal_desk, redis_deps
-    from gateway.settings import Settings
+    from gateway.runtime.bootstrap import REGISTER_LEGAL_REQUEST, build_deps, create_server
+    from gateway.runtime.settings import Settings
 
     pki = ensure_dev_pki(workdir / "pki", "hallgate.fuzz")
     redis_proc = RedisServerProcess(workdir / "redis", port=free_port(), appendfsync="always").start()
@@ -489,8 +489,7 @@ async def own_gateway(workdir: Path) -> AsyncIterator[tuple[Target, Callable[[st
                               page_size=settings.billing_page_size)
         stack.push_async_callback(billing.close)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
-        deps = Deps(billing=billing, sms=OutboxSms(outbox), key=settings.key_bytes(),
-                    legal=legal_desk(settings, client, billing), **redis_deps(client, settings))
+        deps = build_deps(settings, client, billing, sms=OutboxSms(outbox))
         server, port, _ = create_server(settings, deps)
         await server.start()
         stack.push_async_callback(server.stop, 0)

@@ -18,11 +18,11 @@ import redis
 from adapters.redis_client import connect
 from adapters.redis_staff import STAFF_INDEX, RedisStaffStore
 from adapters.sms_outbox import OUTBOX_NAME
-from gateway import passwords
-from gateway.errors import DependencyUnavailable
-from gateway.ports import StaffRecord
-from gateway.secretbox import SecretBox, SecretBoxError, is_sealed, staff_box
-from gateway.settings import Settings
+from gateway.domain import passwords
+from gateway.domain.errors import DependencyUnavailable
+from gateway.domain.ports import StaffRecord
+from gateway.domain.secretbox import SecretBox, SecretBoxError, is_sealed, staff_box
+from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.clerk import id_card
 from tests.support.dates import month

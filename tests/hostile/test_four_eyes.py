@@ -20,12 +20,12 @@ from grpc_status import rpc_status
 
 from adapters.redis_client import connect
 from adapters.redis_staff import STAFF_INDEX, PersonTaken, RedisStaffStore, StaffExists
-from gateway import passwords
-from gateway.demo import DEMO_STAFF, seed_demo_staff
-from gateway.errors import DependencyUnavailable, PermissionDenied
-from gateway.legal import Actor
-from gateway.ports import StaffRecord
-from gateway.secretbox import SecretBox
+from gateway.domain import passwords
+from gateway.domain.errors import DependencyUnavailable, PermissionDenied
+from gateway.domain.legal import Actor
+from gateway.domain.ports import StaffRecord
+from gateway.domain.secretbox import SecretBox
+from gateway.runtime.demo import DEMO_STAFF, seed_demo_staff
 from hallgate_pb.v1 import legal_pb2, legal_pb2_grpc
 from tests.support.legal import register_message
 from tests.support.legal_world import make_world, registered

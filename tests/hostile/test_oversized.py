@@ -1,4 +1,4 @@
-"""Oversized requests name the field that is too large (gateway/oversized.py, wired in by
+"""Oversized requests name the field that is too large (gateway/pipeline/oversized.py, wired in by
 gateway/pipeline/decoding.py): over a real mutual-TLS channel, and as pure walks of messages.
 Bytes that do not decode, or whose bulk lies in fields the method does not know, keep the
 whole-message violation (field "")."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from gateway.oversized import large_fields
+from gateway.pipeline.oversized import large_fields
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, legal_pb2
 from tests.hostile.fuzz_cases import _varint
 from tests.support.status import details, violations

@@ -14,8 +14,8 @@ import time
 
 import grpc
 
-from gateway.bootstrap import REGISTER_LEGAL_REQUEST, SERVICES
-from gateway.policy import POLICY
+from gateway.domain.policy import POLICY
+from gateway.runtime.bootstrap import REGISTER_LEGAL_REQUEST, SERVICES
 from tests.hostile import rpc_fuzz as fz
 
 EXAMPLES = 25  # per RPC: about 600 calls in all, a few seconds

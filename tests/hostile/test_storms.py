@@ -18,10 +18,10 @@ import pytest
 from adapters.billing_sim.server import start_billing_sim
 from adapters.redis_client import connect
 from adapters.redis_staff import RedisStaffStore
-from gateway import passwords
-from gateway.ports import StaffRecord
-from gateway.secretbox import staff_box
-from gateway.settings import Settings
+from gateway.domain import passwords
+from gateway.domain.ports import StaffRecord
+from gateway.domain.secretbox import staff_box
+from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.outbox import code_in as _code
 from tests.support.processes import Proc

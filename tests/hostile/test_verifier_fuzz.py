@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import delivery
-from gateway.ports import Subscriber
+from gateway.domain import delivery
+from gateway.domain.ports import Subscriber
 from hallgate_pb.v1 import kiosk_pb2
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -342,7 +342,7 @@ def test_signing_keys_are_written_in_an_owner_only_directory(tmp_path):
 
 # --- the real command lines ----------------------------------------------------------------------
 
-CLIS = {"delivery": [sys.executable, "-m", "gateway.delivery", "verify"],
+CLIS = {"delivery": [sys.executable, "-m", "gateway.domain.delivery", "verify"],
         "hallgate": [sys.executable, "-m", "gateway.cli", "legal", "verify"]}
 
 

@@ -23,8 +23,8 @@ from adapters.audit.retention import trim
 from adapters.audit.sink import ChainedAuditSink
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess
-from gateway import audit_chain as ac
-from gateway.errors import DependencyUnavailable
+from gateway.domain import audit_chain as ac
+from gateway.domain.errors import DependencyUnavailable
 from hallgate_pb.v1 import kiosk_pb2
 
 KEYS = {"k1": b"audit-test-key-0123456789abcdef"}

@@ -12,7 +12,7 @@ import redis
 from adapters.audit.sink import ChainedAuditSink
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
-from gateway.errors import DependencyUnavailable
+from gateway.domain.errors import DependencyUnavailable
 
 KEYS = {"k1": b"k" * 32}
 

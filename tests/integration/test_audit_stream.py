@@ -22,8 +22,8 @@ from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_shipper import ship
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
-from gateway import audit_chain as ac
-from gateway.errors import DependencyUnavailable
+from gateway.domain import audit_chain as ac
+from gateway.domain.errors import DependencyUnavailable
 
 KEYS = {"k1": b"audit-test-key-0123456789abcdef"}
 CHAIN = "main"

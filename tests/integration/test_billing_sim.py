@@ -16,7 +16,7 @@ import pytest
 from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import BillingSimServicer, serve_billing_sim, start_billing_sim
-from gateway.errors import DependencyUnavailable, Unauthenticated
+from gateway.domain.errors import DependencyUnavailable, Unauthenticated
 from hallgate_pb.billing.v1 import billing_pb2, billing_pb2_grpc
 
 NOW = datetime(2025, 6, 15, 4, 0, tzinfo=UTC)

@@ -20,9 +20,9 @@ from adapters.document_store import FileDocumentStore
 from adapters.legal_store import ALL_KEY, RedisLegalStore, request_key, state_key
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess
-from gateway import delivery, legal
-from gateway.errors import DependencyUnavailable, FailedPrecondition
-from gateway.legal import Action, Actor, LegalConfig, LegalDesk, LegalRequest, ListFilter, State, Transition
+from gateway.domain import delivery, legal
+from gateway.domain.errors import DependencyUnavailable, FailedPrecondition
+from gateway.domain.legal import Action, Actor, LegalConfig, LegalDesk, LegalRequest, ListFilter, State, Transition
 from tests.support.legal_world import (
     APPROVER,
     IN_WINDOW,

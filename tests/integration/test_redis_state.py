@@ -14,11 +14,11 @@ from redis.crc import key_slot
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess
 from adapters.redis_state import RedisSignInState
-from gateway import rules
-from gateway.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
-from gateway.kiosk import KioskConfig, KioskFlows
-from gateway.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session
-from gateway.settings import Settings
+from gateway.domain import rules
+from gateway.domain.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
+from gateway.domain.kiosk import KioskConfig, KioskFlows
+from gateway.domain.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session
+from gateway.runtime.settings import Settings
 from tests.unit.fakes import FakeBilling, FakeSms
 
 pytestmark = pytest.mark.asyncio

@@ -26,7 +26,7 @@ import pytest
 from adapters.redis_client import connect
 from adapters.redis_staff import RedisStaffStore
 from adapters.redis_state import RedisSignInState
-from gateway.ports import Attempt, AttemptLimits, CodeClaim, CustomerSession, Session, StaffRecord, StaffSession
+from gateway.domain.ports import Attempt, AttemptLimits, CodeClaim, CustomerSession, Session, StaffRecord, StaffSession
 from tests.unit.fakes import FakeClock, FakeSignInState
 
 A, B = "13800000001", "13800000002"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from google.protobuf import timestamp_pb2
 
-from gateway import rules
+from gateway.domain import rules
 
 ZONE_NAME = "Asia/Shanghai"  # the operator's zone
 ZONE = ZoneInfo(ZONE_NAME)

@@ -1,4 +1,4 @@
-"""The legal desk (gateway/legal.py) over in-memory fakes: a fixed clock at NOW, a store and a
+"""The legal desk (gateway/domain/legal.py) over in-memory fakes: a fixed clock at NOW, a store and a
 document store in dicts, billing with two subscribers' calls in and around the window, and a valid
 draft to register. Shared by the unit rules, the Redis store's tests and the four-eyes ring."""
 
@@ -12,10 +12,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import delivery, legal
-from gateway.errors import DependencyUnavailable
-from gateway.legal import Actor, LegalConfig, LegalDesk, LegalRequest, Officer, RequestDraft, State, Transition
-from gateway.ports import CustomerProfile, Subscriber
+from gateway.domain import delivery, legal
+from gateway.domain.errors import DependencyUnavailable
+from gateway.domain.legal import Actor, LegalConfig, LegalDesk, LegalRequest, Officer, RequestDraft, State, Transition
+from gateway.domain.ports import CustomerProfile, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 from tests.unit.fakes import FakeClock
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 
-from gateway import delivery
+from gateway.domain import delivery
 
 TRUST_DOMAIN = "hallgate.test"
 

@@ -1,4 +1,4 @@
-"""Tiny in-memory fakes of the ports in gateway/ports.py, for testing the rules without Redis or gRPC.
+"""Tiny in-memory fakes of the ports in gateway/domain/ports.py, for testing the rules without Redis or gRPC.
 
 Time is a FakeClock the test moves by hand: every TTL in FakeSignInState is measured on it, and
 KioskFlows gets the same clock, so "five minutes later" is one `clock.advance(300)`.
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session, Subscriber
+from gateway.domain.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 
 START = datetime(2025, 6, 15, 4, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import audit_chain as ac
+from gateway.domain import audit_chain as ac
 
 CHAIN = "main"
 KEY = b"k" * 32

@@ -1,4 +1,4 @@
-"""The delivery package (gateway/delivery.py): canonical manifest, incremental content digest,
+"""The delivery package (gateway/domain/delivery.py): canonical manifest, incremental content digest,
 Ed25519 signature, offline verification, key files and the command line."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import delivery
-from gateway.ports import CustomerProfile, Subscriber
+from gateway.domain import delivery
+from gateway.domain.ports import CustomerProfile, Subscriber
 from hallgate_pb.billing.v1 import billing_pb2
 from hallgate_pb.v1 import kiosk_pb2, legal_pb2
 

@@ -1,5 +1,5 @@
 """The generated code in hallgate_pb/ is exactly what proto/ gives, and the public and billing
-messages the gateway passes through stay wire-compatible (gateway/servicers/kiosk.py re-reads a
+messages the gateway passes through stay wire-compatible (gateway/api/kiosk.py re-reads a
 billing page as the public ListCallDetailsResponse and discards the fields the public API lacks)."""
 
 from __future__ import annotations

@@ -82,3 +82,31 @@ def test_the_project_has_no_import_circles() -> None:
 
 def test_the_check_sees_a_circle_when_there_is_one() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+FORBIDDEN = {
+    # layer: what it may never import (the rules and the pipeline are the same for every transport)
+    "gateway.domain": ("grpc", "redis", "adapters", "gateway.pipeline", "gateway.transport", "gateway.api",
+                       "gateway.runtime", "gateway.cli"),
+    "gateway.pipeline": ("grpc", "redis", "adapters", "gateway.transport", "gateway.api", "gateway.cli"),
+}
+
+
+def all_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_the_rules_and_the_pipeline_import_no_transport_and_no_store() -> None:
+    broken = []
+    for name, path in modules().items():
+        for layer, banned in FORBIDDEN.items():
+            if name == layer or name.startswith(layer + "."):
+                broken += [(name, i) for i in all_imports(path)
+                           if any(i == b or i.startswith(b + ".") for b in banned)]
+    assert broken == []

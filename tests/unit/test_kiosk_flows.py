@@ -1,4 +1,4 @@
-"""KioskFlows (gateway/kiosk.py) over the in-memory fakes: the kiosk's rules without Redis or gRPC."""
+"""KioskFlows (gateway/domain/kiosk.py) over the in-memory fakes: the kiosk's rules without Redis or gRPC."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import rules
-from gateway.errors import TooManyRequests, Unauthenticated
-from gateway.kiosk import CALL_LIST_SCOPE, KioskConfig, KioskFlows, Texts
-from gateway.ports import Session
-from gateway.settings import Settings
+from gateway.domain import rules
+from gateway.domain.errors import TooManyRequests, Unauthenticated
+from gateway.domain.kiosk import CALL_LIST_SCOPE, KioskConfig, KioskFlows, Texts
+from gateway.domain.ports import Session
+from gateway.runtime.settings import Settings
 from hallgate_pb.billing.v1 import billing_pb2
 from tests.unit.fakes import FakeBilling, FakeClock, FakeSignInState, FakeSms
 

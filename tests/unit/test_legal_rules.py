@@ -1,4 +1,4 @@
-"""The legal channel's rules (gateway/legal.py) and the LegalService mapping, over in-memory fakes:
+"""The legal channel's rules (gateway/domain/legal.py) and the LegalService mapping, over in-memory fakes:
 validation with field paths, the state machine, four eyes, fulfil once, lapses, and the history."""
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from typing import Any, cast
 
 import pytest
 
-from gateway import delivery, legal, request_context
-from gateway.errors import (
+from gateway.api.legal import LegalServicer
+from gateway.domain import delivery, legal, request_context
+from gateway.domain.errors import (
     DependencyUnavailable,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from gateway.legal import (
+from gateway.domain.legal import (
     FINAL_STATES,
     STEPS,
     Action,
@@ -31,7 +32,6 @@ from gateway.legal import (
     RequestDraft,
     State,
 )
-from gateway.servicers.legal import LegalServicer
 from hallgate_pb.v1 import legal_pb2
 from tests.support.legal_world import (
     APPROVER,

@@ -12,16 +12,17 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import metrics, request_context, worker_role, workers
-from gateway.errors import DependencyUnavailable, Unauthenticated
+from gateway.domain import request_context
+from gateway.domain.errors import DependencyUnavailable, Unauthenticated
+from gateway.domain.request_context import CallContext
 from gateway.pipeline.audit import Recorder
 from gateway.pipeline.codes import Code
 from gateway.pipeline.counters import method_labels
 from gateway.pipeline.facts import CallFacts
 from gateway.pipeline.run import Pipeline, Refusal
-from gateway.request_context import CallContext
-from gateway.settings import Settings, from_env
-from gateway.workers import settings_env
+from gateway.runtime import metrics, worker_role, workers
+from gateway.runtime.settings import Settings, from_env
+from gateway.runtime.workers import settings_env
 from hallgate_pb.v1 import kiosk_pb2  # noqa: F401 - the descriptors a serving gateway has loaded
 from tests.support.metrics import MSISDN_RE
 
@@ -275,7 +276,7 @@ async def test_timed_audit_sink_times_every_append_and_counts_failures() -> None
 
 
 async def test_counting_legal_store_counts_only_accepted_state_changes() -> None:
-    from gateway.legal import Action, State, Transition
+    from gateway.domain.legal import Action, State, Transition
 
     class Store:
         def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Password rules and hashing (gateway/passwords.py): the staff password rule (R6), the trivial
+"""Password rules and hashing (gateway/domain/passwords.py): the staff password rule (R6), the trivial
 service-password rules, and the slow salted hash with constant work for unknown accounts."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from gateway import passwords
-from gateway.passwords import hash_password, staff_password_problems, trivial_service_password, verify_password
+from gateway.domain import passwords
+from gateway.domain.passwords import hash_password, staff_password_problems, trivial_service_password, verify_password
 
 FAST = 2**10
 

@@ -1,4 +1,4 @@
-"""The policy table (gateway/policy.py) against the proto descriptors: every RPC of every
+"""The policy table (gateway/domain/policy.py) against the proto descriptors: every RPC of every
 hallgate.v1 service has exactly one row, no row names a method that does not exist, and the rows
 keep the channels apart (R2, R5, R9)."""
 
@@ -11,8 +11,8 @@ from types import ModuleType
 import pytest
 
 import hallgate_pb.v1
-from gateway.identity import Channel
-from gateway.policy import POLICY, SIGN_IN_CHANNELS, Proof, Role
+from gateway.domain.identity import Channel
+from gateway.domain.policy import POLICY, SIGN_IN_CHANNELS, Proof, Role
 
 
 def pb2_modules() -> list[ModuleType]:

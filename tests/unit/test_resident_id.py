@@ -1,5 +1,5 @@
 """R4: the 18-character resident ID number (GB 11643-1999), its ISO 7064 MOD 11-2 check character,
-and the birth date and sex on the card agreeing with it (gateway/resident_id.py)."""
+and the birth date and sex on the card agreeing with it (gateway/domain/resident_id.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from gateway.resident_id import check_char, problems
+from gateway.domain.resident_id import check_char, problems
 
 TODAY = date(2026, 6, 15)
 

@@ -1,4 +1,4 @@
-"""gateway/rules.py: input formats, the retention window, masking, the SIM-swap guard, codes and tokens."""
+"""gateway/domain/rules.py: input formats, the retention window, masking, the SIM-swap guard, codes and tokens."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from gateway import rules
-from gateway.errors import InvalidArgument
+from gateway.domain import rules
+from gateway.domain.errors import InvalidArgument
 
 FULLWIDTH = "\uff11\uff13\uff18\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff11"  # "13800000001" in fullwidth digits
 ARABIC_INDIC = "\u0661\u0663\u0668\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0661"

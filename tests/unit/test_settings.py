@@ -1,4 +1,4 @@
-"""gateway/settings.py: environment, CLI flags, help, and the server secret's key file."""
+"""gateway/runtime/settings.py: environment, CLI flags, help, and the server secret's key file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from gateway.settings import HELP, Settings, add_arguments, env_name, from_args, from_env
+from gateway.runtime.settings import HELP, Settings, add_arguments, env_name, from_args, from_env
 
 FIELDS = dataclasses.fields(Settings)
 FLOAT_FIELDS = [f.name for f in FIELDS if f.type == "float"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.rpc import error_details_pb2
 
-from gateway.errors import InvalidArgument
+from gateway.domain.errors import InvalidArgument
 from gateway.pipeline import outcome as status
 
 

@@ -1,0 +1,92 @@
+"""The authorisation policy: for every RPC, which channel, which staff roles and which customer
+proof it needs. One table, deny by default; tests/unit/test_policy.py fails if an RPC lacks a row.
+
+R2/R9: no clerk RPC returns customer data without a customer session the customer opened and
+proved; R5: LegalService is reachable from the legal channel only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.domain.identity import Channel
+
+
+class Role(StrEnum):
+    CLERK = "clerk"
+    HALL_MANAGER = "hall_manager"
+    LEGAL_OFFICER = "legal_officer"
+    LEGAL_APPROVER = "legal_approver"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class Proof(StrEnum):
+    """What the customer must have proved before the call may touch their data."""
+
+    NONE = "none"
+    OWNER_TOKEN = "owner_token"  # noqa: S105 - kiosk: service password + SMS code, checked by the kiosk rules
+    CUSTOMER_SESSION = "customer_session"  # clerk: a session the customer opened and proved
+    ID_DOCUMENT_SESSION = "id_document_session"  # clerk: a session proved by the owner's ID document
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    channels: frozenset[Channel]
+    roles: frozenset[Role] = frozenset()  # empty: no staff session needed (kiosks, sign-in itself)
+    proof: Proof = Proof.NONE
+
+
+def rule(channels: set[Channel], roles: set[Role] | None = None, proof: Proof = Proof.NONE) -> Rule:
+    return Rule(frozenset(channels), frozenset(roles or ()), proof)
+
+
+KIOSK = {Channel.KIOSK}
+CLERK = {Channel.CLERK}
+STAFF_CHANNELS = {Channel.CLERK, Channel.LEGAL, Channel.AUDIT}
+COUNTER = {Role.CLERK, Role.HALL_MANAGER}
+LEGAL = {Channel.LEGAL}
+AUDIT = {Channel.AUDIT}
+LEGAL_WRITERS = {Role.LEGAL_OFFICER, Role.LEGAL_APPROVER}
+LEGAL_READERS = {Role.LEGAL_OFFICER, Role.LEGAL_APPROVER, Role.AUDITOR}
+AUDITORS = {Role.AUDITOR}
+
+POLICY: dict[str, Rule] = {
+    "/hallgate.v1.KioskService/RequestOneTimeCode": rule(KIOSK),
+    "/hallgate.v1.KioskService/Authenticate": rule(KIOSK),
+    "/hallgate.v1.KioskService/ListCallDetails": rule(KIOSK, proof=Proof.OWNER_TOKEN),
+    "/hallgate.v1.KioskService/EndSession": rule(KIOSK, proof=Proof.OWNER_TOKEN),
+    "/hallgate.v1.KioskService/ListAccessHistory": rule(KIOSK, proof=Proof.OWNER_TOKEN),
+    "/hallgate.v1.StaffService/SignIn": rule(STAFF_CHANNELS),
+    "/hallgate.v1.StaffService/ChangePassword": rule(STAFF_CHANNELS),
+    "/hallgate.v1.StaffService/SignOut": rule(STAFF_CHANNELS, set(Role)),
+    "/hallgate.v1.ClerkService/RequestCustomerCode": rule(CLERK, COUNTER),
+    "/hallgate.v1.ClerkService/OpenCustomerSession": rule(CLERK, COUNTER),
+    "/hallgate.v1.ClerkService/GetCustomerProfile": rule(CLERK, COUNTER, Proof.CUSTOMER_SESSION),
+    "/hallgate.v1.ClerkService/ResetServicePassword": rule(CLERK, COUNTER, Proof.ID_DOCUMENT_SESSION),
+    "/hallgate.v1.ClerkService/CloseCustomerSession": rule(CLERK, COUNTER, Proof.CUSTOMER_SESSION),
+    # R5: the legal channel only. The desk (gateway/domain/legal.py) narrows each step further: only
+    # officers register and fulfil, only approvers approve, never the registering officer (four eyes).
+    "/hallgate.v1.LegalService/RegisterRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/ApproveRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/RejectRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/MarkInvalid": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/CancelRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/FulfilRequest": rule(LEGAL, LEGAL_WRITERS),
+    "/hallgate.v1.LegalService/ListRequests": rule(LEGAL, LEGAL_READERS),
+    "/hallgate.v1.LegalService/GetRequest": rule(LEGAL, LEGAL_READERS),
+    "/hallgate.v1.AuditService/QueryEvents": rule(AUDIT, AUDITORS),
+    "/hallgate.v1.AuditService/VerifyChain": rule(AUDIT, AUDITORS),
+    "/hallgate.v1.AuditService/ExportEvents": rule(AUDIT, AUDITORS),
+}
+
+# Which channel a staff member of each role signs in on (R6: staff act only within their role).
+SIGN_IN_CHANNELS: dict[Role, frozenset[Channel]] = {
+    Role.CLERK: frozenset({Channel.CLERK}),
+    Role.HALL_MANAGER: frozenset({Channel.CLERK}),
+    Role.LEGAL_OFFICER: frozenset({Channel.LEGAL}),
+    Role.LEGAL_APPROVER: frozenset({Channel.LEGAL}),
+    Role.AUDITOR: frozenset({Channel.AUDIT, Channel.LEGAL}),
+    Role.ADMIN: frozenset({Channel.AUDIT}),
+}

@@ -1,0 +1,293 @@
+"""The ports: what the gateway's rules need from the outside world, as small Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """What billing tells the gateway about a number; `exists=False` for unknown numbers."""
+
+    exists: bool
+    sim_changed_at: datetime | None = None
+    ported_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerProfile:
+    """The owner's full profile as billing holds it. Internal: what leaves the gateway is a masked
+    subset (gateway/domain/clerk.py), never the SIM data (R7)."""
+
+    name: str
+    document_type: str  # "resident_id_card" | "passport"
+    document_number: str
+    birth_date: str  # YYYY-MM-DD
+    sex: str  # "female" | "male" | ""
+    province: str
+    city: str
+    district: str
+    street: str
+    plan_name: str
+    account_status: str
+    iccid: str
+    imsi: str
+
+
+class Billing(Protocol):
+    """The operator's billing system. Raises DependencyUnavailable when it cannot answer."""
+
+    async def verify_service_password(self, msisdn: str, password: str) -> bool: ...
+
+    async def get_subscriber(self, msisdn: str) -> Subscriber: ...
+
+    async def verify_owner_document(self, msisdn: str, document_type: str, document_number: str,
+                                    name: str) -> bool: ...
+
+    async def get_customer_profile(self, msisdn: str) -> CustomerProfile | None: ...
+
+    async def set_service_password(self, msisdn: str, new_password: str) -> None: ...
+
+    def call_detail_pages(self, msisdn: str, month: str) -> AsyncIterator[bytes]:
+        """Yield a month's call details page by page, each page a serialized billing
+        `ListCallDetailsResponse` (kept as bytes so the gateway never holds more than a page)."""
+        ...
+
+
+class SmsSender(Protocol):
+    """The operator's SMS centre."""
+
+    async def send(self, msisdn: str, text: str) -> None: ...
+
+
+class AuditSink(Protocol):
+    """Where audit events go. `append` returns only once the event is stored, else raises."""
+
+    async def append(self, event: Mapping[str, Any]) -> None: ...
+
+    async def check(self) -> None:
+        """Return if events can be stored now, else raise DependencyUnavailable (a cheap probe a
+        long stream makes before each further page leaves)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SendSlot:
+    """The answer of the send throttle: may a code be sent now, and is the number locked?"""
+
+    allowed: bool
+    retry_after: float
+    locked_for: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLimits:
+    """How many consecutive failed proofs lock a subject, for how long, and how long a failure is
+    remembered."""
+
+    threshold: int
+    lock_for: float
+    memory: float
+
+
+@dataclass(frozen=True, slots=True)
+class CodeClaim:
+    """A one-time code to compare in the same atomic step that reserves the attempt."""
+
+    purpose: str
+    digest: str
+    max_tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One proof attempt, counted against `subject`'s lock before any secret is compared.
+
+    `locked_for` > 0: refused, nothing may be compared (locked, or the limit is taken by attempts
+    in flight). Otherwise `number` is this attempt's place in the count. With a CodeClaim,
+    `code_ok` says whether the code matched (a matching code is taken, so no other attempt can
+    use it); `code_tries` and `code_ttl` let `release_attempt` put the code back as it was."""
+
+    subject: str
+    locked_for: float
+    number: int = 0
+    code: CodeClaim | None = None
+    code_ok: bool = False
+    code_tries: int = 0
+    code_ttl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What an access token stands for. The token itself is never stored, only its digest."""
+
+    msisdn: str
+    scope: str
+    terminal: str
+
+
+class SignInState(Protocol):
+    """Shared, atomically changed state of codes, throttles, failures, locks and tokens.
+
+    Every method is one atomic step in the shared store, so any number of gateway processes
+    behave as one. Raises DependencyUnavailable when the store cannot answer."""
+
+    async def issue_code(self, msisdn: str, purpose: str, digest: str | None, ttl: float, min_interval: float,
+                         max_per_hour: int) -> SendSlot:
+        """Take a send slot and, if one was free, the number is not locked and `digest` is given,
+        store the code (replacing an older one) in the same step. The slot is taken for every
+        number, known or not, so throttling tells nothing about existence."""
+        ...
+
+    async def store_code(self, msisdn: str, purpose: str, digest: str, ttl: float) -> None: ...
+
+    async def begin_attempt(self, subject: str, limits: AttemptLimits, code: CodeClaim | None = None) -> Attempt:
+        """Reserve one attempt against `subject`'s lock (and claim or count the code), atomically,
+        before anything secret is compared. Attempts in flight count: once `threshold` are
+        reserved, further ones are refused until they settle."""
+        ...
+
+    async def fail_attempt(self, attempt: Attempt, limits: AttemptLimits) -> float:
+        """The attempt failed: keep it counted; returns the lock duration if this failure locked
+        the subject (only one failure ever does), else 0."""
+        ...
+
+    async def release_attempt(self, attempt: Attempt) -> None:
+        """The attempt could not be judged (a dependency failed): uncount it and put a claimed
+        code back, so a fault costs the owner nothing."""
+        ...
+
+    async def open_session(self, msisdn: str, token_digest: str, session: Session, idle: float,
+                           absolute: float, now: float) -> None: ...
+
+    async def touch_session(self, token_digest: str, idle: float, now: float) -> Session | None:
+        """The session if alive (and extend its idle life), else None."""
+        ...
+
+    async def end_session(self, token_digest: str, terminal: str) -> None:
+        """End the session, but only when `terminal` is the one it was issued to."""
+        ...
+
+    async def lock_remaining(self, subject: str) -> float:
+        """Seconds left on `subject`'s lock (a number, or "staff:<id>"), 0 if not locked."""
+        ...
+
+    async def reset_failures(self, subject: str, unlock: bool = False) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaffRecord:
+    """A staff member in the directory. Only a slow salted hash of the password is kept; the TOTP
+    secret is plain here and sealed at rest by the store.
+
+    `employee_no` names the person behind the account (unique: one account per person), so rules
+    such as four eyes compare people, not accounts. Records from before employee numbers have none:
+    each such account counts as a person of its own."""
+
+    staff_id: str
+    name: str
+    role: str
+    hall: str
+    password_hash: str
+    password_changed_at: float
+    totp_secret: str
+    disabled: bool = False
+    employee_no: str = ""
+
+    @property
+    def person(self) -> str:
+        """Who this account belongs to: "employee:<no>", or "staff:<id>" for a record without one."""
+        return f"employee:{self.employee_no}" if self.employee_no else f"staff:{self.staff_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class StaffSession:
+    """A signed-in staff member, bound to the terminal certificate they signed in on."""
+
+    staff_id: str
+    role: str
+    terminal: str
+    hall: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSession:
+    """A customer present at a counter who proved ownership of `msisdn`; bound to the clerk and
+    the terminal that opened it. `proof` is "id_document" or "password_and_code"."""
+
+    msisdn: str
+    staff_id: str
+    terminal: str
+    hall: str
+    proof: str
+
+
+class StaffDirectory(Protocol):
+    """Staff accounts, and the TOTP steps already used (a code is accepted once only)."""
+
+    async def get(self, staff_id: str) -> StaffRecord | None: ...
+
+    async def put(self, record: StaffRecord) -> None: ...
+
+    async def all(self) -> list[StaffRecord]: ...
+
+    async def is_active(self, staff_id: str) -> bool:
+        """True if the account exists and is not disabled (checked on every staff call)."""
+        ...
+
+    async def accept_totp_step(self, staff_id: str, step: int) -> bool:
+        """Atomically accept `step` only if it is later than every step accepted before."""
+        ...
+
+
+class Sessions(Protocol):
+    """Staff and customer sessions, stored by token digest, with an idle lifetime."""
+
+    async def open_staff(self, digest: str, session: StaffSession, idle: float) -> None: ...
+
+    async def staff(self, digest: str, idle: float) -> StaffSession | None: ...
+
+    async def open_customer(self, digest: str, session: CustomerSession, idle: float) -> None: ...
+
+    async def customer(self, digest: str, idle: float) -> CustomerSession | None: ...
+
+    async def end(self, kind: str, digest: str) -> None: ...
+
+
+class Revocations(Protocol):
+    """The terminal deny-list, answered from memory on every call, refreshed in the background."""
+
+    def revoked(self, terminal: str, serial: str) -> bool: ...
+
+    async def refresh(self) -> None: ...
+
+    async def run(self, every: float) -> None:
+        """Refresh every `every` seconds until cancelled."""
+        ...
+
+
+class AccessLog(Protocol):
+    """Read side of the audit trail, for the subscriber's own access history."""
+
+    def accesses(self, subscriber_ref: str, since: datetime) -> AsyncIterator[Mapping[str, str]]:
+        """Stored events about one subscriber (by keyed pseudonym) since a time, oldest first."""
+        ...
+
+
+class AuditReader(Protocol):
+    """Auditors' read access to the audit chain."""
+
+    def query(self, where: Any, limit: int | None = None) -> AsyncIterator[dict[str, str]]:
+        """Stored events matching an audit_chain.AuditFilter, oldest first."""
+        ...
+
+    async def verify(self, start_seq: int | None, end_seq: int | None) -> Any:
+        """An audit_chain.VerifyResult for the range."""
+        ...
+
+
+class AuditTrailReader(AuditReader, AccessLog, Protocol):
+    """The trail as auditors read it and as a subscriber's own access history reads it."""

@@ -1,0 +1,250 @@
+"""Settings: read once from HALLGATE_* environment variables, overridable by CLI flags.
+
+Every setting is declared once in SETTINGS with its default and help, so `hallgate serve --help`
+and the environment can never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway can be told. Durations are seconds."""
+
+    listen: str = "127.0.0.1:50051"
+    health_listen: str = ""
+    metrics_listen: str = ""
+    workers: int = 1
+    data_dir: str = ".hallgate"
+    redis_url: str = ""
+    billing_target: str = ""
+    secret_key: str = ""
+    code_ttl: float = 300
+    code_max_tries: int = 5
+    send_min_interval: float = 60
+    send_max_per_hour: int = 5
+    sim_swap_window: float = 72 * 3600
+    token_idle: float = 300
+    token_absolute: float = 900
+    lock_threshold: int = 5
+    lock_duration: float = 1800
+    fail_memory: float = 86400
+    answer_floor: float = 0.3
+    retention_months: int = 6
+    timezone: str = "Asia/Shanghai"
+    billing_timeout: float = 3.0
+    billing_page_size: int = 1000
+    redis_timeout: float = 1.0
+    grace_period: float = 5.0
+    max_message_bytes: int = 16384
+    log_format: str = "auto"
+    log_level: str = "info"
+    sim_seed: str = "hallgate-demo"
+    sim_subscribers: int = 3000
+    sim_hash_n: int = 2**14
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    insecure_dev: bool = False
+    dev: bool = False
+    trust_domain: str = "hallgate.example"
+    revocation_refresh: float = 1.0
+    staff_idle: float = 900
+    staff_password_max_age: float = 90 * 86400
+    staff_hash_n: int = 2**14
+    staff_secret_key: str = ""
+    staff_secret_retired_keys: str = ""
+    customer_session_idle: float = 600
+    notify_subscriber: bool = True
+    sms_outbox: str = ""
+    audit_hmac_key: str = ""
+    audit_retired_keys: str = ""
+    audit_chain: str = "main"
+    audit_durability: str = "strict"
+    audit_retention_months: int = 12
+    audit_replicas: int = 0
+    legal_signing_key: str = ""
+    legal_approval_days: float = 30
+    legal_max_window_months: int = 12
+    legal_document_dir: str = ""
+    legal_fulfil_lease: float = 3600
+    legal_max_letter_bytes: int = 8 * 2**20
+    history_days: int = 365
+
+    def key_bytes(self) -> bytes:
+        """The server secret that keys code hashes. Shared by every gateway process of a deployment:
+        from HALLGATE_SECRET_KEY, else a file created once in the data directory (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = Path(self.data_dir) / "secret.key"
+        if not path.exists():
+            # Written whole to a temporary file, then linked into place: two processes starting
+            # together agree on one key, and nobody ever reads a half-written one.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".secret.key.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        key = path.read_text().strip().encode()
+        if not key:
+            raise RuntimeError(f"{path} is empty: remove it or set HALLGATE_SECRET_KEY")
+        return key
+
+    def audit_keys(self) -> tuple[dict[str, bytes], str]:
+        """(keys by id, current key id) for the audit chain; retired keys keep old events verifiable."""
+        from gateway.domain.audit_chain import keyring
+
+        secret = self.audit_hmac_key.encode() if self.audit_hmac_key else self.key_bytes()
+        retired = [r.encode() for r in self.audit_retired_keys.split(",") if r]
+        return keyring(secret, retired)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+HELP: dict[str, str] = {
+    "listen": "address to serve on (host:port); use a loopback address unless fronted by TLS",
+    "health_listen": ("extra plaintext address serving only grpc.health.v1, for probes that cannot present "
+                      "a client certificate (Kubernetes, Docker); empty: none"),
+    "metrics_listen": ("plain HTTP address (host:port) serving Prometheus metrics at /metrics; empty: none. "
+                       "Labels carry no subscriber data; keep it on a loopback or internal address"),
+    "workers": ("gateway processes sharing the listen port (SO_REUSEPORT); above 1 a supervisor starts "
+                "embedded Redis/billing once, runs the workers and serves their summed metrics"),
+    "data_dir": "directory for the embedded Redis, the SMS outbox and the secret key",
+    "redis_url": ("Redis URL: redis://, rediss://, unix://, redis+sentinel://h1:p1,h2:p2/<service>, "
+                  "redis+cluster://h1:p1,h2:p2 (docs/scale-out.md); empty: start an embedded redis-server"),
+    "billing_target": "billing service host:port; empty: run the embedded billing simulator",
+    "secret_key": "server secret keying code hashes; empty: generated once into the data directory",
+    "code_ttl": "seconds a one-time code stays valid",
+    "code_max_tries": "wrong entries after which a code dies",
+    "send_min_interval": "minimum seconds between two codes for one number",
+    "send_max_per_hour": "codes per number per hour",
+    "sim_swap_window": "seconds after a SIM change or port-in during which no code is sent",
+    "token_idle": "seconds an access token survives without use",
+    "token_absolute": "seconds an access token lives at most",
+    "lock_threshold": "consecutive failed sign-ins that lock a number",
+    "lock_duration": "seconds a locked number stays locked (all channels)",
+    "fail_memory": "seconds a failed sign-in is remembered towards the lock",
+    "answer_floor": ("seconds every one-time code request and every failed owner proof (kiosk sign-in, counter PIN "
+                     "pad) take at least, so neither a number's state (known, unknown, locked, SIM-swapped, "
+                     "throttled) nor what was wrong can be told by time; it must exceed billing's password check"),
+    "retention_months": "call-list window: the current month and this many minus one before it",
+    "timezone": "the operator's time zone, which defines calendar months",
+    "billing_timeout": "deadline in seconds for each billing call",
+    "billing_page_size": "call-detail records fetched from billing per page",
+    "redis_timeout": "socket timeout in seconds for Redis",
+    "grace_period": "seconds in-flight calls get to finish on SIGTERM",
+    "max_message_bytes": "largest request message accepted (LegalService.RegisterRequest: see legal_max_letter_bytes)",
+    "log_format": "json, console or auto (console on a terminal)",
+    "log_level": "debug, info, warning or error",
+    "sim_seed": "seed of the embedded billing simulator's data",
+    "sim_subscribers": "number of seeded subscribers in the billing simulator",
+    "sim_hash_n": "scrypt cost (N) for the simulator's password hashes",
+    "tls_cert": "server certificate (PEM); empty: a development CA and certificates under the data directory",
+    "tls_key": "server private key (PEM)",
+    "tls_client_ca": "the hall CA bundle (PEM) every client certificate must chain to",
+    "insecure_dev": "development only: serve plaintext on loopback, identity from the x-hallgate-dev-identity header",
+    "dev": ("development mode: without TLS material or a legal signing key, make a development CA and keys under "
+            "the data directory; demo staff; the banner prints demo secrets. Never in production"),
+    "trust_domain": "SPIFFE trust domain of the operator's terminal certificates",
+    "revocation_refresh": "seconds between reloads of the terminal deny-list",
+    "staff_idle": "seconds a staff session survives without use",
+    "staff_password_max_age": "seconds after which a staff password must be changed (90 days)",
+    "staff_hash_n": "scrypt cost (N) for staff password hashes",
+    "staff_secret_key": ("key sealing staff TOTP secrets in Redis (AES-256-GCM, docs/secrets.md); empty: derived "
+                         "from the server secret (HKDF)"),
+    "staff_secret_retired_keys": ("comma-separated retired staff secret keys: they still open secrets sealed before a "
+                                  "rotation until `hallgate staff rekey` re-seals them"),
+    "customer_session_idle": "seconds a clerk's customer session survives without use",
+    "notify_subscriber": "SMS the subscriber whenever their call list is released or password reset",
+    "sms_outbox": "development SMS outbox file (JSON Lines); empty: <data_dir>/sms-outbox.jsonl",
+    "history_days": "how far back ListAccessHistory looks",
+    "audit_hmac_key": "secret keying the audit chain's HMACs; empty: derived from the secret key",
+    "audit_retired_keys": "comma-separated retired audit secrets, so events sealed before a rotation still verify",
+    "audit_chain": "name of the audit chain (its Redis keys share the hash tag {name})",
+    "audit_durability": ("strict: acknowledge an audit event only once fsynced (WAITAOF on Redis >= 7.2, else "
+                         "appendfsync always is required); trust: rely on the server's own settings"),
+    "audit_replicas": ("replicas that must confirm each audit event before the call goes on (Sentinel/Cluster: "
+                       "set >= 1, so a failover cannot lose an acknowledged event)"),
+    "audit_retention_months": "months audit events are kept before `hallgate audit trim` removes them",
+    "legal_signing_key": "Ed25519 private key (PEM) signing legal delivery manifests; empty: a dev key in the data dir",
+    "legal_approval_days": "days an approved legal request may wait for fulfilment before it expires",
+    "legal_max_window_months": "longest time window a legal request may cover",
+    "legal_document_dir": "where scanned agency letters are kept; empty: <data_dir>/documents",
+    "legal_fulfil_lease": "seconds a fulfilment may stream before it counts as interrupted",
+    "legal_max_letter_bytes": "largest scanned letter accepted (the only large request message)",
+}
+
+
+KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def kind_of(name: str) -> type:
+    """The declared type of a setting (not its default's: `code_ttl: float = 300` is a float)."""
+    annotation = next(f.type for f in fields(Settings) if f.name == name)
+    return KINDS[annotation if isinstance(annotation, str) else annotation.__name__]
+
+
+def env_name(name: str) -> str:
+    return "HALLGATE_" + name.upper()
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment; unset variables keep their defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = _parse(f.name, kind_of(f.name), raw)
+    return Settings(**values)
+
+
+def _parse(name: str, kind: type, raw: str) -> Any:
+    if kind is bool:
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise SystemExit(f"{env_name(name)}={raw!r}: expected true or false")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(f"{env_name(name)}={raw!r}: expected {kind.__name__}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
+    """One --flag per setting, documented with its environment variable and default."""
+    defaults = Settings()
+    for f in fields(Settings):
+        if names is not None and f.name not in names:
+            continue
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=True,
+                                default=None, help=f"{HELP[f.name]} [{env_name(f.name)}=1]")
+            continue
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, type=kind_of(f.name), default=None,
+            help=f"{HELP[f.name]} [{env_name(f.name)}, default {default!r}]",
+        )
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    base = from_env(environ)
+    given = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
+    return replace(base, **given)
