@@ -35,8 +35,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,10 @@ class Target:
     billing: SeededBilling
     outbox: Path
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+    # Retention, as `hallgate audit trim` runs it: drops the trail's events so far after a signed
+    # checkpoint. The audit service's queries scan the trail (O(history) until the archive issue),
+    # so the fuzzer keeps it short while it fuzzes them; None where the gateway is not its own.
+    trim: Callable[[], Awaitable[Any]] | None = None
 
     def channel(self, cert: str) -> grpc.aio.Channel:
         if cert not in self.channels:
@@ -409,7 +414,8 @@ def hypothesis_cases(maker: Maker, n: int, plan: Plan) -> Callable[[Rpc], Iterat
 
 
 AUDIT_SERVICE = "/hallgate.v1.AuditService/"
-AUDIT_WEIGHT = 12  # the audit queries run at about a twentieth of the others' rate on this machine
+AUDIT_WEIGHT = 6  # the audit queries run at a fraction of the others' rate on this machine
+TRIM_EVERY = 500  # cases of an audit-service RPC between two trims of the trail
 
 
 async def fuzz(target: Target, cases_of: Callable[[Rpc], Iterator[Case]], cases: int, seconds: float,
@@ -432,7 +438,10 @@ async def fuzz(target: Target, cases_of: Callable[[Rpc], Iterator[Case]], cases:
         tally.codes[rpc.name] = counts
         todo = itertools.islice(cases_of(rpc), cases)
 
-        async def worker(counts: Counter[str] = counts, todo: Iterator[Case] = todo, until: float = until) -> None:
+        trims = rpc.method.startswith(AUDIT_SERVICE) and target.trim is not None
+
+        async def worker(counts: Counter[str] = counts, todo: Iterator[Case] = todo, until: float = until,
+                         trims: bool = trims) -> None:
             while time.monotonic() < until:
                 case = next(todo, None)
                 if case is None:
@@ -441,6 +450,8 @@ async def fuzz(target: Target, cases_of: Callable[[Rpc], Iterator[Case]], cases:
                 counts[outcome.code.name] += 1
                 if outcome.problems:
                     tally.failures.append(Failure(case, outcome))
+                if trims and target.trim is not None and sum(counts.values()) % TRIM_EVERY == 0:
+                    await target.trim()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         done = sum(counts.values())
@@ -495,7 +506,14 @@ async def own_gateway(workdir: Path) -> AsyncIterator[tuple[Target, Callable[[st
         stack.push_async_callback(server.stop, 0)
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
         stack.callback(refresher.cancel)
-        target = Target(port, pki, client, billing_data, outbox)
+        keys, kid = settings.audit_keys()
+
+        async def trim_trail() -> Any:
+            from adapters.audit.retention import trim
+
+            return await trim(client, settings.audit_chain, keys, kid, datetime.now(UTC), sink=deps.audit)
+
+        target = Target(port, pki, client, billing_data, outbox, trim=trim_trail)
         stack.push_async_callback(target.close)
         large = {REGISTER_LEGAL_REQUEST: settings.legal_max_letter_bytes + 64 * 1024}
         async with stack:
