@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -74,19 +74,18 @@ async def trim(client: aioredis.Redis, chain: str, keys: Mapping[str, bytes], ke
         if not result.ok:
             log.error("audit_trim_refused", **result.as_dict())
             raise ac.ChainBroken(result)
-    event: dict[str, Any] = {
-        "at": now.isoformat(timespec="milliseconds"), "channel": "maintenance", "terminal": "", "peer": "",
-        "method": "maintenance/trim", "subscriber": "", "decision": "allowed", "reason": "retention", "code": "OK",
-        "records": 0, "duration_ms": "", "older_than": older_than.isoformat(timespec="milliseconds"),
-        **(actor or {}),
-    }
+    who = dict(actor or {})
+    at = now.isoformat(timespec="milliseconds")
+    event = ac.AuditEvent(at=at, channel="maintenance", method="maintenance/trim", decision="allowed",
+                          reason="retention", code="OK", staff_id=who.pop("staff_id", ""), role=who.pop("role", ""),
+                          extra={"older_than": older_than.isoformat(timespec="milliseconds"), **who})
     if not last:
-        return TrimResult(0, None, await sink.record(event))
+        return TrimResult(0, None, await sink.record(event.fields()))
     last_id, last_fields = last[0]  # verified above: its seq and mac are the chain's own
-    cp = ac.Checkpoint(int(last_fields["seq"]), last_fields["mac"], last_id, event["at"], key_id)
+    cp = ac.Checkpoint(int(last_fields["seq"]), last_fields["mac"], last_id, at, key_id)
     anchor_seq = seq_of(cp_fields.get("seq")) or 0
-    event.update(records=cp.seq - anchor_seq, checkpoint_seq=cp.seq, checkpoint_id=cp.id, checkpoint_mac=cp.mac)
-    receipt = await sink.record(event)
+    receipt = await sink.record(dataclasses.replace(event, records=cp.seq - anchor_seq, extra={
+        **event.extra, "checkpoint_seq": cp.seq, "checkpoint_id": cp.id, "checkpoint_mac": cp.mac}).fields())
     cp = ac.Checkpoint(cp.seq, cp.mac, cp.id, cp.at, key_id, receipt.seq).signed(chain, sink.keys[key_id])
     ms, seq = ac.parse_stream_id(last_id)
     args = [cp_fields.get("seq", ""), last_id, cp.mac, f"{ms}-{seq + 1}", str(cp.seq)]

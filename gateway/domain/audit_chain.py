@@ -174,6 +174,39 @@ def seal_batch(chain: str, events: Iterable[Mapping[str, str]], head_seq: int, h
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """The one definition of what the trail records, of a call or of maintenance on the trail
+    itself. No field holds a secret: a subscriber is masked and pseudonymised, never written as a
+    number. `extra` holds the fields one kind of event adds (a trim's checkpoint)."""
+
+    at: str
+    channel: str
+    method: str
+    decision: str
+    reason: str
+    code: str
+    hall: str = ""
+    terminal: str = ""
+    staff_id: str = ""
+    role: str = ""
+    proof: str = ""
+    peer: str = ""
+    call: str = ""
+    phase: str = ""
+    subscriber: str = ""
+    subscriber_ref: str = ""
+    detail: str = ""
+    records: int = 0
+    duration_ms: float | str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """Stands in for trimmed events: the last trimmed event's seq, mac and stream id, signed."""
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from gateway.domain import effects, rules
+from gateway.domain.audit_chain import AuditEvent
 from gateway.domain.errors import DependencyUnavailable, DomainError, Interrupted
 from gateway.domain.ports import AuditSink
 from gateway.domain.request_context import CallContext
@@ -30,35 +30,6 @@ from gateway.pipeline.codes import Code, decision_of
 log = structlog.get_logger("hallgate.access")
 
 OPEN, CLOSE = "open", "close"
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """The one definition of what the trail records of a call. No field holds a secret: the
-    subscriber is masked and pseudonymised, never written as a number."""
-
-    at: str
-    channel: str
-    hall: str
-    terminal: str
-    staff_id: str
-    role: str
-    proof: str
-    peer: str
-    method: str
-    call: str
-    phase: str
-    subscriber: str
-    subscriber_ref: str
-    decision: str
-    reason: str
-    detail: str
-    code: str
-    records: int
-    duration_ms: float
-
-    def fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
 
 
 class Recorder:
