@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from google.rpc import status_pb2
@@ -33,6 +33,7 @@ from gateway.pipeline.facts import CallFacts
 log = structlog.get_logger("hallgate.errors")
 AUDITED_PREFIX = "/hallgate."
 
+T = TypeVar("T")
 Unary = Callable[[Any], Awaitable[Any]]
 Streaming = Callable[[Any], AsyncIterator[Any]]
 Send = Callable[[Any], Awaitable[None]]
@@ -95,38 +96,26 @@ class Pipeline:
             structlog.contextvars.bind_contextvars(method=facts.method)
         return call
 
-    async def _refused(self, call: CallContext, err: BaseException, facts: CallFacts) -> Code:
-        """Record a call that ends before it released anything; its code."""
+    async def _refused(self, call: CallContext, err: BaseException, facts: CallFacts) -> None:
+        """Record a call that ends before it released anything."""
         if isinstance(err, DomainError):
             call.reason = err.reason
         elif isinstance(err, Exception):
             call.reason = call.reason or "internal_error"
-        code = _code(err, facts)
         if call.method:
-            await self.recorder.record(call, code)
+            await self.recorder.record(call, _code(err, facts))
             await pacing.hold(call)
-        return code
 
-    async def unary(self, facts: CallFacts, request: Any, handler: Unary, authorize: bool = True) -> Any:
-        """The handler's response, or Refusal / a cancellation."""
+    async def _around(self, facts: CallFacts, body: Callable[[CallContext], Awaitable[T]]) -> T:
+        """What every call gets, whatever its shape: counted and timed, and a failure turned into
+        the Status the caller gets (a cancellation passed on as it is)."""
         counters = self.counters.of(facts.method, facts.kind)
         counters.started.inc()
         call = self._begin(facts)
         started = time.perf_counter()
         code = Code.OK
         try:
-            try:
-                if call.method and authorize:
-                    await self.authorizer.authorize(facts, call, request)
-                check_decoded(request)
-                response = await handler(request)
-            except BaseException as err:
-                code = await self._refused(call, err, facts)
-                raise
-            if call.method:
-                await self.recorder.record(call, Code.OK)
-                await pacing.hold(call)
-            return response
+            return await body(call)
         except BaseException as err:
             ended = refusal(err)
             code = _code(ended, facts)
@@ -135,6 +124,32 @@ class Pipeline:
             raise ended from err
         finally:
             counters.finish(call, code, time.perf_counter() - started)
+
+    async def _admitted(self, facts: CallFacts, call: CallContext, request: Any, authorize: bool = True) -> None:
+        """Identified, allowed by the policy, and decoded; else on record as refused."""
+        try:
+            if call.method and authorize:
+                await self.authorizer.authorize(facts, call, request)
+            check_decoded(request)
+        except BaseException as err:
+            await self._refused(call, err, facts)
+            raise
+
+    async def unary(self, facts: CallFacts, request: Any, handler: Unary, authorize: bool = True) -> Any:
+        """The handler's response, or Refusal / a cancellation."""
+        async def body(call: CallContext) -> Any:
+            await self._admitted(facts, call, request, authorize)
+            try:
+                response = await handler(request)
+            except BaseException as err:
+                await self._refused(call, err, facts)
+                raise
+            if call.method:
+                await self.recorder.record(call, Code.OK)
+                await pacing.hold(call)
+            return response
+
+        return await self._around(facts, body)
 
     async def unimplemented(self, facts: CallFacts) -> None:
         """A method of the public API's package that no service has: on record, UNIMPLEMENTED
@@ -144,36 +159,19 @@ class Pipeline:
     async def stream(self, facts: CallFacts, request: Any, handler: Streaming, send: Send) -> None:
         """Send the handler's messages with `send` (a message has left once it returns), or end
         with Refusal / a cancellation."""
-        counters = self.counters.of(facts.method, facts.kind)
-        counters.started.inc()
-        call = self._begin(facts)
-        started = time.perf_counter()
-        code = Code.OK
-        try:
-            try:
-                if call.method:
-                    await self.authorizer.authorize(facts, call, request)
-                check_decoded(request)
-            except BaseException as err:
-                code = await self._refused(call, err, facts)
-                raise
-            if not call.method:
-                async with aclosing(handler(request)) as messages:  # type: ignore[type-var]
-                    async for message in messages:
-                        await _deliver(send, message)
+        async def body(call: CallContext) -> None:
+            await self._admitted(facts, call, request)
+            if call.method:
+                await self._audited_stream(facts, call, request, handler, send)
                 return
-            code = await self._audited_stream(facts, call, request, handler, send)
-        except BaseException as err:
-            ended = refusal(err)
-            code = _code(ended, facts)
-            if ended is err:
-                raise
-            raise ended from err
-        finally:
-            counters.finish(call, code, time.perf_counter() - started)
+            async with aclosing(handler(request)) as messages:  # type: ignore[type-var]
+                async for message in messages:
+                    await _deliver(send, message)
+
+        await self._around(facts, body)
 
     async def _audited_stream(self, facts: CallFacts, call: CallContext, request: Any, handler: Streaming,
-                              send: Send) -> Code:
+                              send: Send) -> None:
         opened = False
         released = 0  # records in messages that have left
         try:
@@ -199,4 +197,3 @@ class Pipeline:
             await self.recorder.closed(call, Code.OK, released, None)
         else:
             await self.recorder.record(call, Code.OK)
-        return Code.OK
