@@ -157,6 +157,13 @@ def test_the_window_may_be_exactly_twelve_months_and_end_now():
     assert "window.end" in violations(draft(), short)  # the setting counts
 
 
+def test_a_window_at_the_end_of_time_is_a_field_error_not_a_crash():
+    # Found by `make fuzz` (INTERNAL): a start in year 9999 had no twelfth month to add.
+    far = datetime(9999, 12, 1, tzinfo=UTC)
+    found = violations(draft(window_start=far, window_end=far + timedelta(days=20)))
+    assert found["window.start"] == "must not be in the future" and found["window.end"] == "must not be in the future"
+
+
 def test_every_bad_field_is_reported_at_once():
     found = violations(RequestDraft())
     assert set(found) == {"agency.kind", "agency.name", "agency.level", "letter.reference", "letter.date",

@@ -94,7 +94,8 @@ def check_window(v: rules.Violations, start: datetime | None, end: datetime | No
     if start is not None and end is not None:
         if end <= start:
             v.items.append((f"{field}.end", "must be after window.start"))
-        elif end > add_months(start, max_months):
+        elif start <= now and end > add_months(start, max_months):  # (a future start is refused above,
+            # and one near year 9999 would have no month to add)
             v.items.append((f"{field}.end", f"the window may be at most {max_months} months long"))
 
 
