@@ -1,7 +1,7 @@
 """The hall's rules that are pure logic: input formats, the retention window, masking, codes.
 
 Nothing here touches gRPC or Redis, so every rule can be read and tested in one place.
-Rule ids (R1…R10) refer to ../shared/hall-rules.md.
+Rule ids (R1…R10) refer to docs/hall-rules.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ start; one that fails midway sends it back to AWAITING_APPROVAL, so another need
 No tipping off: nothing here can reach a subscriber or a hall. The desk has no SMS port, writes no
 per-number state a hall path reads, and keeps no index by target number.
 
-Pure rules and service logic over ports: no gRPC, no Redis. Rule ids refer to ../shared/hall-rules.md."""
+Pure rules and service logic over ports: no gRPC, no Redis. Rule ids refer to docs/hall-rules.md."""
 
 from __future__ import annotations
 
