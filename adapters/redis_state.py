@@ -217,8 +217,8 @@ class RedisSignInState:
         return Session(msisdn, scope, terminal)
 
     @guarded
-    async def end_session(self, token_digest: str, terminal: str) -> None:
-        await self._end(keys=[f"hg:tok:{token_digest}"], args=[terminal])
+    async def end_session(self, token_digest: str, terminal: str) -> bool:
+        return bool(await self._end(keys=[f"hg:tok:{token_digest}"], args=[terminal]))
 
     @guarded
     async def lock_remaining(self, subject: str) -> float:

@@ -8,13 +8,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pyotp
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
@@ -22,12 +23,14 @@ from adapters.billing_sim.server import start_billing_sim
 from adapters.dev_pki import ensure_dev_pki
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
-from adapters.sms_outbox import OutboxSms, read_outbox
+from adapters.sms.queue import RedisSmsQueue
+from adapters.sms_outbox import read_outbox
 from gateway.domain import effects, passwords
 from gateway.domain.ports import StaffRecord
-from gateway.runtime.bootstrap import SERVICES, Deps, Services, build_deps, build_services, create_server
+from gateway.runtime.bootstrap import SERVICES, Deps, Services, build_deps, build_services, create_server, sms_worker
 from gateway.runtime.metrics import dependency_checks, watch_readiness
 from gateway.runtime.settings import Settings
+from gateway.runtime.sms import SmsWorker
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.outbox import CODE_RE
 from tests.support.staff import STAFF_PASSWORD, fresh_totp
@@ -98,6 +101,7 @@ class Harness:
     deps: Deps
     services: Services
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    sms: SmsWorker | None = None
 
     def channel_for(self, cert: str) -> grpc.aio.Channel:
         """A new mutual-TLS channel presenting the named demo certificate (closed at teardown)."""
@@ -123,10 +127,25 @@ class Harness:
         return (("authorization", f"Bearer {reply.staff_token}"),)
 
     async def messages(self, msisdn: str) -> list[str]:
-        """What the number's phone received, once the SMS the gateway started (after each call's
-        audit event was stored, off the request path) have gone out."""
+        """What the number's phone received, once the SMS the gateway queued (after each call's
+        audit event was stored, off the request path) have been handed over by the dispatcher."""
         await effects.drain()
+        await self.sms_settled()
         return [m["text"] for m in read_outbox(self.outbox_path, msisdn)]
+
+    async def sms_settled(self, seconds: float = 10.0) -> None:
+        """Wait until the SMS queue is empty and no dispatcher holds a message (bounded)."""
+        assert self.sms is not None
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                waiting = await cast(RedisSmsQueue, self.deps.sms).depth()
+            except RedisError:  # Redis is away (a fault test): nothing can be queued or taken now
+                waiting = 0
+            if waiting == 0 and not any(d.held for d in self.sms.dispatchers):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the SMS queue did not empty in time")
 
     async def last_code(self, msisdn: str) -> str:
         codes = [m.group(1) for t in await self.messages(msisdn) if (m := CODE_RE.search(t))]
@@ -169,9 +188,13 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         client = connect(redis_url or clean_redis, settings.redis_timeout)
         billing = GrpcBilling(billing_target, timeout=settings.billing_timeout, page_size=settings.billing_page_size)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
-        deps = build_deps(settings, client, billing, sms=OutboxSms(outbox))  # the server's own composition root
+        if not settings.sms_url:  # the queue and a dispatcher as in production, handing over to a file
+            settings = settings.with_(sms_url=f"outbox:{outbox}")
+        deps = build_deps(settings, client, billing)  # the server's own composition root
         services = build_services(settings, deps)
         server, port, health_servicer = create_server(settings, deps, services)
+        sms = sms_worker(settings, deps)
+        sms.start()
         await server.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
         watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(client, billing))
@@ -182,7 +205,7 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         h = Harness(settings, kiosk_pb2_grpc.KioskServiceStub(channel), channel, client, outbox, billing_data,
                     billing_server, server, port, pki, deps, services,
-                    closers=[channel.close, lambda: server.stop(0), billing.close,
+                    sms=sms, closers=[channel.close, lambda: server.stop(0), sms.stop, billing.close,
                              lambda: billing_server.stop(0) if billing_server else asyncio.sleep(0),
                              _cancel(refresher), _cancel(watcher), client.aclose])
         harnesses.append(h)

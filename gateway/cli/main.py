@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["smsc-sim"]:  # its own command line (adapters/smsc_sim), passed through whole
+        from adapters.smsc_sim.__main__ import main as smsc_sim
+
+        return smsc_sim(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):

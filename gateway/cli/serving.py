@@ -1,4 +1,4 @@
-"""`hallgate serve`, `hallgate billing-sim` and `hallgate health`."""
+"""`hallgate serve`, `hallgate sms-dispatch`, `hallgate billing-sim`, `hallgate smsc-sim` and `hallgate health`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ def add_commands(sub: Any) -> None:
         "variable shown."))
     add_arguments(serve)
     serve.set_defaults(run=cmd_serve)
+
+    dispatch = sub.add_parser("sms-dispatch", help="empty the shared SMS queue to the SMSC (as its own process)",
+                              description=(
+        "Take messages from the SMS queue in Redis and submit them to the SMS centre over SMPP, with the "
+        "release notices of expired kiosk sessions. Any number of these and of gateways cooperate through "
+        "the queue's consumer group (docs/sms.md). Needs HALLGATE_REDIS_URL, HALLGATE_SMS_URL, the SMPP "
+        "password (HALLGATE_SMS_PASSWORD_FILE) and the gateways' HALLGATE_SECRET_KEY."))
+    add_arguments(dispatch)
+    dispatch.set_defaults(run=cmd_sms_dispatch)
+
+    sub.add_parser("smsc-sim", help="run the SMSC simulator (SMPP 3.4) as its own process (docs/smsc-sim.md)")
 
     sim = sub.add_parser("billing-sim", help="run the billing simulator as its own process")
     sim.add_argument("--listen", default="127.0.0.1:50061", help="address to serve on [default 127.0.0.1:50061]")
@@ -63,6 +74,14 @@ def cmd_billing_sim(args: argparse.Namespace) -> int:
     print(f"billing simulator serving on {args.listen}", flush=True)
     asyncio.run(serve_billing_sim(args.listen, data))
     return 0
+
+
+def cmd_sms_dispatch(args: argparse.Namespace) -> int:
+    from gateway.runtime.sms import run_dispatch
+
+    settings = from_args(args)
+    logs.configure(settings.log_format, settings.log_level)
+    return asyncio.run(run_dispatch(settings))
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -2,8 +2,9 @@
 
 A customer session is opened by the owner's ID document, checked in person, or by service
 password + SMS code typed on the PIN pad. It is bound to the clerk, the terminal and the number.
-Inside it: a minimal masked profile, and (ID document only) a service password reset. Never call
-details: after a reset the customer uses a kiosk with the new password and a code.
+Inside it: a minimal masked profile, whether the last code SMS reached the phone, and (ID document
+only) a service password reset. Never call details: after a reset the customer uses a kiosk with
+the new password and a code.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 from gateway.domain import passwords, resident_id, rules
 from gateway.domain.config import pick
 from gateway.domain.errors import InvalidArgument, TooManyRequests, Unauthenticated
+from gateway.domain.notices import Notices
 from gateway.domain.owner_proof import OwnerProof
-from gateway.domain.ports import Billing, CustomerProfile, CustomerSession, Sessions, SmsSender
+from gateway.domain.ports import Billing, CustomerProfile, CustomerSession, Sessions, SmsDelivery, SmsKind
 
 ID_DOCUMENT = "id_document"
 PASSWORD_AND_CODE = "password_and_code"  # noqa: S105 - a proof kind, not a password
@@ -81,12 +83,12 @@ class ClerkConfig:
 class ClerkDesk:
     """Customer sessions at the counter, over the shared owner proof."""
 
-    def __init__(self, config: ClerkConfig, proof: OwnerProof, billing: Billing, sms: SmsSender, sessions: Sessions,
+    def __init__(self, config: ClerkConfig, proof: OwnerProof, billing: Billing, notices: Notices, sessions: Sessions,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.s = config
         self.proof = proof
         self.billing = billing
-        self.sms = sms
+        self.notices = notices
         self.sessions = sessions
         self.clock = clock
 
@@ -149,8 +151,13 @@ class ClerkDesk:
         await self.proof.state.reset_failures(session.msisdn, unlock=True)
         if self.s.notify_subscriber:
             day = rules.local_today(self.clock(), self.s.timezone).isoformat()
-            await self.sms.send(session.msisdn, RESET_TEXT.format(hall=session.hall, date=day))
+            await self.notices.tell(SmsKind.RESET, session.msisdn, RESET_TEXT.format(hall=session.hall, date=day))
         return NEXT_STEP
+
+    async def code_delivery(self, session: CustomerSession) -> SmsDelivery | None:
+        """What became of the newest code SMS to the session's number (kiosk or counter, kind CODE
+        covers both; kept a day), or None. Its state and times only: never its text or code."""
+        return await self.notices.outbox.last_delivery(session.msisdn, SmsKind.CODE)
 
     async def close(self, token: str) -> None:
         await self.sessions.end("customer", rules.token_digest(token))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.domain import request_context
-from gateway.domain.ports import SmsSender
+from gateway.domain.ports import Sms, SmsSender
 from gateway.domain.request_context import Effect
 
 log = structlog.get_logger("hallgate.effects")
@@ -61,6 +61,6 @@ class DeferredSms:
 
     inner: SmsSender
 
-    async def send(self, msisdn: str, text: str) -> None:
+    async def send(self, sms: Sms) -> None:
         inner = self.inner
-        await defer(lambda: inner.send(msisdn, text))
+        await defer(lambda: inner.send(sms))

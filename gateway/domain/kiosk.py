@@ -6,19 +6,18 @@ Pure service logic over the ports: no gRPC, no Redis. Inputs arrive validated by
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gateway.domain import rules
 from gateway.domain.config import pick
 from gateway.domain.errors import Unauthenticated
+from gateway.domain.notices import Notices
 from gateway.domain.owner_proof import OwnerProof, ProofConfig, Texts
-from gateway.domain.ports import AccessLog, Billing, Session, SignInState, SmsSender
+from gateway.domain.ports import AccessLog, Billing, Session, SignInState
 
 CALL_LIST_SCOPE = "call_list"
-RELEASE_TEXT = ("[hallgate] Your call list for {month} was shown at self-service kiosk {terminal} on {day}. "
-                "If this was not you, call customer service and change your service password.")
 # What a subscriber is shown of each audited method; anything else never appears in their history.
 HISTORY_WORDS = {
     "/hallgate.v1.KioskService/ListCallDetails": "call list viewed at a self-service kiosk",
@@ -27,6 +26,7 @@ HISTORY_WORDS = {
     "/hallgate.v1.ClerkService/OpenCustomerSession": "identified at a service hall counter",
     "/hallgate.v1.ClerkService/GetCustomerProfile": "profile viewed at a service hall counter",
     "/hallgate.v1.ClerkService/ResetServicePassword": "service password reset at a service hall counter",
+    "/hallgate.v1.ClerkService/GetCodeDelivery": "code SMS delivery checked at a service hall counter",
 }
 HISTORY_CHANNELS = {"kiosk", "clerk"}
 LIST_CALL_DETAILS = "/hallgate.v1.KioskService/ListCallDetails"
@@ -52,7 +52,6 @@ class KioskConfig:
     token_absolute: float = 900
     timezone: str = "Asia/Shanghai"
     retention_months: int = 6
-    notify_subscriber: bool = True
     history_days: int = 365
 
     @classmethod
@@ -63,17 +62,17 @@ class KioskConfig:
 class KioskFlows:
     """The kiosk's rules over the shared owner proof."""
 
-    def __init__(self, config: KioskConfig, state: SignInState, billing: Billing, sms: SmsSender,
+    def __init__(self, config: KioskConfig, state: SignInState, billing: Billing, notices: Notices,
                  key: bytes, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  texts: Texts | None = None, access_log: AccessLog | None = None) -> None:
         self.s = config
         self.state = state
         self.billing = billing
-        self.sms = sms
+        self.notices = notices
         self.key = key
         self.clock = clock
         self.access_log = access_log
-        self.proof = OwnerProof(config.proof, state, billing, sms, key, clock, texts)
+        self.proof = OwnerProof(config.proof, state, billing, notices, key, clock, texts)
 
     async def request_code(self, msisdn: str, purpose: rules.Purpose = rules.Purpose.CALL_LIST) -> str:
         return await self.proof.request_code(msisdn, purpose)
@@ -91,11 +90,11 @@ class KioskFlows:
     async def session(self, token: str, terminal: str = "", scope: str = CALL_LIST_SCOPE) -> Session:
         """The live session behind a token, or Unauthenticated (unknown, expired, ended, issued for
         another scope, or presented by another terminal than the one it was issued to)."""
-        found = await self.state.touch_session(rules.token_digest(token), self.s.token_idle,
-                                               self.clock().timestamp())
+        digest = rules.token_digest(token)
+        found = await self.state.touch_session(digest, self.s.token_idle, self.clock().timestamp())
         if found is None or found.scope != scope or found.terminal != terminal:
             raise Unauthenticated("bad_token")
-        return found
+        return replace(found, ref=digest)
 
     def today(self) -> date:
         return rules.local_today(self.clock(), self.s.timezone)
@@ -105,11 +104,9 @@ class KioskFlows:
         return self.billing.call_detail_pages(session.msisdn, month)
 
     async def notify_release(self, session: Session, month: str) -> None:
-        """R10 transparency: the owner learns of every release of their call list."""
-        if self.s.notify_subscriber:
-            day = self.today().isoformat()
-            await self.sms.send(session.msisdn, RELEASE_TEXT.format(month=month, terminal=session.terminal,
-                                                                    day=day))
+        """R10 transparency: the owner learns of every release of their call list (one notice per
+        session and its first month at once: gateway/domain/notices.py)."""
+        await self.notices.released(session, month)
 
     async def history(self, session: Session) -> list[tuple[datetime, str, str, str, str]]:
         """The owner's accesses through halls and kiosks, newest first: (time, hall, channel, what,
@@ -136,4 +133,6 @@ class KioskFlows:
     async def end_session(self, token: str, terminal: str) -> None:
         """Ends the token only on the kiosk it was issued to; elsewhere nothing happens (and the
         answer is the same, so another kiosk learns nothing about the token)."""
-        await self.state.end_session(rules.token_digest(token), terminal)
+        digest = rules.token_digest(token)
+        if await self.state.end_session(digest, terminal):
+            await self.notices.session_ended(digest)

@@ -12,7 +12,8 @@ from typing import Any, NoReturn, TypeVar
 from gateway.domain import effects, pacing, rules
 from gateway.domain.config import pick
 from gateway.domain.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
-from gateway.domain.ports import Attempt, AttemptLimits, Billing, CodeClaim, SignInState, SmsSender
+from gateway.domain.notices import Notices
+from gateway.domain.ports import Attempt, AttemptLimits, Billing, CodeClaim, SignInState, SmsKind
 
 T = TypeVar("T")
 
@@ -71,12 +72,12 @@ class OwnerProof:
     unknown, locked, SIM-swapped or throttled number, a wrong code and a wrong password all take
     the same time to the caller, whatever the branch cost inside."""
 
-    def __init__(self, config: ProofConfig, state: SignInState, billing: Billing, sms: SmsSender, key: bytes,
+    def __init__(self, config: ProofConfig, state: SignInState, billing: Billing, notices: Notices, key: bytes,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), texts: Texts | None = None) -> None:
         self.s = config
         self.state = state
         self.billing = billing
-        self.sms = sms
+        self.notices = notices
         self.key = key
         self.clock = clock
         self.texts = texts or Texts()
@@ -109,9 +110,9 @@ class OwnerProof:
         if not sub.exists:
             return "unknown_number"
         if hold:
-            await self.sms.send(msisdn, self.texts.sim_swap)
+            await self.notices.tell(SmsKind.SIM_SWAP, msisdn, self.texts.sim_swap)
             return "sim_swap_hold"
-        await self.sms.send(msisdn, text)
+        await self.notices.code(msisdn, text, self.s.code_ttl)
         return "code_sent"
 
     async def verify(self, msisdn: str, password: str, code: str, purpose: rules.Purpose) -> None:
@@ -153,5 +154,5 @@ class OwnerProof:
 
     async def _notify_locked(self, msisdn: str) -> None:
         if (await self.billing.get_subscriber(msisdn)).exists:
-            await self.sms.send(msisdn, self.texts.locked.format(
+            await self.notices.tell(SmsKind.LOCK, msisdn, self.texts.locked.format(
                 tries=self.s.lock_threshold, minutes=round(self.s.lock_duration / 60)))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 
@@ -57,10 +58,75 @@ class Billing(Protocol):
         ...
 
 
-class SmsSender(Protocol):
-    """The operator's SMS centre."""
+class SmsKind(StrEnum):
+    """What an SMS is for. Codes are limited by the code throttle; each notice kind by a daily cap."""
 
-    async def send(self, msisdn: str, text: str) -> None: ...
+    CODE = "code"
+    SIM_SWAP = "sim_swap"
+    LOCK = "lock"
+    RELEASE = "release"
+    RESET = "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class Sms:
+    """One message to a subscriber's phone. `expires_at` (epoch seconds) is the moment after which
+    it is worthless: a code past its own expiry is dropped, never sent late. `daily_cap` > 0 holds
+    back the message once the number had that many of this kind today (0: no cap)."""
+
+    kind: SmsKind
+    to: str
+    text: str
+    expires_at: float
+    daily_cap: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SmsDelivery:
+    """What is known of a message's way to the phone, never its text. `state`: queued, submitted,
+    delivered, undeliverable, expired (at the SMSC, or dropped unsent past its expiry), failed
+    (dead-lettered), no_receipt (submitted, but no receipt came in time)."""
+
+    state: str
+    queued_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFold:
+    """Call-list months released in one kiosk session after its first, told in one notice."""
+
+    to: str
+    terminal: str
+    months: tuple[str, ...]
+
+
+class SmsSender(Protocol):
+    """The durable queue to the operator's SMS centre: `send` only enqueues, so a request never
+    waits for the SMSC. Raises DependencyUnavailable when the queue cannot take the message."""
+
+    async def send(self, sms: Sms) -> None: ...
+
+
+class SmsOutbox(SmsSender, Protocol):
+    """The queue, with what the notice rules and the counter need of it."""
+
+    async def fold_release(self, session: str, to: str, terminal: str, month: str, due: float,
+                           ttl: float) -> bool:
+        """Record that `month` was released in kiosk session `session`. True when it is the
+        session's first release (the caller tells the owner at once); later months are kept
+        (once each) for one notice, due at `due` (epoch seconds) unless the session ends first.
+        The session's memory of its first release lasts `ttl` seconds."""
+        ...
+
+    async def take_folds(self, *, session: str | None = None, due_by: float | None = None) -> list[ReleaseFold]:
+        """Atomically take (so exactly one process tells it) the fold of `session`, or every fold
+        due by `due_by`. An empty fold is not returned."""
+        ...
+
+    async def last_delivery(self, msisdn: str, kind: SmsKind) -> SmsDelivery | None:
+        """The way of the newest message of `kind` to `msisdn` (kept a day), or None."""
+        ...
 
 
 class AuditSink(Protocol):
@@ -127,6 +193,8 @@ class Session:
     msisdn: str
     scope: str
     terminal: str
+    # The token's digest: names the session (its release notices), is not part of what it stands for.
+    ref: str = field(default="", compare=False)
 
 
 class SignInState(Protocol):
@@ -167,8 +235,8 @@ class SignInState(Protocol):
         """The session if alive (and extend its idle life), else None."""
         ...
 
-    async def end_session(self, token_digest: str, terminal: str) -> None:
-        """End the session, but only when `terminal` is the one it was issued to."""
+    async def end_session(self, token_digest: str, terminal: str) -> bool:
+        """End the session, but only when `terminal` is the one it was issued to. True if it ended."""
         ...
 
     async def lock_remaining(self, subject: str) -> float:

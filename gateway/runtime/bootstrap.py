@@ -32,18 +32,20 @@ from adapters.redis_server import RedisServerProcess
 from adapters.redis_staff import RedisStaffStore
 from adapters.redis_state import RedisSignInState
 from adapters.revocations import RevocationList
-from adapters.sms_outbox import OutboxSms
+from adapters.sms.queue import RedisSmsQueue
+from adapters.sms.sim_process import SmscSimProcess
 from gateway.api.audit import AuditServicer
 from gateway.api.clerk import ClerkServicer
 from gateway.api.kiosk import KioskServicer
 from gateway.api.legal import LegalServicer
 from gateway.api.staff import StaffServicer
-from gateway.domain import delivery
+from gateway.domain import delivery, effects
 from gateway.domain.clerk import ClerkConfig, ClerkDesk
 from gateway.domain.effects import DeferredSms
 from gateway.domain.kiosk import KioskConfig, KioskFlows
 from gateway.domain.legal import LegalConfig, LegalDesk
 from gateway.domain.legal.ports import DocumentStore, LegalStore
+from gateway.domain.notices import NoticeConfig, Notices
 from gateway.domain.ports import (
     AuditSink,
     AuditTrailReader,
@@ -51,7 +53,7 @@ from gateway.domain.ports import (
     Revocations,
     Sessions,
     SignInState,
-    SmsSender,
+    SmsOutbox,
     StaffDirectory,
 )
 from gateway.domain.secretbox import staff_box
@@ -63,6 +65,8 @@ from gateway.runtime import startup
 from gateway.runtime.metrics import CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
 from gateway.runtime.metrics import watch_readiness as watch_dependencies
 from gateway.runtime.settings import Settings
+from gateway.runtime.sms import SmsWorker, sms_queue
+from gateway.runtime.sms_metrics import PrometheusSmsEvents
 from gateway.runtime.worker_role import is_worker, reuse_port
 from gateway.transport.grpc_server import GrpcTransport
 from hallgate_pb.v1 import (
@@ -97,7 +101,7 @@ class Deps:
 
     state: SignInState
     billing: Billing
-    sms: SmsSender
+    sms: SmsOutbox
     audit: AuditSink
     audit_reader: AuditTrailReader
     staff: StaffDirectory
@@ -135,7 +139,8 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
     staff = staff_store(settings, client)
     keys, _ = settings.audit_keys()
     made: dict[str, Any] = {
-        "state": RedisSignInState(client), "billing": billing, "sms": OutboxSms(startup.outbox_path(settings)),
+        "state": RedisSignInState(client), "billing": billing,
+        "sms": sms_queue(settings, client, PrometheusSmsEvents()),
         "audit": audit_sink(settings, client), "audit_reader": ChainAuditReader(client, settings.audit_chain, keys),
         "staff": staff, "sessions": staff, "revocations": RevocationList(client),
         "legal_store": CountingLegalStore(RedisLegalStore(client)),
@@ -189,16 +194,27 @@ class Services:
         return dict(zip(SERVICES, (self.kiosk, self.staff, self.clerk, self.legal, self.audit), strict=True))
 
 
+def notices(settings: Settings, deps: Deps) -> Notices:
+    """Every SMS to a subscriber; inside a call it leaves only once the call is on record."""
+    return Notices(NoticeConfig.from_settings(settings), DeferredSms(deps.sms), deps.sms)
+
+
+def sms_worker(settings: Settings, deps: Deps) -> SmsWorker:
+    """This process's SMS dispatchers and release-notice sweep (gateway/runtime/sms.py)."""
+    if not isinstance(deps.sms, RedisSmsQueue):
+        raise TypeError("dispatchers need the Redis SMS queue")
+    return SmsWorker.from_settings(settings, deps.sms, notices(settings, deps), PrometheusSmsEvents())
+
+
 def build_services(settings: Settings, deps: Deps) -> Services:
     """The use cases over the ports, and their API handlers."""
-    sms = DeferredSms(deps.sms)  # an SMS leaves only once its call is on record
-    kiosk = KioskFlows(KioskConfig.from_settings(settings), deps.state, deps.billing, sms, deps.key,
+    kiosk = KioskFlows(KioskConfig.from_settings(settings), deps.state, deps.billing, notices(settings, deps), deps.key,
                        access_log=deps.audit_reader)
     return Services(
         kiosk=KioskServicer(kiosk),
         staff=StaffServicer(StaffDesk(StaffConfig.from_settings(settings), deps.staff, deps.state, deps.sessions)),
-        clerk=ClerkServicer(ClerkDesk(ClerkConfig.from_settings(settings), kiosk.proof, deps.billing, sms,
-                                      deps.sessions)),
+        clerk=ClerkServicer(ClerkDesk(ClerkConfig.from_settings(settings), kiosk.proof, deps.billing,
+                                      kiosk.notices, deps.sessions)),
         legal=LegalServicer(LegalDesk(deps.legal_store, deps.documents, deps.billing, deps.signer,
                                       LegalConfig.from_settings(settings), people=deps.staff)),
         audit=AuditServicer(deps.audit_reader, deps.key))
@@ -258,6 +274,7 @@ class Runtime:
         self.s = settings
         self.redis_child: RedisServerProcess | None = None
         self.billing_server: grpc.aio.Server | None = None
+        self.smsc_child: SmscSimProcess | None = None
         self.closers: list[Any] = []
         self.lock: ServeLock | None = None
         self._umask: int | None = None
@@ -301,6 +318,12 @@ class Runtime:
             url = self.redis_child.url
         client = connect(url, self.s.redis_timeout)
         self.closers.append(client.aclose)
+        if not self.s.sms_url:
+            # The embedded SMS centre: a separate process speaking SMPP, writing what phones get to the outbox.
+            self.smsc_child = await asyncio.to_thread(
+                SmscSimProcess(startup.outbox_path(self.s), system_id=self.s.sms_system_id).start)
+            self.s = self.s.with_(sms_url=self.smsc_child.url, sms_password=self.smsc_child.password,
+                                  sms_password_file="")
         target, demo = self.s.billing_target, list[tuple[str, str, str]]()
         if not target:
             target, demo = await self._start_billing_sim()
@@ -334,6 +357,8 @@ class Runtime:
                 await close()
         if self.billing_server is not None:
             await self.billing_server.stop(1)
+        if self.smsc_child is not None:
+            await asyncio.to_thread(self.smsc_child.stop)
         if self.redis_child is not None:
             await asyncio.to_thread(self.redis_child.stop)
         if self.lock is not None:  # last: nobody may start on this directory while our Redis runs
@@ -355,11 +380,14 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         server, port, health_servicer = create_server(settings, deps)
         probes = health_server(settings, health_servicer)
         await deps.revocations.refresh()
+        sms = sms_worker(settings, deps)
+        sms.start()
         await server.start()
         if probes is not None:
             await probes.start()
         tasks = [asyncio.create_task(watch_dependencies(health_servicer, SERVICES, runtime.checks())),
-                 asyncio.create_task(deps.revocations.run(settings.revocation_refresh))]
+                 asyncio.create_task(deps.revocations.run(settings.revocation_refresh)),
+                 asyncio.create_task(sms.watch_health(health_servicer))]
         host = settings.listen.rsplit(":", 1)[0]
         log.info("serving", address=f"{host}:{port}", tls=bool(settings.tls_cert),
                  redis="embedded" if runtime.redis_child else "external",
@@ -376,6 +404,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
             task.cancel()
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grace_period)
+        await effects.drain()  # the SMS the last calls asked for are queued before the dispatchers stop
+        await sms.stop()
         if probes is not None:
             await probes.stop(0)
     finally:
@@ -391,7 +421,10 @@ def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, st
     transport = "mutual TLS" if settings.tls_cert else "PLAINTEXT"
     dev = settings.dev or not settings.tls_cert
     lines = [f"hallgate is serving on {address} ({transport}{', development mode' if dev else ''})",
-             f"SMS outbox: {startup.outbox_path(settings)}   (hallgate sms outbox NUMBER)"]
+             f"SMS centre: {settings.sms_url}   (docs/sms.md)"]
+    if not settings.sms_url.startswith("smpp://") or settings.dev:
+        lines.append(f"SMS outbox (what the simulated phones received): {startup.outbox_path(settings)}   "
+                     "(hallgate sms outbox NUMBER)")
     if settings.dev:
         lines.append("DEVELOPMENT mode (--dev): development keys and demo accounts; never use it in production")
     if settings.tls_cert and Path(settings.tls_cert).parent == Path(settings.data_dir) / "pki":

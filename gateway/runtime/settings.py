@@ -64,6 +64,20 @@ class Settings:
     staff_secret_retired_keys: str = ""
     customer_session_idle: float = 600
     notify_subscriber: bool = True
+    notice_daily_cap: int = 5
+    notice_ttl: float = 86400
+    sms_url: str = ""
+    sms_system_id: str = "hallgate"
+    sms_password: str = ""
+    sms_password_file: str = ""
+    sms_source_addr: str = "HALLGATE"
+    sms_window: int = 10
+    sms_throughput: float = 50.0
+    sms_max_attempts: int = 5
+    sms_submit_timeout: float = 10.0
+    sms_receipt_timeout: float = 600
+    sms_claim_idle: float = 30
+    sms_dispatchers: int = 1
     sms_outbox: str = ""
     audit_hmac_key: str = ""
     audit_retired_keys: str = ""
@@ -170,8 +184,25 @@ HELP: dict[str, str] = {
     "staff_secret_retired_keys": ("comma-separated retired staff secret keys: they still open secrets sealed before a "
                                   "rotation until `hallgate staff rekey` re-seals them"),
     "customer_session_idle": "seconds a clerk's customer session survives without use",
-    "notify_subscriber": "SMS the subscriber whenever their call list is released or password reset",
-    "sms_outbox": "development SMS outbox file (JSON Lines); empty: <data_dir>/sms-outbox.jsonl",
+    "notify_subscriber": "SMS the subscriber whenever their call list is released or password reset (docs/sms.md)",
+    "notice_daily_cap": ("notices of one kind (release, lock, reset, SIM swap) one number may get per day; "
+                         "more are held back and counted (0: no cap)"),
+    "notice_ttl": "seconds a notice may wait for the SMSC before it is dropped unsent",
+    "sms_url": ("the SMS centre: smpp://host:port (SMPP 3.4 transceiver), outbox:PATH (development: a JSON Lines "
+                "file); empty: start the embedded SMSC simulator (SMPP) writing to the SMS outbox (docs/sms.md)"),
+    "sms_system_id": "SMPP system_id the gateway binds with",
+    "sms_password": "SMPP password (prefer HALLGATE_SMS_PASSWORD_FILE; never put it on a command line)",
+    "sms_password_file": "file holding the SMPP password (e.g. a mounted Kubernetes secret)",
+    "sms_source_addr": "source address of every SMS: digits (international) or an alphanumeric sender name",
+    "sms_window": "SMPP submits awaiting the SMSC's answer at a time, per dispatcher (the SMSC's window)",
+    "sms_throughput": "messages (segments) per second one dispatcher hands over at most; 0: no limit",
+    "sms_max_attempts": "transient failures after which a message is dead-lettered (throttling does not count)",
+    "sms_submit_timeout": "seconds to wait for the SMSC's answer to one submit before trying again",
+    "sms_receipt_timeout": "seconds after submission a delivery receipt may take before the state is no_receipt",
+    "sms_claim_idle": "seconds a message held by a silent dispatcher waits before another takes it over",
+    "sms_dispatchers": "SMS dispatchers in this gateway process (0: none; run `hallgate sms-dispatch` instead)",
+    "sms_outbox": "the SMS outbox (what phones received): written by the SMSC simulator or outbox:; empty: "
+                  "<data_dir>/sms-outbox.jsonl",
     "history_days": "how far back ListAccessHistory looks",
     "audit_hmac_key": "secret keying the audit chain's HMACs; empty: derived from the secret key",
     "audit_retired_keys": "comma-separated retired audit secrets, so events sealed before a rotation still verify",

@@ -545,8 +545,13 @@ async def test_the_release_sms_arrives_after_the_call_list(gw):
     # A refused call list sends nothing.
     await refused(call_list(gw, "A" * 43, m))
     assert len([t for t in (await gw.messages(ORDINARY)) if "was shown at" in t]) == 1
+    # Later months of the same session are folded into one notice, told when the session ends.
     assert await call_list(gw, token, month(-2)) > 0
-    assert len([t for t in (await gw.messages(ORDINARY)) if "was shown at" in t]) == 2
+    assert await call_list(gw, token, m) > 0  # the first month again: already told
+    assert len([t for t in (await gw.messages(ORDINARY)) if "shown" in t]) == 1
+    await gw.stub.EndSession(kiosk_pb2.EndSessionRequest(access_token=token))
+    told = [t for t in (await gw.messages(ORDINARY)) if "shown" in t]
+    assert len(told) == 2 and f"call lists for {month(-2)} were also shown" in told[1], told
 
 
 async def test_a_call_list_the_kiosk_stops_reading_midway_is_still_reported_to_the_owner(make_gateway):

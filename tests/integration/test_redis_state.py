@@ -17,6 +17,7 @@ from adapters.redis_state import RedisSignInState
 from gateway.domain import rules
 from gateway.domain.errors import DependencyUnavailable, TooManyRequests, Unauthenticated
 from gateway.domain.kiosk import KioskConfig, KioskFlows
+from gateway.domain.notices import NoticeConfig, Notices
 from gateway.domain.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session
 from gateway.runtime.settings import Settings
 from tests.unit.fakes import FakeBilling, FakeSms
@@ -114,7 +115,9 @@ async def test_racing_wrong_sign_ins_text_the_owner_once(state):
     billing = SlowBilling()
     billing.add(A, "987654")
     sms = FakeSms()
-    flows = KioskFlows(KioskConfig.from_settings(Settings(lock_threshold=5, answer_floor=0)), state, billing, sms, KEY)
+    settings = Settings(lock_threshold=5, answer_floor=0)
+    flows = KioskFlows(KioskConfig.from_settings(settings), state, billing,
+                       Notices(NoticeConfig.from_settings(settings), sms, sms), KEY)
     outcomes = await asyncio.gather(*(flows.authenticate(A, "000000", "000000") for _ in range(20)),
                                     return_exceptions=True)
     assert all(isinstance(o, Unauthenticated | TooManyRequests) for o in outcomes)

@@ -275,11 +275,11 @@ async def test_a_session_lives_until_it_is_ended_from_its_own_terminal(s: Subjec
     await s.state.open_session(A, "tok", SESSION, 60, 600, s.now())
     assert await s.state.touch_session("tok", 60, s.now()) == SESSION
     assert await s.state.touch_session("other", 60, s.now()) is None
-    await s.state.end_session("tok", OTHER_KIOSK)  # another kiosk cannot end it
+    assert await s.state.end_session("tok", OTHER_KIOSK) is False  # another kiosk cannot end it
     assert await s.state.touch_session("tok", 60, s.now()) == SESSION
-    await s.state.end_session("tok", KIOSK)
+    assert await s.state.end_session("tok", KIOSK) is True
     assert await s.state.touch_session("tok", 60, s.now()) is None
-    await s.state.end_session("tok", KIOSK)  # ending it again is no error
+    assert await s.state.end_session("tok", KIOSK) is False  # ending it again is no error, and ends nothing
 
 
 async def test_opening_a_session_clears_the_numbers_failures(s: Subject) -> None:

@@ -11,7 +11,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.domain.ports import Attempt, AttemptLimits, CodeClaim, SendSlot, Session, Subscriber
+from gateway.domain.ports import (
+    Attempt,
+    AttemptLimits,
+    CodeClaim,
+    ReleaseFold,
+    SendSlot,
+    Session,
+    Sms,
+    SmsDelivery,
+    SmsKind,
+    Subscriber,
+)
 from hallgate_pb.billing.v1 import billing_pb2
 
 START = datetime(2025, 6, 15, 4, 0, tzinfo=UTC)
@@ -152,10 +163,12 @@ class FakeSignInState:
         self.sessions[token_digest] = (session, min(now + idle, deadline), deadline)
         return session
 
-    async def end_session(self, token_digest: str, terminal: str) -> None:
+    async def end_session(self, token_digest: str, terminal: str) -> bool:
         found = self.sessions.get(token_digest)
         if found is not None and found[0].terminal == terminal:
             del self.sessions[token_digest]
+            return True
+        return False
 
 
 @dataclass
@@ -191,15 +204,44 @@ class FakeBilling:
 
 @dataclass
 class FakeSms:
-    """Collects every message sent, in order."""
+    """The SmsOutbox port in memory: collects every message sent, in order, applies the daily cap
+    (one day: the fake's whole life) and keeps release folds."""
 
     sent: list[tuple[str, str]] = field(default_factory=list)
+    messages: list[Sms] = field(default_factory=list)
+    capped: int = 0
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    firsts: dict[str, str] = field(default_factory=dict)
+    folds: dict[str, tuple[str, str, set[str], float]] = field(default_factory=dict)
 
-    async def send(self, msisdn: str, text: str) -> None:
-        self.sent.append((msisdn, text))
+    async def send(self, sms: Sms) -> None:
+        n = self.counts[(sms.kind, sms.to)] = self.counts.get((sms.kind, sms.to), 0) + 1
+        if sms.daily_cap and n > sms.daily_cap:
+            self.capped += 1
+            return
+        self.messages.append(sms)
+        self.sent.append((sms.to, sms.text))
 
     def to(self, msisdn: str) -> list[str]:
         return [text for number, text in self.sent if number == msisdn]
+
+    async def fold_release(self, session: str, to: str, terminal: str, month: str, due: float, ttl: float) -> bool:
+        if session not in self.firsts:
+            self.firsts[session] = month
+            return True
+        if self.firsts[session] != month:
+            _, _, months, _ = self.folds.get(session, (to, terminal, set(), due))
+            self.folds[session] = (to, terminal, months | {month}, due)
+        return False
+
+    async def take_folds(self, *, session: str | None = None, due_by: float | None = None) -> list[ReleaseFold]:
+        names = [session] if session is not None else [s for s, f in self.folds.items() if f[3] <= (due_by or 0)]
+        taken = [self.folds.pop(n) for n in names if n in self.folds]
+        return [ReleaseFold(to, terminal, tuple(sorted(months))) for to, terminal, months, _ in taken]
+
+    async def last_delivery(self, msisdn: str, kind: SmsKind) -> SmsDelivery | None:
+        mine = [m for m in self.messages if m.to == msisdn and m.kind == kind]
+        return SmsDelivery("queued", 0.0, 0.0) if mine else None
 
 
 @dataclass

@@ -14,6 +14,7 @@ import pytest
 from gateway.domain import rules
 from gateway.domain.errors import TooManyRequests, Unauthenticated
 from gateway.domain.kiosk import CALL_LIST_SCOPE, KioskConfig, KioskFlows, Texts
+from gateway.domain.notices import NoticeConfig, Notices
 from gateway.domain.ports import Session
 from gateway.runtime.settings import Settings
 from hallgate_pb.billing.v1 import billing_pb2
@@ -56,7 +57,8 @@ def make_world(**overrides: object) -> World:
     billing.add(PORTED, "222222", ported_at=now - timedelta(hours=48))
     state, sms = FakeSignInState(clock), FakeSms()
     settings = Settings(secret_key="unused", answer_floor=0).with_(**overrides)
-    flows = KioskFlows(KioskConfig.from_settings(settings), state, billing, sms, KEY, clock=clock)
+    notices = Notices(NoticeConfig.from_settings(settings), sms, sms, clock=clock)
+    flows = KioskFlows(KioskConfig.from_settings(settings), state, billing, notices, KEY, clock=clock)
     return World(flows, state, billing, sms, clock)
 
 

@@ -1,0 +1,107 @@
+"""The SMSC simulator (adapters/smsc_sim) as a child process: what `make run` talks SMPP to when no
+SMS centre is configured, and what the tests start on a free loopback port.
+
+It runs as its own process, so the gateway reaches it exactly as it reaches an operator's SMSC:
+over TCP, binding with a system id and password. The password is made fresh for each start and
+handed over in the child's environment, never on a command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters.redis_server import _prepare_child
+
+READY_PREFIX = "smsc-sim listening "
+
+
+class SmscSimProcess:
+    def __init__(self, outbox: Path, system_id: str = "hallgate", password: str | None = None,
+                 receipt_delay: float = 0.05, listen: str = "127.0.0.1:0") -> None:
+        self.outbox = outbox
+        self.system_id = system_id
+        self.password = password or secrets.token_urlsafe(6)[:8]  # SMPP passwords are at most 8 octets
+        self.receipt_delay = receipt_delay
+        self.listen = listen
+        self.proc: subprocess.Popen[str] | None = None
+        self.smpp = ""
+        self.control = ""
+
+    @property
+    def url(self) -> str:
+        return f"smpp://{self.smpp}"
+
+    def start(self, timeout: float = 10.0) -> SmscSimProcess:
+        env = {**os.environ, "HALLGATE_SMSC_SIM_PASSWORD": self.password}
+        args = [sys.executable, "-m", "adapters.smsc_sim", "--listen", self.listen, "--control", "127.0.0.1:0",
+                "--system-id", self.system_id, "--outbox", str(self.outbox),
+                "--receipt-delay", str(self.receipt_delay)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=_prepare_child)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith(READY_PREFIX) or not line:
+                break
+        if not line.startswith(READY_PREFIX):
+            self.stop()
+            raise RuntimeError("the SMSC simulator did not start")
+        fields = dict(part.split("=", 1) for part in line[len(READY_PREFIX):].split())
+        self.smpp, self.control = fields["smpp"], fields["control"]
+        # Whatever else it prints is read and dropped, so a full pipe can never stall it.
+        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
+        return self
+
+    @staticmethod
+    def _drain(stream: Any) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            for _ in stream:
+                pass
+
+    def command(self, line: str, timeout: float = 5.0) -> str:
+        """One control command (throttle N, drop-after N, receipts on|off, fail-binds on|off,
+        undeliverable N, unreachable N, reset, stats); its one-line answer."""
+        host, port = self.control.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.sendall(line.encode() + b"\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        return answer.decode().strip()
+
+    def stats(self) -> dict[str, Any]:
+        return dict(json.loads(self.command("stats")))
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
