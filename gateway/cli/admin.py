@@ -47,9 +47,13 @@ def add_commands(sub: Any) -> None:
                        help="[HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
         p.add_argument("--data-dir", default=env.data_dir, help="[HALLGATE_DATA_DIR, default .hallgate]")
 
-    sms = sub.add_parser("sms", help="the development SMS outbox")
+    sms = sub.add_parser("sms", help="the SMS queue, and what the simulated phones received")
     ss = sms.add_subparsers(title="sms commands")
-    ob = ss.add_parser("outbox", help="show the messages sent to a number, newest last")
+    qu = ss.add_parser("queue", help="messages waiting for the SMSC, and the newest dead letters (no texts)")
+    qu.add_argument("--dead", type=int, default=5, help="how many dead letters to show [5]")
+    with_store(qu)
+    qu.set_defaults(run=cmd_sms_queue)
+    ob = ss.add_parser("outbox", help="what the SMSC simulator delivered to a number's phone, newest last")
     ob.add_argument("msisdn")
     ob.add_argument("--data-dir", default=env.data_dir, help="gateway data directory [HALLGATE_DATA_DIR]")
     ob.add_argument("--last", type=int, default=5, help="how many messages to show [5]")
@@ -295,6 +299,26 @@ def cmd_revoked(args: argparse.Namespace) -> int:
 
     for entry in sorted(_run(args, work)):
         print(entry)
+    return 0
+
+
+def cmd_sms_queue(args: argparse.Namespace) -> int:
+    from adapters.sms.queue import DEAD, GROUP, STREAM
+
+    async def work(client: Any) -> tuple[int, int, list[Any]]:
+        waiting = int(await client.xlen(STREAM))
+        held = 0
+        if waiting:
+            groups = await client.xinfo_groups(STREAM)
+            held = sum(int(g.get("pending", g.get(b"pending", 0))) for g in groups
+                       if g.get("name", g.get(b"name")) in (GROUP, GROUP.encode()))
+        return waiting, held, list(await client.xrevrange(DEAD, count=args.dead))
+
+    waiting, held, dead = _run(args, work)
+    print(f"{waiting} waiting for the SMSC ({held} of them in a dispatcher's hands)")
+    for entry, fields in dead:
+        f = {k.decode(): v.decode() for k, v in fields.items()}
+        print(f"dead letter {entry.decode()}: {f.get('kind', '')} message {f.get('id', '')}: {f.get('error', '')}")
     return 0
 
 

@@ -22,11 +22,12 @@ from adapters.sms.queue import STREAM
 from adapters.sms.sim_process import SmscSimProcess
 from adapters.sms_outbox import read_outbox
 from gateway.domain.ports import Sms, SmsKind
-from hallgate_pb.v1 import kiosk_pb2
+from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.support.dates import month
 from tests.support.outbox import CODE_RE
-from tests.support.processes import HALLGATE
-from tests.support.waiting import wait_for
+from tests.support.processes import HALLGATE, hallgate, serve
+from tests.support.tls import KIOSK_CERT, tls_env
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -287,3 +288,37 @@ async def test_notices_of_one_kind_are_capped_per_number_and_day(make_gateway):
     assert texts == ["release 0", "release 1", "lock 0"]
     assert metric("hallgate_sms_capped_total", kind="release") == before + 1
 
+
+
+# --- as the platform team sees it: a real `hallgate serve` ------------------------------------------
+
+
+def test_a_served_gateway_with_a_wrong_smpp_password_says_so_in_health_and_log_and_serves_on(smsc, tmp_path, pki):
+    """`hallgate serve` pointed at the SMSC with a wrong password: the kiosk service stays SERVING
+    (messages wait in the queue), `hallgate.sms` is NOT_SERVING, the log names the refusal, and the
+    binds back off instead of looping."""
+    password_file = tmp_path / "smpp-password"
+    password_file.write_text("wrong\n")
+    env = {**tls_env(pki), "HALLGATE_SMS_URL": smsc.url, "HALLGATE_SMS_PASSWORD_FILE": str(password_file)}
+    gw = serve(tmp_path, tmp_path / "served", env=env)
+    try:
+        gw.wait_serving(pki)
+        with gw.channel(pki) as channel:
+            kiosk_pb2_grpc.KioskServiceStub(channel).RequestOneTimeCode(
+                kiosk_pb2.RequestOneTimeCodeRequest(msisdn=OWNER), timeout=10)
+
+        def sms_health() -> int | None:
+            done = hallgate("health", "--service", "hallgate.sms", "--target", gw.address,
+                            "--cert", str(pki / f"{KIOSK_CERT}.crt"), "--ca", str(pki / "ca.crt"))
+            return 1 if done.stdout.strip() == "NOT_SERVING" and done.returncode == 1 else None
+
+        wait_until("hallgate.sms NOT_SERVING", sms_health, 10, every=0.2, retry_on=())
+        time.sleep(2.0)
+        failures = smsc.stats()["bind_failures"]
+        assert 1 <= failures <= 6, f"{failures} refused binds in about 3 s: a loop, not a backoff"
+        queue = hallgate("sms", "queue", "--data-dir", str(tmp_path / "served"))
+        assert queue.returncode == 0 and queue.stdout.startswith("1 waiting for the SMSC"), queue.stdout + queue.stderr
+    finally:
+        assert gw.stop() == 0
+    log = gw.log.read_text()
+    assert "smpp_bind_refused" in log and "ESME_RINVPASWD" in log and "wrong" not in log.replace("wrong_", "")

@@ -480,8 +480,7 @@ async def own_gateway(workdir: Path) -> AsyncIterator[tuple[Target, Callable[[st
     from adapters.dev_pki import ensure_dev_pki
     from adapters.redis_client import connect
     from adapters.redis_server import RedisServerProcess, free_port
-    from adapters.sms_outbox import OutboxSms
-    from gateway.runtime.bootstrap import REGISTER_LEGAL_REQUEST, build_deps, create_server
+    from gateway.runtime.bootstrap import REGISTER_LEGAL_REQUEST, build_deps, create_server, sms_worker
     from gateway.runtime.settings import Settings
 
     pki = ensure_dev_pki(workdir / "pki", "hallgate.fuzz")
@@ -493,7 +492,8 @@ async def own_gateway(workdir: Path) -> AsyncIterator[tuple[Target, Callable[[st
                   "sim_hash_n": 2**10, "staff_hash_n": 2**10, "trust_domain": "hallgate.fuzz",
                   "tls_cert": str(pki / "server.crt"), "tls_key": str(pki / "server.key"),
                   "tls_client_ca": str(pki / "ca.crt"), "revocation_refresh": 0.5, "answer_floor": 0,
-                  "send_min_interval": 0, "send_max_per_hour": 10**9}
+                  "send_min_interval": 0, "send_max_per_hour": 10**9,
+                  "sms_url": f"outbox:{workdir / 'data' / 'sms-outbox.jsonl'}"}
         settings = Settings(**{k: v for k, v in wanted.items() if k in names})
         billing_data = SeededBilling(seed="hallgate-fuzz", subscribers=1200, hash_n=2**10)
         billing_server, billing_port = await start_billing_sim(billing_data)
@@ -504,7 +504,10 @@ async def own_gateway(workdir: Path) -> AsyncIterator[tuple[Target, Callable[[st
                               page_size=settings.billing_page_size)
         stack.push_async_callback(billing.close)
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
-        deps = build_deps(settings, client, billing, sms=OutboxSms(outbox))
+        deps = build_deps(settings, client, billing)
+        sms = sms_worker(settings, deps)  # the queue and a dispatcher handing over to the outbox file
+        sms.start()
+        stack.push_async_callback(sms.stop)
         server, port, _ = create_server(settings, deps)
         await server.start()
         stack.push_async_callback(server.stop, 0)

@@ -218,8 +218,9 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
     """A production gateway (TLS material and signing key given, embedded Redis and billing), debug
     logs. The session: a clerk added on the host and signed in; a customer session by ID card and
     one by service password + PIN-pad code at the counter; a kiosk code, sign-in, call list and end.
-    The data directory's sms-outbox.jsonl is left out of the scan: the development SMS outbox stands
-    in for the subscriber's phone and holds the codes by design."""
+    SMS go through the Redis queue and SMPP to the embedded SMSC simulator, whose log is scanned with
+    the gateway's. The data directory's sms-outbox.jsonl is left out of the scan: it is what the
+    simulated phones received, and holds the codes by design."""
     data = tmp_path / "d"
     gw = serve(tmp_path, data, "--log-level", "debug", env=tls_env(pki))
     outbox = data / OUTBOX_NAME
@@ -293,6 +294,10 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
     assert "redis/dump.rdb" in haystacks and any(k.endswith(".incr.aof") for k in haystacks)
     assert _found(code, outbox.read_bytes()) and _found(pin_code, outbox.read_bytes())
     assert b"SignIn" in haystacks["gateway output"]
+    # The codes went over SMPP to the embedded SMSC simulator (its own process, whose log is part of
+    # the gateway output scanned here): the queue, the dispatcher and the simulator's side included.
+    assert b"smpp_bound" in haystacks["gateway output"] and b"smsc-sim" in haystacks["gateway output"]
+    assert b"sms_submitted" in haystacks["gateway output"]
     hits = [f"{what} in {where}" for what, value in used.items() for where, hay in haystacks.items()
             if _found(value, hay)]
     assert not hits, hits
