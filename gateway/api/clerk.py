@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from gateway.api.common import duration
 from gateway.domain import request_context, rules
@@ -16,6 +17,13 @@ NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ID_NUMBER_RE = re.compile(r"[0-9]{17}[0-9Xx]")
 SEXES = {clerk_pb2.DOCUMENT_SEX_FEMALE: "female", clerk_pb2.DOCUMENT_SEX_MALE: "male"}
+# The SMS queue's states (gateway/domain/ports.py SmsDelivery); one it does not name is UNSPECIFIED.
+DELIVERY_STATES = {
+    "queued": clerk_pb2.CODE_DELIVERY_STATE_QUEUED, "submitted": clerk_pb2.CODE_DELIVERY_STATE_SUBMITTED,
+    "delivered": clerk_pb2.CODE_DELIVERY_STATE_DELIVERED, "undeliverable": clerk_pb2.CODE_DELIVERY_STATE_UNDELIVERABLE,
+    "expired": clerk_pb2.CODE_DELIVERY_STATE_EXPIRED, "failed": clerk_pb2.CODE_DELIVERY_STATE_FAILED,
+    "no_receipt": clerk_pb2.CODE_DELIVERY_STATE_NO_RECEIPT,
+}
 
 
 def _document(v: rules.Violations, doc: clerk_pb2.IdDocumentProof) -> IdDocument:
@@ -29,6 +37,12 @@ def _document(v: rules.Violations, doc: clerk_pb2.IdDocumentProof) -> IdDocument
         v.items.append(("id_document.sex", "must be FEMALE or MALE, as printed"))
     return IdDocument("resident_id_card", doc.document_number.upper(), doc.name, doc.birth_date,
                       SEXES.get(doc.sex, ""))
+
+
+def _epoch(seconds: float) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(int(seconds * 1e9))
+    return t
 
 
 def _session() -> CustomerSession:
@@ -97,3 +111,14 @@ class ClerkServicer(clerk_pb2_grpc.ClerkServiceServicer):
                                    context: grpc.aio.ServicerContext) -> clerk_pb2.CloseCustomerSessionResponse:
         await self.desk.close(request.customer_session)
         return clerk_pb2.CloseCustomerSessionResponse()
+
+    async def GetCodeDelivery(self, request: clerk_pb2.GetCodeDeliveryRequest,
+                              context: grpc.aio.ServicerContext) -> clerk_pb2.GetCodeDeliveryResponse:
+        """The session's number only (the customer_session is checked by the pipeline, as for every
+        session call): the state and times of its newest code SMS, never its text or code."""
+        found = await self.desk.code_delivery(_session())
+        if found is None:
+            return clerk_pb2.GetCodeDeliveryResponse(state=clerk_pb2.CODE_DELIVERY_STATE_NONE)
+        return clerk_pb2.GetCodeDeliveryResponse(
+            state=DELIVERY_STATES.get(found.state, clerk_pb2.CODE_DELIVERY_STATE_UNSPECIFIED),
+            queued_at=_epoch(found.queued_at), updated_at=_epoch(found.updated_at))

@@ -6,8 +6,10 @@ import argparse
 import getpass
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.cli import connect
+from gateway.runtime.settings import from_env
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc
 
 SEXES = {"female": clerk_pb2.DOCUMENT_SEX_FEMALE, "male": clerk_pb2.DOCUMENT_SEX_MALE}
@@ -33,6 +35,10 @@ def add_commands(sub: Any) -> None:
         p = cs.add_parser(name, help=helptext)
         p.add_argument("--session", required=True, help="customer session token from `open`")
         p.set_defaults(run=run)
+    cd = cs.add_parser("code-delivery", help="did the last code SMS to the customer's phone arrive? (no text, no code)")
+    cd.add_argument("--session", required=True, help="customer session token from `open`")
+    cd.add_argument("--timezone", default=from_env().timezone, help="time zone to show times in [HALLGATE_TIMEZONE]")
+    cd.set_defaults(run=cmd_code_delivery)
     rp = cs.add_parser("reset-password", help="reset the service password (ID-document sessions only)")
     rp.add_argument("--session", required=True)
     rp.add_argument("--new-password", help="typed by the customer on the PIN pad (prompted for if omitted)")
@@ -73,6 +79,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for field in ("msisdn_masked", "name_masked", "document_number_masked", "address_district", "plan_name",
                   "account_status", "proved_by"):
         print(f"{field:24} {getattr(p, field)}")
+    return 0
+
+
+def cmd_code_delivery(args: argparse.Namespace) -> int:
+    d = _clerk(args, lambda s: s.GetCodeDelivery(clerk_pb2.GetCodeDeliveryRequest(
+        customer_session=args.session), metadata=connect.staff_metadata(args), timeout=10))
+    state = clerk_pb2.CodeDeliveryState.Name(d.state).removeprefix("CODE_DELIVERY_STATE_").lower()
+    print(f"{'state':24} {state}")
+    if d.HasField("queued_at"):
+        zone = ZoneInfo(args.timezone)
+        for field in ("queued_at", "updated_at"):
+            print(f"{field:24} {getattr(d, field).ToDatetime(tzinfo=zone):%Y-%m-%d %H:%M:%S %Z}")
     return 0
 
 

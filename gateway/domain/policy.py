@@ -66,6 +66,7 @@ POLICY: dict[str, Rule] = {
     "/hallgate.v1.ClerkService/GetCustomerProfile": rule(CLERK, COUNTER, Proof.CUSTOMER_SESSION),
     "/hallgate.v1.ClerkService/ResetServicePassword": rule(CLERK, COUNTER, Proof.ID_DOCUMENT_SESSION),
     "/hallgate.v1.ClerkService/CloseCustomerSession": rule(CLERK, COUNTER, Proof.CUSTOMER_SESSION),
+    "/hallgate.v1.ClerkService/GetCodeDelivery": rule(CLERK, COUNTER, Proof.CUSTOMER_SESSION),
     # R5: the legal channel only. The desk (gateway/domain/legal.py) narrows each step further: only
     # officers register and fulfil, only approvers approve, never the registering officer (four eyes).
     "/hallgate.v1.LegalService/RegisterRequest": rule(LEGAL, LEGAL_WRITERS),

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -19,11 +20,32 @@ class DocumentSex(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_SEX_UNSPECIFIED: _ClassVar[DocumentSex]
     DOCUMENT_SEX_FEMALE: _ClassVar[DocumentSex]
     DOCUMENT_SEX_MALE: _ClassVar[DocumentSex]
+
+class CodeDeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CODE_DELIVERY_STATE_UNSPECIFIED: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_NONE: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_QUEUED: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_SUBMITTED: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_DELIVERED: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_UNDELIVERABLE: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_EXPIRED: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_FAILED: _ClassVar[CodeDeliveryState]
+    CODE_DELIVERY_STATE_NO_RECEIPT: _ClassVar[CodeDeliveryState]
 ID_DOCUMENT_TYPE_UNSPECIFIED: IdDocumentType
 ID_DOCUMENT_TYPE_RESIDENT_ID_CARD: IdDocumentType
 DOCUMENT_SEX_UNSPECIFIED: DocumentSex
 DOCUMENT_SEX_FEMALE: DocumentSex
 DOCUMENT_SEX_MALE: DocumentSex
+CODE_DELIVERY_STATE_UNSPECIFIED: CodeDeliveryState
+CODE_DELIVERY_STATE_NONE: CodeDeliveryState
+CODE_DELIVERY_STATE_QUEUED: CodeDeliveryState
+CODE_DELIVERY_STATE_SUBMITTED: CodeDeliveryState
+CODE_DELIVERY_STATE_DELIVERED: CodeDeliveryState
+CODE_DELIVERY_STATE_UNDELIVERABLE: CodeDeliveryState
+CODE_DELIVERY_STATE_EXPIRED: CodeDeliveryState
+CODE_DELIVERY_STATE_FAILED: CodeDeliveryState
+CODE_DELIVERY_STATE_NO_RECEIPT: CodeDeliveryState
 
 class RequestCustomerCodeRequest(_message.Message):
     __slots__ = ("msisdn",)
@@ -124,3 +146,19 @@ class CloseCustomerSessionRequest(_message.Message):
 class CloseCustomerSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetCodeDeliveryRequest(_message.Message):
+    __slots__ = ("customer_session",)
+    CUSTOMER_SESSION_FIELD_NUMBER: _ClassVar[int]
+    customer_session: str
+    def __init__(self, customer_session: _Optional[str] = ...) -> None: ...
+
+class GetCodeDeliveryResponse(_message.Message):
+    __slots__ = ("state", "queued_at", "updated_at")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    state: CodeDeliveryState
+    queued_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[CodeDeliveryState, str]] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -62,6 +62,11 @@ class ClerkServiceStub:
                 request_serializer=hallgate_dot_v1_dot_clerk__pb2.CloseCustomerSessionRequest.SerializeToString,
                 response_deserializer=hallgate_dot_v1_dot_clerk__pb2.CloseCustomerSessionResponse.FromString,
                 _registered_method=True)
+        self.GetCodeDelivery = channel.unary_unary(
+                '/hallgate.v1.ClerkService/GetCodeDelivery',
+                request_serializer=hallgate_dot_v1_dot_clerk__pb2.GetCodeDeliveryRequest.SerializeToString,
+                response_deserializer=hallgate_dot_v1_dot_clerk__pb2.GetCodeDeliveryResponse.FromString,
+                _registered_method=True)
 
 
 class ClerkServiceServicer:
@@ -108,6 +113,14 @@ class ClerkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCodeDelivery(self, request, context):
+        """GetCodeDelivery says whether the newest one-time code SMS to the session's number (kiosk or
+        counter) reached the phone. Only its state and times: never its text, its code or an SMSC id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClerkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +148,11 @@ def add_ClerkServiceServicer_to_server(servicer, server):
                     servicer.CloseCustomerSession,
                     request_deserializer=hallgate_dot_v1_dot_clerk__pb2.CloseCustomerSessionRequest.FromString,
                     response_serializer=hallgate_dot_v1_dot_clerk__pb2.CloseCustomerSessionResponse.SerializeToString,
+            ),
+            'GetCodeDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCodeDelivery,
+                    request_deserializer=hallgate_dot_v1_dot_clerk__pb2.GetCodeDeliveryRequest.FromString,
+                    response_serializer=hallgate_dot_v1_dot_clerk__pb2.GetCodeDeliveryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +293,33 @@ class ClerkService:
             '/hallgate.v1.ClerkService/CloseCustomerSession',
             hallgate_dot_v1_dot_clerk__pb2.CloseCustomerSessionRequest.SerializeToString,
             hallgate_dot_v1_dot_clerk__pb2.CloseCustomerSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCodeDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hallgate.v1.ClerkService/GetCodeDelivery',
+            hallgate_dot_v1_dot_clerk__pb2.GetCodeDeliveryRequest.SerializeToString,
+            hallgate_dot_v1_dot_clerk__pb2.GetCodeDeliveryResponse.FromString,
             options,
             channel_credentials,
             insecure,

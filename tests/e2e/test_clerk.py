@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
 import structlog
 from google.protobuf.descriptor import Descriptor
 
+from gateway.cli.main import main as cli_main
 from gateway.domain import passwords
+from gateway.runtime.bootstrap import sms_worker
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2
 from tests.support.clerk import id_card
 from tests.support.status import details, reason, refused, shape, violations
 from tests.support.subscribers import UNKNOWN
+from tests.support.waiting import wait_for
 
 Code = grpc.StatusCode
 T07, T08, H002 = "clerk-H001-T07", "clerk-H001-T08", "clerk-H002-T01"
@@ -76,6 +81,10 @@ class Counter:
         return self.stub.CloseCustomerSession(clerk_pb2.CloseCustomerSessionRequest(customer_session=session),
                                               metadata=self.md if md is None else md)
 
+    def code_delivery(self, session: str, md=None):
+        return self.stub.GetCodeDelivery(clerk_pb2.GetCodeDeliveryRequest(customer_session=session),
+                                         metadata=self.md if md is None else md)
+
 
 async def counter(gw, staff_id: str = "C1001", cert: str = T07, role: str = "clerk", hall: str = "H001",
                   secret: str | None = None) -> Counter:
@@ -126,6 +135,7 @@ async def test_every_clerk_rpc_needs_a_signed_in_clerk(gw):
         "GetCustomerProfile": lambda md: clerk.profile(session, md),
         "ResetServicePassword": lambda md: clerk.reset(session, good_new_password(gw, CUSTOMER), md),
         "CloseCustomerSession": lambda md: clerk.close(session, md),
+        "GetCodeDelivery": lambda md: clerk.code_delivery(session, md),
     }
     for md in ((), (("authorization", f"Bearer {MADE_UP}"),)):
         for name, call in calls.items():
@@ -148,13 +158,14 @@ async def test_a_hall_manager_serves_customers_like_a_clerk(gw):
 
 # --- customer sessions: missing, made up, someone else's, expired, closed ---------------------------
 
-SESSION_RPCS = ["GetCustomerProfile", "ResetServicePassword", "CloseCustomerSession"]
+SESSION_RPCS = ["GetCustomerProfile", "ResetServicePassword", "CloseCustomerSession", "GetCodeDelivery"]
 
 
 def session_call(clerk: Counter, rpc: str, session: str, new_password: str):
     return {"GetCustomerProfile": lambda: clerk.profile(session),
             "ResetServicePassword": lambda: clerk.reset(session, new_password),
-            "CloseCustomerSession": lambda: clerk.close(session)}[rpc]()
+            "CloseCustomerSession": lambda: clerk.close(session),
+            "GetCodeDelivery": lambda: clerk.code_delivery(session)}[rpc]()
 
 
 @pytest.mark.parametrize("rpc", SESSION_RPCS)
@@ -543,6 +554,147 @@ async def test_no_secret_of_the_counter_reaches_logs_or_audit(make_gateway):
         assert not [line for line in logged if value in line], value
 
 
+# --- did the last code reach the phone? (inside a customer session; no text, no code) -----------------
+
+STATE = clerk_pb2.CodeDeliveryState
+
+
+def seconds(t) -> float:
+    return t.ToNanoseconds() / 1e9
+
+
+async def delivery(clerk: Counter, session: str, state: int, queued_after: float = 0.0, limit: float = 10.0):
+    """The clerk's answer once it says `state` for a code queued after `queued_after` (bounded wait)."""
+    found = []
+
+    async def there() -> bool:
+        found[:] = [await clerk.code_delivery(session)]
+        return found[0].state == state and seconds(found[0].queued_at) > queued_after
+
+    await wait_for(there, limit, what=f"the code delivery to read {STATE.Name(state)}")
+    return found[0]
+
+
+async def test_the_clerk_sees_whether_the_last_code_reached_the_phone_and_never_the_code(gw):
+    clerk = await counter(gw)
+    session = await clerk.open_by_id(CUSTOMER)
+    none = await clerk.code_delivery(session)
+    assert none.state == clerk_pb2.CODE_DELIVERY_STATE_NONE
+    assert not none.HasField("queued_at") and not none.HasField("updated_at")
+    before = time.time()
+    with structlog.testing.capture_logs() as logs:
+        code = await clerk.request_code(CUSTOMER)  # waits until the dispatcher handed it to the phone
+        answer = await delivery(clerk, session, clerk_pb2.CODE_DELIVERY_STATE_DELIVERED)
+    assert before - 1 <= seconds(answer.queued_at) <= seconds(answer.updated_at) <= time.time() + 1
+    # No text, no code, no SMSC id: on the wire, in the type, in the logs, in the audit trail.
+    [text] = await gw.messages(CUSTOMER)
+    assert code in text
+    assert {f.name for f in clerk_pb2.GetCodeDeliveryResponse.DESCRIPTOR.fields} == {"state", "queued_at",
+                                                                                     "updated_at"}
+    wire = answer.SerializeToString()
+    assert code.encode() not in wire and CUSTOMER.encode() not in wire
+    events = await gw.audit_events()
+    logged = [str(line) for line in logs] + [str(e) for e in events]
+    assert not [line for line in logged if code in line or CUSTOMER in line]
+    # Each look is audited, as the clerk's, in this customer's session.
+    looks = [e for e in events if e["method"] == "/hallgate.v1.ClerkService/GetCodeDelivery"]
+    assert len(looks) >= 2
+    assert {(e["decision"], e["staff_id"], e["terminal"], e["proof"], e["subscriber"]) for e in looks} == {
+        ("allowed", "C1001", "H001/clerk/T07", "id_document", "138****0121")}
+
+
+async def test_the_newest_code_of_either_purpose_counts_and_only_for_the_sessions_number(make_gateway):
+    gw = await make_gateway(send_min_interval=0.01)
+    clerk = await counter(gw)
+    session = await clerk.open_by_id(CUSTOMER)
+    await gw.request_code(NEIGHBOUR)  # another number's code is not this customer's
+    assert (await clerk.code_delivery(session)).state == clerk_pb2.CODE_DELIVERY_STATE_NONE
+    await gw.request_code(CUSTOMER)  # at a kiosk
+    kiosk = await delivery(clerk, session, clerk_pb2.CODE_DELIVERY_STATE_DELIVERED)
+    await asyncio.sleep(0.02)
+    await clerk.request_code(CUSTOMER)  # at the counter
+    at_counter = await delivery(clerk, session, clerk_pb2.CODE_DELIVERY_STATE_DELIVERED,
+                                queued_after=seconds(kiosk.queued_at))
+    assert seconds(at_counter.queued_at) > seconds(kiosk.queued_at)
+    # A session opened by password + code reads the code that opened it, like any other.
+    by_password = await clerk.open_by_password(RESET)
+    assert (await clerk.code_delivery(by_password)).state == clerk_pb2.CODE_DELIVERY_STATE_DELIVERED
+
+
+async def test_a_notice_is_not_a_code(gw):
+    clerk = await counter(gw)
+    session = await clerk.open_by_id(RESET)
+    await clerk.reset(session, good_new_password(gw, RESET))
+    assert len(await gw.messages(RESET)) == 1  # the reset notice
+    assert (await clerk.code_delivery(session)).state == clerk_pb2.CODE_DELIVERY_STATE_NONE
+
+
+async def test_a_code_no_dispatcher_took_yet_is_queued_and_one_that_expired_unsent_is_expired(make_gateway):
+    gw = await make_gateway(sms_dispatchers=0, code_ttl=1)
+    clerk = await counter(gw)
+    session = await clerk.open_by_id(CUSTOMER)
+    await clerk.stub.RequestCustomerCode(clerk_pb2.RequestCustomerCodeRequest(msisdn=CUSTOMER), metadata=clerk.md)
+    queued = await delivery(clerk, session, clerk_pb2.CODE_DELIVERY_STATE_QUEUED)
+    await asyncio.sleep(max(0.0, seconds(queued.queued_at) + 1.2 - time.time()))  # the code is past its expiry
+    worker = sms_worker(gw.settings.with_(sms_dispatchers=1), gw.deps)
+    worker.start()
+    gw.closers.insert(0, worker.stop)
+    expired = await delivery(clerk, session, clerk_pb2.CODE_DELIVERY_STATE_EXPIRED)
+    assert seconds(expired.queued_at) == seconds(queued.queued_at) < seconds(expired.updated_at)
+
+
+async def test_the_owner_sees_the_check_in_their_access_history(make_gateway):
+    """Like a profile view, the check is a look at the customer's data at a counter (R10): the owner
+    sees it at a kiosk (gateway/domain/kiosk.py HISTORY_WORDS), without staff ids."""
+    gw = await make_gateway(send_min_interval=0.01)
+    clerk = await counter(gw)
+    session = await clerk.open_by_id(CUSTOMER)
+    await clerk.code_delivery(session)
+    token = await gw.sign_in(CUSTOMER)
+    history = [m.record async for m in gw.stub.ListAccessHistory(kiosk_pb2.ListAccessHistoryRequest(
+        access_token=token))]
+    checks = [r for r in history if r.what == "code SMS delivery checked at a service hall counter"]
+    assert [(r.hall, r.channel, r.outcome) for r in checks] == [("H001", "clerk", "allowed")]
+    assert not [r for r in history if "C1001" in str(r)]
+
+
+def printed(capsys) -> list[list[str]]:
+    """What the CLI printed (the server's log lines, captured alongside, left out)."""
+    words = [line.split() for line in capsys.readouterr().out.splitlines()]
+    return [w for w in words if w and w[0] in ("state", "queued_at", "updated_at")]
+
+
+async def test_the_cli_prints_the_state_and_times(gw, capsys):
+    clerk = await counter(gw)
+    session = await clerk.open_by_id(CUSTOMER)
+    argv = ["clerk", "--target", f"127.0.0.1:{gw.port}", "--data-dir", str(gw.pki.parent), "--cert", T07,
+            "--staff-token", clerk.md[0][1].removeprefix("Bearer "), "code-delivery", "--session", session,
+            "--timezone", "Asia/Shanghai"]
+    assert await asyncio.to_thread(cli_main, argv) == 0  # the CLI's blocking gRPC, off the server's loop
+    assert printed(capsys) == [["state", "none"]]
+    code = await clerk.request_code(CUSTOMER)
+    answer = await delivery(clerk, session, clerk_pb2.CODE_DELIVERY_STATE_DELIVERED)
+    assert await asyncio.to_thread(cli_main, argv) == 0
+    shown = printed(capsys)
+    zone = ZoneInfo("Asia/Shanghai")
+    assert shown == [["state", "delivered"],
+                     ["queued_at", *f"{answer.queued_at.ToDatetime(tzinfo=zone):%Y-%m-%d %H:%M:%S %Z}".split()],
+                     ["updated_at", *f"{answer.updated_at.ToDatetime(tzinfo=zone):%Y-%m-%d %H:%M:%S %Z}".split()]]
+    assert shown[1][-1] == "CST" and code not in str(shown)
+
+
+async def test_the_code_delivery_is_not_for_kiosks(gw):
+    clerk = await counter(gw)
+    session = await clerk.open_by_id(CUSTOMER)
+    from_kiosk = clerk_pb2_grpc.ClerkServiceStub(gw.channel)  # the kiosk certificate, a genuine session
+    e = await refused(from_kiosk.GetCodeDelivery(clerk_pb2.GetCodeDeliveryRequest(customer_session=session),
+                                                 metadata=clerk.md))
+    assert e.code() == Code.PERMISSION_DENIED and reason(e) == "WRONG_CHANNEL"
+    ev = (await gw.audit_events())[-1]
+    assert (ev["method"], ev["channel"], ev["decision"], ev["reason"]) == (
+        "/hallgate.v1.ClerkService/GetCodeDelivery", "kiosk", "denied", "wrong_channel")
+
+
 # --- no call lists at the counter (R9) --------------------------------------------------------------
 
 def message_types(descriptor: Descriptor, seen: set[str] | None = None) -> set[str]:
@@ -559,7 +711,7 @@ def message_types(descriptor: Descriptor, seen: set[str] | None = None) -> set[s
 
 def test_no_clerk_rpc_can_return_call_details():
     service = clerk_pb2.DESCRIPTOR.services_by_name["ClerkService"]
-    assert len(service.methods) == 5
+    assert len(service.methods) == 6
     call_detail = kiosk_pb2.CallDetail.DESCRIPTOR.full_name
     for method in service.methods:
         reachable = message_types(method.output_type)

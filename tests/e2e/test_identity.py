@@ -70,6 +70,8 @@ def clerk_calls(channel: grpc.aio.Channel) -> dict[str, object]:
             customer_session=TOKEN, new_service_password="480273"), timeout=5),
         "CloseCustomerSession": lambda: stub.CloseCustomerSession(
             clerk_pb2.CloseCustomerSessionRequest(customer_session=TOKEN), timeout=5),
+        "GetCodeDelivery": lambda: stub.GetCodeDelivery(
+            clerk_pb2.GetCodeDeliveryRequest(customer_session=TOKEN), timeout=5),
     }
 
 

@@ -94,7 +94,7 @@ def test_clerk_rows_admit_the_clerk_channel_only_and_counter_roles_only():
 
 
 def test_clerk_rows_that_touch_customer_data_need_a_customer_proof():
-    for name in ("GetCustomerProfile", "ResetServicePassword", "CloseCustomerSession"):
+    for name in ("GetCustomerProfile", "ResetServicePassword", "CloseCustomerSession", "GetCodeDelivery"):
         assert POLICY[f"/hallgate.v1.ClerkService/{name}"].proof != Proof.NONE, name
     assert POLICY["/hallgate.v1.ClerkService/ResetServicePassword"].proof == Proof.ID_DOCUMENT_SESSION
 
