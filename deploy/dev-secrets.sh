@@ -11,6 +11,8 @@
 #                               hallgate.test): kiosk, clerk, legal and audit terminals
 #   signing-key.pem signing.pub the Ed25519 key for legal delivery manifests and its public half
 #   keys.env                    HALLGATE_SECRET_KEY and HALLGATE_AUDIT_HMAC_KEY (random, 256 bits)
+#   smsc-password               the SMPP bind password of the SMSC simulator and the gateways
+#                               (8 random hex characters: SMPP 3.4 allows at most 8)
 # The files are mode 0644 so the container's uid 10001 can read the bind mounts; the directory is 0700.
 set -euo pipefail
 
@@ -68,6 +70,10 @@ if [ ! -f keys.env ]; then
   } > keys.env
 fi
 
-chmod 0644 ./*.crt ./*.key signing-key.pem signing.pub keys.env
+if [ ! -f smsc-password ]; then
+  openssl rand -hex 4 > smsc-password
+fi
+
+chmod 0644 ./*.crt ./*.key signing-key.pem signing.pub keys.env smsc-password
 chmod 0600 ca.key ca.srl   # the CA key is never mounted
 echo "development secrets in $DIR (trust domain $TRUST_DOMAIN)"
