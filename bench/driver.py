@@ -88,7 +88,8 @@ async def bounded(op: Op, concurrency: int, duration: float, max_count: int,
 
 
 class OutboxTail:
-    """Follows the gateway's development SMS outbox and remembers the newest code per number."""
+    """Follows an SMS outbox (JSON Lines: the SMSC simulator's, or an older gateway's own file) and
+    remembers the newest code per number."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -120,8 +121,9 @@ class OutboxTail:
             self.offset = 0
         self.rest, self.codes = b"", {}
 
-    async def take(self, msisdn: str, wait: float = 2.0) -> str:
-        """The code last sent to `msisdn`, consumed; waits briefly for the line to appear."""
+    async def take(self, msisdn: str, wait: float = 2.0, every: float = 0.005) -> str:
+        """The code last sent to `msisdn`, consumed; waits briefly for the line to appear, looking
+        every `every` seconds."""
         deadline = time.monotonic() + wait
         while True:
             self._read()
@@ -129,7 +131,7 @@ class OutboxTail:
                 return code
             if time.monotonic() > deadline:
                 raise BenchError(f"no code for {msisdn} in the outbox")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(every)
 
 
 def spread_channels(address: str, count: int) -> list[grpc.aio.Channel]:
@@ -168,9 +170,17 @@ class Driver:
             "/hallgate.billing.v1.BillingService/ListCallDetails",
             request_serializer=billing_pb2.ListCallDetailsRequest.SerializeToString,
             response_deserializer=billing_pb2.ListCallDetailsResponse.FromString)
-        self.outbox = OutboxTail(Path(cfg["outbox"]))
+        # Where each gateway's codes land: the shared SMSC simulator's outbox for every gateway that
+        # submits to it, an older candidate's own file for that candidate (one tail per file).
+        paths = {name: Path(path) for name, path in cfg.get("outboxes", {}).items()}
+        tails = {path: OutboxTail(path) for path in {*paths.values(), Path(cfg["outbox"])}}
+        self.outbox = tails[Path(cfg["outbox"])]
+        self.outboxes = {name: tails[path] for name, path in paths.items()}
         # Development mode: the kiosk names itself in a header (on mTLS its certificate does).
         self.metadata = (("x-hallgate-dev-identity", cfg["identity"]),) if cfg.get("identity") else None
+
+    def outbox_of(self, target: str) -> OutboxTail:
+        return self.outboxes.get(target, self.outbox)
 
     def all_channels(self) -> list[grpc.aio.Channel]:
         return [*self.channels.values(), *(c for channels in self.spread_channels.values() for c in channels)]
@@ -186,7 +196,7 @@ class Driver:
                 await asyncio.wait_for(channel.channel_ready(), 20)
             return Outcome(ok=1)
         if kind in ("issue", "session"):
-            self.outbox.skip()
+            self.outbox_of(task.get("target", "gateway")).skip()
         op, expected, out = self._op(task)
         result = await bounded(op, task["concurrency"], task["duration"], task["max_count"], expected)
         result.tokens, result.codes = out.tokens, out.codes
@@ -197,16 +207,20 @@ class Driver:
         out = Outcome()
         items: list[Any] = t.get("items", [])
         kind = t["kind"]
+        # Code requests and sign-ins go to `target` (a gateway; "gateway" by default), and its
+        # codes are read from the outbox that gateway's SMS land in.
+        kiosk = self.kiosks.get(t.get("target", "gateway"), self.kiosk)
+        outbox = self.outbox_of(t.get("target", "gateway"))
 
         async def issue(w: int, i: int) -> int:
-            await self.kiosk.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=items[i]),
-                                                timeout=CALL_TIMEOUT, metadata=self.metadata)
-            out.codes[items[i]] = await self.outbox.take(items[i])
+            await kiosk.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=items[i]),
+                                           timeout=CALL_TIMEOUT, metadata=self.metadata)
+            out.codes[items[i]] = await outbox.take(items[i])
             return 0
 
         async def auth(w: int, i: int) -> int:
             msisdn, password, code = items[i]
-            out.tokens.append((msisdn, await self._authenticate(msisdn, password, code)))
+            out.tokens.append((msisdn, await self._authenticate(msisdn, password, code, kiosk)))
             return 0
 
         async def verify(w: int, i: int) -> int:
@@ -233,12 +247,12 @@ class Driver:
 
         async def session(w: int, i: int) -> int:
             msisdn, password = items[w]
-            await self.kiosk.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=msisdn),
-                                                timeout=CALL_TIMEOUT, metadata=self.metadata)
-            token = await self._authenticate(msisdn, password, await self.outbox.take(msisdn))
-            records = await self._list_gateway(token, t["month"])
-            await self.kiosk.EndSession(kiosk_pb2.EndSessionRequest(access_token=token), timeout=CALL_TIMEOUT,
-                                        metadata=self.metadata)
+            await kiosk.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=msisdn),
+                                           timeout=CALL_TIMEOUT, metadata=self.metadata)
+            token = await self._authenticate(msisdn, password, await outbox.take(msisdn), kiosk)
+            records = await self._list_gateway(token, t["month"], stub=kiosk)
+            await kiosk.EndSession(kiosk_pb2.EndSessionRequest(access_token=token), timeout=CALL_TIMEOUT,
+                                   metadata=self.metadata)
             return records
 
         ops: dict[str, Op] = {"issue": issue, "auth": auth, "verify": verify, "wrong": wrong,
@@ -246,9 +260,9 @@ class Driver:
         expected = frozenset({"UNAUTHENTICATED", "RESOURCE_EXHAUSTED"}) if kind == "wrong" else frozenset()
         return ops[kind], expected, out
 
-    async def _authenticate(self, msisdn: str, password: str, code: str) -> str:
+    async def _authenticate(self, msisdn: str, password: str, code: str, kiosk: Any = None) -> str:
         req = kiosk_pb2.AuthenticateRequest(msisdn=msisdn, service_password=password, one_time_code=code)
-        reply = await self.kiosk.Authenticate(req, timeout=CALL_TIMEOUT, metadata=self.metadata)
+        reply = await (kiosk or self.kiosk).Authenticate(req, timeout=CALL_TIMEOUT, metadata=self.metadata)
         if not reply.access_token:
             raise BenchError("no access token")
         return str(reply.access_token)

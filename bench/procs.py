@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -96,17 +97,26 @@ def _is_worker(pid: int) -> bool:
 
 
 @functools.cache
-def serve_flags() -> str:
-    """`hallgate serve --help`: which flags this version of the gateway has."""
+def serve_flags(src: Path | None = None) -> str:
+    """`hallgate serve --help`: which flags this version of the gateway has (with `src`, the
+    gateway of that checkout, started the way Stack starts a candidate)."""
+    env = os.environ | {"PYTHONPATH": str(src)} if src else None
     return subprocess.run([HALLGATE, "serve", "--help"], capture_output=True, text=True, timeout=30,
-                          cwd=REPO).stdout
+                          cwd=src or REPO, env=env).stdout
 
 
 @dataclass
 class Stack:
     """Redis, the billing simulator, the gateway and the bare proxy, started in that order; plus,
     where the gateway has mutual TLS, a second gateway on mTLS with its development PKI, and with
-    `workers` > 1, where the gateway has `serve --workers`, a third one with that many workers."""
+    `workers` > 1, where the gateway has `serve --workers`, a third one with that many workers.
+
+    SMS: where the gateway has `serve --sms-url` (codes go through a queue in Redis, sent over SMPP
+    by dispatchers in every gateway process), all the gateways share one Redis, hence one queue,
+    and a code asked for through one gateway may be sent by any other's dispatcher. So the stack
+    runs ONE SMSC simulator (`hallgate smsc-sim`, its outbox at `outbox`) and points every gateway
+    that has the flag at it; a gateway without it (an older candidate) writes its own outbox in
+    its own data directory. `outboxes` says where each gateway's codes land."""
 
     workdir: Path
     sim_seed: str = "bench"
@@ -117,6 +127,10 @@ class Stack:
     pki: Path | None = None  # the mTLS gateway's development PKI
     candidates: list[Path] = field(default_factory=list)  # checkouts whose gateways run beside this one (A/B)
     workers: int = 0  # above 1: also a gateway with `--workers N`, its own port, the same flags otherwise
+    smsc: Child | None = None  # the shared SMSC simulator, where the gateway has `serve --sms-url`
+    smsc_control: int = 0  # its control port (docs/smsc-sim.md)
+    sms_password: str = field(default="", repr=False)  # its bind password: in the children's environment only
+    outboxes: dict[str, Path] = field(default_factory=dict)  # gateway name -> the outbox its codes land in
 
     @property
     def data_dir(self) -> Path:
@@ -137,10 +151,21 @@ class Stack:
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.child(name).port}"
 
-    def _spawn(self, name: str, argv: list[str], port: int, src: Path | None = None) -> Child:
-        """Start a child; with `src`, its `gateway` and `adapters` packages come from that checkout."""
+    @property
+    def smsc_url(self) -> str:
+        return f"smpp://127.0.0.1:{self.smsc.port}" if self.smsc is not None else ""
+
+    def outbox_of(self, name: str) -> Path:
+        """Where the codes asked for through gateway `name` land."""
+        return self.outboxes.get(name, self.outbox)
+
+    def _spawn(self, name: str, argv: list[str], port: int, src: Path | None = None,
+               env: dict[str, str] | None = None) -> Child:
+        """Start a child; with `src`, its `gateway` and `adapters` packages come from that checkout;
+        `env` is added to its environment (secrets go there, never on the command line)."""
         log = self.workdir / f"{name}.log"
-        env = os.environ | {"PYTHONPATH": str(src)} if src else None
+        if src or env:
+            env = os.environ | ({"PYTHONPATH": str(src)} if src else {}) | (env or {})
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     cwd=src or REPO, env=env)
@@ -148,10 +173,45 @@ class Stack:
         self.children.append(child)
         return child
 
+    def _smsc_sim(self) -> Child:
+        """The one SMSC simulator every current gateway submits to, writing what phones receive to
+        `outbox` (docs/smsc-sim.md); its bind password goes to it and to the gateways by environment."""
+        port, self.smsc_control = free_port(), free_port()
+        self.sms_password = secrets.token_urlsafe(6)[:8]  # SMPP allows at most 8 octets
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.smsc = self._spawn("smsc-sim", [
+            HALLGATE, "smsc-sim", "--listen", f"127.0.0.1:{port}", "--control", f"127.0.0.1:{self.smsc_control}",
+            "--outbox", str(self.outbox), "--system-id", "hallgate", "--log-level", "warning"], port,
+            env={"HALLGATE_SMSC_SIM_PASSWORD": self.sms_password})
+        return self.smsc
+
+    def smsc_command(self, line: str, timeout: float = 5.0) -> str:
+        """One command on the simulator's control port (e.g. `stats`); its one-line answer."""
+        with socket.create_connection(("127.0.0.1", self.smsc_control), timeout=timeout) as s:
+            s.sendall(line.encode() + b"\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        return answer.decode().strip()
+
     def _gateway(self, name: str, data_dir: Path, billing_port: int, flags: list[str],
                  src: Path | None = None) -> Child:
         assert self.redis is not None
         port = free_port()
+        has = serve_flags(src)
+        sms: list[str] = []
+        env: dict[str, str] = {}
+        if "--sms-url" in has and self.smsc is not None:
+            # The shared SMSC simulator; no limit on the dispatcher's hand-overs (the simulator has
+            # none, and --sms-throughput's 50/s per dispatcher would pace the bench's code bursts).
+            sms = ["--sms-url", self.smsc_url, "--sms-throughput", "0"]
+            env = {"HALLGATE_SMS_PASSWORD": self.sms_password}
+            self.outboxes[name] = self.outbox
+        else:  # an older gateway: its own file outbox in its own data directory
+            self.outboxes[name] = data_dir / "sms-outbox.jsonl"
         return self._spawn(name, [
             HALLGATE, "serve", "--listen", f"127.0.0.1:{port}", "--redis-url", self.redis.url,
             "--billing-target", f"127.0.0.1:{billing_port}", "--data-dir", str(data_dir),
@@ -160,7 +220,7 @@ class Stack:
             # scripts treat as 1 ms, because older versions parse this flag as an int).
             "--send-min-interval", "0", "--send-max-per-hour", "1000000000", "--grace-period", "1",
             # Development material (CA, legal signing key) where the gateway needs the flag for it.
-            *(["--dev"] if "--dev" in serve_flags() else []), *flags], port, src)
+            *(["--dev"] if "--dev" in has else []), *sms, *flags], port, src, env)
 
     def start(self, tls: bool = True) -> Stack:
         redis_dir = self.workdir / "redis"
@@ -181,6 +241,8 @@ class Stack:
         started = [billing, proxy, proxy_stream]
         plain: list[str] = []
         flags = serve_flags()
+        if "--sms-url" in flags:
+            self._smsc_sim().wait_listening()  # before any gateway binds to it
         if "--insecure-dev" in flags:
             # Plaintext like the proxy, so the two compare like with like; the kiosk names itself
             # in a header instead of a client certificate. Tokens are bound to this terminal.

@@ -7,11 +7,17 @@ process, prints one table and the targets, and stops every process it started (b
 ends. Figures also go to bench/results/latest.json.
 
     .venv/bin/python -m bench.run                      # everything, about three minutes
-    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, w, auth, a, c, t
+    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, w, auth, a, c, s, t
     .venv/bin/python -m bench.run --only w             # --workers 2 against one worker
     .venv/bin/python -m bench.run --profile 10         # py-spy on the gateway under scenario (b)
     .venv/bin/python -m bench.run --profile 10 --profile-workers   # ... on the workers of --workers 2
     .venv/bin/python -m bench.run --only b --candidate ../copy-with-a-change   # A/B a gateway change
+    .venv/bin/python -m bench.run --only s,t --candidate /tmp/hallgate-base   # the SMS path against a base
+
+Where the gateway sends codes over SMPP (`serve --sms-url`), the stack runs one SMSC simulator
+(`hallgate smsc-sim`) that every such gateway submits to (they share one Redis, hence one SMS
+queue), writing what phones receive to the "gateway" data directory's sms-outbox.jsonl; an older
+candidate without the flag writes its own outbox, where the driver reads that candidate's codes.
 """
 
 from __future__ import annotations
@@ -159,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="profile the workers of the `--workers` gateway instead (load over --connections channels)")
     p.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
     p.add_argument("--budget", type=float, default=270, help="seconds the whole run may take [270]")
-    p.add_argument("--only", metavar="LIST", help="comma-separated subset of d,redis,b,w,auth,a,c,t (default: all)")
+    p.add_argument("--only", metavar="LIST",
+                   help="comma-separated subset of d,redis,b,w,auth,a,c,s,t (default: all); s: the SMS path "
+                        "(code request known/unknown at answer floor 0, against each --candidate; code on the phone)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="worker processes of the scaled gateway in scenario w [2]")
     p.add_argument("--connections", type=int, default=8, metavar="N",
                    help="channels (TCP connections) per gateway in scenario w, clients spread over them [8]")
     p.add_argument("--candidate", type=Path, metavar="DIR", action="append", default=[],
-                   help="also run the gateway of this checkout (a copy with a proposed change) in scenario (b); "
-                        "repeatable")
+                   help="also run the gateway of this checkout (a copy with a proposed change) in scenarios (b) "
+                        "and (s); repeatable")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below stops the children
 
@@ -180,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting redis-server, billing simulator, gateway and proxy under {workdir}", file=sys.stderr)
         stack.start()
         assert stack.redis is not None
-        names = [c.name for c in stack.children if c.name not in ("billing", stack.scaled)]
+        names = [c.name for c in stack.children if c.name not in ("billing", "smsc-sim", stack.scaled)]
         addresses = {name: stack.address(name) for name in names if name != "gateway-tls" or stack.pki}
         spread = {name: stack.address(name) for name in ("gateway", stack.scaled)} if stack.scaled else {}
         cfg = {"targets": addresses | {"direct": stack.address("billing")}, "outbox": str(stack.outbox),
+               "outboxes": {name: str(stack.outbox_of(name)) for name in addresses if name.startswith("gateway")},
                "identity": stack.identity, "pki": str(stack.pki or ""), "kiosk_cert": KIOSK_CERT,
                "spread": spread, "connections": args.connections}
         driver = DriverProcess(cfg).start()
@@ -215,15 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     print(table(figures))
     for line in error_lines(figures):
         print(line)
-    if bench.facts.get("timing_table"):
-        print("\n" + bench.facts["timing_table"])
+    for key in ("sms_table", "timing_table"):
+        if bench.facts.get(key):
+            print("\n" + bench.facts[key])
     print()
     print(targets_table(targets))
-    write_json(args.json, figures, targets, environment(args.connections, load_before))
+    write_json(args.json, figures, targets, environment(args.connections, load_before), bench.facts.get("sms"))
     return 1 if any(f.errors for f in figures) else 0
 
 
-def write_json(path: Path, figures: list[Figure], targets: list[Target], env: str) -> None:
+def write_json(path: Path, figures: list[Figure], targets: list[Target], env: str,
+               sms: dict[str, Any] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "at": datetime.now(UTC).isoformat(timespec="seconds"), "environment": env,
@@ -238,6 +249,7 @@ def write_json(path: Path, figures: list[Figure], targets: list[Target], env: st
                     for f in figures],
         "targets": [{"name": t.name, "wanted": t.wanted, "measured": t.measured, "verdict": t.verdict}
                     for t in targets],
+        "sms_path": sms,
     }, indent=1) + "\n")
 
 

@@ -6,22 +6,27 @@ several short rounds), so the ratios compare like with like on a small shared ma
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from adapters.billing_sim.data import SeededBilling
 from bench.measure import RedisCommands, RssSampler, commandstats, cpu_seconds, machine_busy_seconds, tcp_sockets
-from bench.procs import Stack
+from bench.procs import Stack, serve_flags
 from bench.report import Figure, ratio
+from bench.sms_path import Gateway
+from bench.sms_path import measure as measure_sms
 from bench.targets import AUTH, LIST, MONTH_BIG, SPREAD, Target, find, targets
 from bench.timing import measure as measure_timing
 from gateway.domain import rules
 
+SMS_QUEUE, SMS_DEAD = "hg:{hallgate:sms}:out", "hg:{hallgate:sms}:dead"  # adapters/sms/queue.py
 CLIENTS = (1, 16, 64)
 SCALE_CLIENTS = (16, 64)  # the scale-out comparison
 HEAVY = "13800000500"
@@ -122,7 +127,7 @@ class Scenarios:
         self.prepare()
         steps = {"d": self.heavy_month, "redis": self.redis_commands, "b": self.list_calls,
                  "w": self.scale_out, "auth": self.authenticate, "a": self.sessions, "c": self.wrong_passwords,
-                 "t": self.timing}
+                 "s": self.sms_path, "t": self.timing}
         for name, step in steps.items():
             if only is None or name in only:
                 step()
@@ -276,6 +281,75 @@ class Scenarios:
         spread = target == self.stack.scaled
         return Figure(SPREAD if spread else LIST, clients, target, server=target).add(
             self.task("list", clients, duration, 10**7, items=self.subjects, target=target, spread=spread))
+
+    def sms_path(self) -> None:
+        """(s) RequestOneTimeCode for known and unknown numbers, current gateway against each
+        candidate, and the time a code takes to reach the phone (bench/sms_path.py).
+
+        On gateways of their own with `--answer-floor 0`, so the raw cost of the call shows (the
+        floor is what hides the known/unknown difference from callers), the same Redis, billing
+        and SMSC simulator as the rest of the stack. Before (t), which takes what budget is left."""
+        self.log("(s) SMS path: RequestOneTimeCode known/unknown at answer floor 0, code on the phone")
+        billing = self.stack.child("billing").port
+        plain = ["--insecure-dev", "--trust-domain", "hallgate.example"]
+        started: list[tuple[str, str, Path | None]] = [("gateway-sms", "current gateway", None)]
+        started += [(f"gateway-sms-c{n}", f"candidate {n} ({src.name})", src)
+                    for n, src in enumerate(self.stack.candidates, 1)]
+        children = []
+        try:
+            for name, _, src in started:
+                floor = ["--answer-floor", "0"] if "--answer-floor" in serve_flags(src) else []
+                children.append(self.stack._gateway(name, self.stack.workdir / name, billing, [*plain, *floor], src))
+            for child in children:
+                child.wait_listening()
+            # Every process that submits to the shared SMSC simulator: whichever dispatcher took a
+            # message did its SMPP work, so a gateway's "all" CPU counts them all (idle loops too).
+            shared = [pid for c in self.stack.children if c.proc.poll() is None and c.name.startswith("gateway")
+                      and self.stack.outbox_of(c.name) == self.stack.outbox and self.stack.smsc is not None
+                      for pid in (c.pid, *c.workers)]
+            gateways = [Gateway(name, label if "--answer-floor" in serve_flags(src) else f"{label}, no floor flag",
+                                self.stack.address(name), self.stack.child(name).pid, self.stack.outbox_of(name),
+                                [pid for pid in shared if pid != self.stack.child(name).pid]
+                                if self.stack.outbox_of(name) == self.stack.outbox and self.stack.smsc else [])
+                        for name, label, src in started]
+            before = self._smsc_stats()
+            seconds = max(10.0, min(90.0, self.deadline - time.monotonic() - 5))
+            text, found = measure_sms(gateways, self.stack.identity, samples=int(500 * max(self.scale, 0.6)),
+                                      width=4, seconds=seconds, phone=100)
+            text += "\n" + self._sms_queue_line(before)
+        finally:
+            for child in children:
+                child.stop()
+        self.facts["sms_table"] = text
+        self.facts["sms"] = found
+
+    def _smsc_stats(self) -> dict[str, Any]:
+        if self.stack.smsc is None:
+            return {}
+        try:
+            stats: dict[str, Any] = json.loads(self.stack.smsc_command("stats"))
+        except (OSError, ValueError):
+            return {}
+        return stats
+
+    def _sms_queue_line(self, before: dict[str, Any], wait: float = 5.0) -> str:
+        """The shared SMSC simulator's counters over (s), and what is left in the SMS queue once it
+        had `wait` seconds to drain: nothing should be (messages waiting or dead-lettered)."""
+        if self.stack.smsc is None or self.stack.redis is None:
+            return "  SMS: no shared SMSC simulator (this gateway writes its own outbox)"
+        r = redis.Redis.from_url(self.stack.redis.url, socket_timeout=5)
+        try:
+            deadline = time.monotonic() + wait
+            while (depth := r.xlen(SMS_QUEUE)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            dead = r.xlen(SMS_DEAD)
+        finally:
+            r.close()
+        after = self._smsc_stats()
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in ("submits", "accepted", "throttled", "binds")}
+        return (f"  SMSC simulator during (s): {delta['submits']} submit_sm, {delta['accepted']} accepted, "
+                f"{delta['throttled']} throttled, {delta['binds']} binds; {after.get('connections', '?')} SMPP "
+                f"connections now; SMS queue afterwards: {depth} waiting, {dead} dead-lettered (whole run)")
 
     def timing(self) -> None:
         """(t) the same time for every number's state and every kind of wrong answer (bench/timing.py).

@@ -20,6 +20,9 @@ MONTH_BIG = "(d) 20,000-record month"
 SPREAD = "(b) ListCallDetails, clients spread over connections"
 SCALE_OUT = 1.4  # --workers 2 against one worker
 NOISY = 0.15  # outside load (share of all cores) above which a comparison is flagged
+SMS_RATIO = 1.10  # (s): the current gateway's known-number p50 against a candidate's
+SMS_GAP_MS = 0.3  # (s): known - unknown median at answer floor 0
+SMS_SAMPLES = 300  # (s): samples each group needs for either verdict
 
 
 @dataclass
@@ -89,6 +92,32 @@ def _scale_out(figures: list[Figure], clients: int, scaled: str) -> Target:
     return Target(name, wanted, text, r >= SCALE_OUT)
 
 
+def _sms(facts: dict[str, Any]) -> list[Target]:
+    """(s), bench/sms_path.py: the code request against each candidate's, and the gap between a
+    known and an unknown number on the current gateway with no answer floor."""
+    slower = "RequestOneTimeCode no slower than the candidate (known number, p50, answer floor 0)"
+    wanted = f"<= {SMS_RATIO:.2f}x candidate"
+    gap_name = "RequestOneTimeCode known/unknown gap, answer floor 0 (raw path; the floor hides it)"
+    s = facts.get("sms")
+    if s is None:
+        return [Target(slower, wanted, "not run", None), Target(gap_name, f"<= {SMS_GAP_MS} ms", "not run", None)]
+    cur = s["gateways"][s["current"]]
+    found = [] if s["candidates"] else [Target(slower, wanted, "not run", None)]
+    for n, name in enumerate(s["candidates"], 1):
+        k, c = cur["known"], s["gateways"][name]["known"]
+        r = k["p50_ms"] / c["p50_ms"] if c["p50_ms"] else float("inf")
+        found.append(Target(f"candidate {n}: {slower}", wanted,
+                            f"{r:.2f}x ({k['p50_ms']:.3f} vs {c['p50_ms']:.3f} ms; n {k['n']} / {c['n']})",
+                            r <= SMS_RATIO and min(k["n"], c["n"]) >= SMS_SAMPLES))
+    k, u = cur["known"], cur["unknown"]
+    gap, n = k["median_ms"] - u["median_ms"], min(k["n"], u["n"])
+    found.append(Target(gap_name, f"<= {SMS_GAP_MS} ms",
+                        f"{gap:+.3f} ms (median {k['median_ms']:.3f} known, {u['median_ms']:.3f} unknown; p90 "
+                        f"{k['p90_ms']:.3f} / {u['p90_ms']:.3f}) over >= {n} samples each",
+                        abs(gap) <= SMS_GAP_MS and n >= SMS_SAMPLES))
+    return found
+
+
 def targets(figures: list[Figure], facts: dict[str, Any], candidates: int = 0, scaled: str = "") -> list[Target]:
     t = [_throughput(figures, "ListCallDetails throughput, 16 clients", LIST, "gateway", "proxy", 0.8,
                      "bare proxy")]
@@ -113,4 +142,4 @@ def targets(figures: list[Figure], facts: dict[str, Any], candidates: int = 0, s
         t.append(Target(f"20,000-record month, gateway RSS, {what}", "< +20 MB",
                         "not run" if mb is None else f"+{mb:.1f} MB", None if mb is None else mb < 20))
     t += [_scale_out(figures, clients, scaled or "gateway-w2") for clients in (16, 64)]
-    return t
+    return t + _sms(facts)
