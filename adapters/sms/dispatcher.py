@@ -119,6 +119,7 @@ class Dispatcher:
 
     async def _deliver(self, q: Queued) -> None:
         delay = self.s.backoff
+        unbound_since = time.monotonic()
         try:
             while True:
                 if time.time() >= q.expires_at:
@@ -127,8 +128,14 @@ class Dispatcher:
                     log.warning("sms_expired_unsent", message=q.id, kind=q.kind)
                     return
                 if not self.transport.ready:
+                    if time.monotonic() - unbound_since > self.s.claim_idle / 2:
+                        # This dispatcher lost the SMSC: let a connected one take the message over
+                        # (it stays pending; after `claim_idle` any bound dispatcher claims it).
+                        log.info("sms_left_to_others", message=q.id, kind=q.kind)
+                        return
                     await self._pause(min(0.2, max(0.0, q.expires_at - time.time())))
                     continue
+                unbound_since = time.monotonic()
                 started = time.monotonic()
                 try:
                     smsc_id = await self.transport.submit(q)
@@ -179,7 +186,7 @@ class Dispatcher:
         log.debug("sms_receipt_unmatched", smsc_id=smsc_id)
 
     async def _keep_house(self) -> None:
-        last_keep = last_claim = 0.0
+        last_keep = last_claim = last_forget = 0.0
         while True:
             await asyncio.sleep(self.s.housekeeping)
             try:
@@ -188,6 +195,9 @@ class Dispatcher:
                     self.events.receipt("no_receipt")
                 self.events.depth(await self.queue.depth())
                 self.events.link(self.transport.ready)
+                if now - last_forget >= 300:
+                    last_forget = now
+                    await self.queue.forget_idle_consumers(idle=86400)
                 if now - last_keep >= self.s.claim_idle / 3:
                     await self.queue.keep(self.consumer, list(self.held))
                     last_keep = now

@@ -25,10 +25,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.redis_state import guarded
@@ -37,6 +39,7 @@ from gateway.domain import rules
 from gateway.domain.ports import ReleaseFold, Sms, SmsDelivery, SmsKind
 from gateway.domain.secretbox import SecretBox, SecretBoxError
 
+log = structlog.get_logger("hallgate.sms")
 TAG = "hg:{hallgate:sms}"
 STREAM = f"{TAG}:out"
 DEAD = f"{TAG}:dead"
@@ -174,8 +177,9 @@ class RedisSmsQueue:
     """The SmsOutbox port (gateway/domain/ports.py) and the dispatcher's side of the same queue."""
 
     def __init__(self, client: aioredis.Redis, box: SecretBox, key: bytes, *,
-                 events: SmsEvents | None = None, clock: Any = time.time) -> None:
+                 events: SmsEvents | None = None, clock: Any = time.time, timezone: str = "UTC") -> None:
         self.r = client
+        self.zone = ZoneInfo(timezone)  # the daily cap's day is the operator's
         self.events = events or NoEvents()
         self.box = box
         self.key = key
@@ -198,7 +202,7 @@ class RedisSmsQueue:
         mid = uuid.uuid4().hex
         now = self.clock()
         ref = self._ref(sms.to)
-        day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+        day = datetime.fromtimestamp(now, self.zone).strftime("%Y%m%d")
         cap_key = f"{TAG}:cap:{sms.kind}:{ref}:{day}"
         box = self.box.seal(json.dumps({"to": sms.to, "text": sms.text}), f"sms:{mid}")
         queued = await self._enqueue(
@@ -287,6 +291,9 @@ class RedisSmsQueue:
                 q = Queued(entry, f.get("id", ""), f.get("kind", ""), "", "", 0.0)
                 await self.finished(q, "failed", "unreadable: sealed under another key or damaged")
                 self.events.dropped(q.kind, "failed")
+                log.error("sms_unreadable", message=q.id, kind=q.kind, sealed_under=self.box.kid_of(f.get("box", "")),
+                          this_key=self.box.current_kid,
+                          hint="every gateway and dispatcher must share one HALLGATE_SECRET_KEY")
                 continue
             out.append(Queued(entry, f["id"], f["kind"], opened["to"], opened["text"], float(f["exp"])))
         return out
@@ -316,6 +323,18 @@ class RedisSmsQueue:
     async def overdue(self, limit: int = 500) -> int:
         """Mark submitted messages whose receipt did not come in time as no_receipt."""
         return int(await self._overdue(keys=[AWAITING], args=[f"{self.clock():.3f}", f"{TAG}:msg:", limit]))
+
+    async def forget_idle_consumers(self, idle: float) -> int:
+        """Remove consumers (dispatchers of processes long gone) that hold nothing and were idle
+        for `idle` seconds, so the group does not collect a name per restart."""
+        gone = 0
+        consumers: list[dict[str, Any]] = await self.r.xinfo_consumers(STREAM, GROUP)
+        for c in consumers:
+            name = c["name"]
+            if int(c["pending"]) == 0 and int(c["idle"]) >= idle * 1000:
+                await self.r.xgroup_delconsumer(STREAM, GROUP, name)
+                gone += 1
+        return gone
 
     async def depth(self) -> int:
         """Messages waiting to be handed to the SMSC (each holds its sealed text)."""

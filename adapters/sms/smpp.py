@@ -209,10 +209,14 @@ class SmppTransport:
 
     def _submit_sm(self, message: Queued) -> SubmitSm:
         source = self.s.source
-        ton, npi = (TON.INTERNATIONAL, NPI.ISDN) if source.isdigit() else (TON.ALPHANUMERIC, NPI.UNKNOWN)
+        # A sender of digits is the operator's service number (network specific); else a name.
+        ton, npi = (TON.NETWORK_SPECIFIC, NPI.ISDN) if source.isdigit() else (TON.ALPHANUMERIC, NPI.UNKNOWN)
+        # The gateway's numbers are the operator's own national mobile numbers (11 digits, no
+        # country code): TON national, so the SMSC does not read "138..." as a country code.
+        to_ton = TON.INTERNATIONAL if message.to.startswith("+") else TON.NATIONAL
         return SubmitSm(
             short_message=message.text, source=PhoneNumber(source, ton, npi),
-            destination=PhoneNumber(message.to.lstrip("+"), TON.INTERNATIONAL, NPI.ISDN),
+            destination=PhoneNumber(message.to.lstrip("+"), to_ton, NPI.ISDN),
             log_id=message.id, esm_class=0b01000000,  # UDH concatenation when the text needs several parts
             registered_delivery=0b00000001, auto_message_payload=False,
             validity_period=datetime.fromtimestamp(message.expires_at, UTC))

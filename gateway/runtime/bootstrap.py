@@ -324,6 +324,9 @@ class Runtime:
                 SmscSimProcess(startup.outbox_path(self.s), system_id=self.s.sms_system_id).start)
             self.s = self.s.with_(sms_url=self.smsc_child.url, sms_password=self.smsc_child.password,
                                   sms_password_file="")
+            if not self.s.dev and not is_worker():
+                log.warning("sms_simulated", hint="no HALLGATE_SMS_URL: codes go to the embedded SMSC simulator, "
+                                                  "no phone gets them (docs/sms.md)")
         target, demo = self.s.billing_target, list[tuple[str, str, str]]()
         if not target:
             target, demo = await self._start_billing_sim()
@@ -393,7 +396,7 @@ async def serve(settings: Settings, banner: bool = True) -> None:
                  redis="embedded" if runtime.redis_child else "external",
                  billing="embedded simulator" if runtime.billing_server else settings.billing_target)
         if banner:
-            print_banner(f"{host}:{port}", settings, runtime.demo, runtime.demo_staff)
+            print_banner(f"{host}:{port}", settings, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -416,15 +419,17 @@ async def serve(settings: Settings, banner: bool = True) -> None:
 
 
 def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]],
-                 staff: list[tuple[str, str, str, str]] | None = None) -> None:
+                 staff: list[tuple[str, str, str, str]] | None = None, simulated_sms: bool = False) -> None:
     """What a person starting the gateway needs. Demo secrets only in development mode (--dev)."""
     transport = "mutual TLS" if settings.tls_cert else "PLAINTEXT"
     dev = settings.dev or not settings.tls_cert
-    lines = [f"hallgate is serving on {address} ({transport}{', development mode' if dev else ''})",
-             f"SMS centre: {settings.sms_url}   (docs/sms.md)"]
-    if not settings.sms_url.startswith("smpp://") or settings.dev:
-        lines.append(f"SMS outbox (what the simulated phones received): {startup.outbox_path(settings)}   "
+    lines = [f"hallgate is serving on {address} ({transport}{', development mode' if dev else ''})"]
+    if simulated_sms or not settings.sms_url.startswith("smpp://"):
+        lines.append(f"SMS: {'the embedded SMSC simulator' if simulated_sms else settings.sms_url}; no real phone "
+                     f"gets them. What the phones would show: {startup.outbox_path(settings)}   "
                      "(hallgate sms outbox NUMBER)")
+    else:
+        lines.append(f"SMS centre: {settings.sms_url}   (docs/sms.md)")
     if settings.dev:
         lines.append("DEVELOPMENT mode (--dev): development keys and demo accounts; never use it in production")
     if settings.tls_cert and Path(settings.tls_cert).parent == Path(settings.data_dir) / "pki":

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import grpc
 import redis.asyncio as aioredis
 import structlog
+from grpc_health.v1 import health, health_pb2_grpc
 
 from adapters.redis_client import connect
 from adapters.sms.dispatcher import DispatchConfig, Dispatcher
@@ -29,6 +31,7 @@ from adapters.sms.transport import FileTransport, SmsTransport
 from gateway.domain.notices import NoticeConfig, Notices
 from gateway.domain.secretbox import SecretBox
 from gateway.runtime import startup
+from gateway.runtime.metrics import start_metrics_server
 from gateway.runtime.settings import Settings
 from gateway.runtime.sms_metrics import PrometheusSmsEvents
 
@@ -73,7 +76,7 @@ def transport(settings: Settings, events: SmsEvents) -> SmsTransport:
 def sms_queue(settings: Settings, client: aioredis.Redis, events: SmsEvents) -> RedisSmsQueue:
     """The queue: texts and numbers sealed under a key derived (HKDF) from the server secret."""
     key = settings.key_bytes()
-    return RedisSmsQueue(client, SecretBox(key), key, events=events)
+    return RedisSmsQueue(client, SecretBox(key), key, events=events, timezone=settings.timezone)
 
 
 def dispatch_config(settings: Settings) -> DispatchConfig:
@@ -132,8 +135,10 @@ class SmsWorker:
         while True:
             ready = self.ready() if self.dispatchers else True
             if ready != serving:
+                # Not bound yet at start is normal for a moment: only a lost or refused link warns.
+                quiet = ready or (serving is None and self.status() == "connecting")
                 serving = ready
-                (log.info if ready else log.warning)("sms_link", ready=ready, status=self.status())
+                (log.info if quiet else log.warning)("sms_link", ready=ready, status=self.status())
                 await health_servicer.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING if ready
                                           else health_pb2.HealthCheckResponse.NOT_SERVING)
             await asyncio.sleep(every)
@@ -143,6 +148,10 @@ async def run_dispatch(settings: Settings) -> int:
     """`hallgate sms-dispatch`: dispatchers and the sweep, no gRPC, until SIGTERM or SIGINT."""
     if not settings.redis_url or not settings.sms_url:
         raise startup.StartupRefused("sms-dispatch needs HALLGATE_REDIS_URL and HALLGATE_SMS_URL")
+    if not settings.secret_key and not (Path(settings.data_dir) / "secret.key").exists():
+        # A key of its own would open nothing the gateways sealed: every message would be dead-lettered.
+        raise startup.StartupRefused("sms-dispatch needs the gateways' HALLGATE_SECRET_KEY (it opens the sealed "
+                                     "queue), or --data-dir pointing at the gateway's data directory")
     check_url(settings.sms_url)
     client = connect(settings.redis_url, settings.redis_timeout)
     events = PrometheusSmsEvents()
@@ -153,11 +162,27 @@ async def run_dispatch(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    endpoint = start_metrics_server(settings.metrics_listen) if settings.metrics_listen else None
+    probes, tasks = None, []
+    if settings.health_listen:  # `hallgate.sms` (and "" for liveness) for the orchestrator's probes
+        probes = grpc.aio.server()
+        servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, probes)
+        if probes.add_insecure_port(settings.health_listen) == 0:
+            raise RuntimeError(f"cannot listen on {settings.health_listen}")
+        await probes.start()
+        tasks.append(loop.create_task(worker.watch_health(servicer)))
     worker.start()
     log.info("sms_dispatch_started", dispatchers=len(worker.dispatchers), sms_url=settings.sms_url)
     try:
         await stop.wait()
     finally:
+        for task in tasks:
+            task.cancel()
         await worker.stop()
+        if probes is not None:
+            await probes.stop(0)
+        if endpoint is not None:
+            endpoint.close()
         await client.aclose()
     return 0

@@ -141,7 +141,7 @@ class Supervisor:
             finally:
                 os.close(read_end)
             if await self._wait_ready() and banner:
-                print_banner(s.listen, s, runtime.demo, runtime.demo_staff)
+                print_banner(s.listen, s, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None)
                 print(f"{len(self.workers)} worker processes: pids {' '.join(str(w.pid) for w in self.workers)}",
                       flush=True)
             failed = await self._wait_for_stop_or_death()

@@ -553,11 +553,17 @@ def test_gateway_admits_grpc_only_from_hall_legal_and_audit_and_metrics_from_mon
     assert by_port == {GRPC_PORT: ADMITTED_NETWORKS, METRICS_PORT: {"monitoring"}}
 
 
-def test_gateway_reaches_only_dns_redis_and_billing() -> None:
+def test_gateway_reaches_only_dns_redis_billing_and_the_smsc() -> None:
     rules = gateway_policy()["spec"]["egress"]
     ports = {(p.get("protocol", "TCP"), p["port"]) for rule in rules for p in rule["ports"]}
-    billing_port = int(the("ConfigMap", "hallgate-config")["data"]["HALLGATE_BILLING_TARGET"].rsplit(":", 1)[1])
-    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 6379), ("TCP", 26379), ("TCP", billing_port)}
+    config = the("ConfigMap", "hallgate-config")["data"]
+    billing_port = int(config["HALLGATE_BILLING_TARGET"].rsplit(":", 1)[1])
+    smsc_port = int(config["HALLGATE_SMS_URL"].rsplit(":", 1)[1])
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 6379), ("TCP", 26379), ("TCP", billing_port),
+                     ("TCP", smsc_port)}
+    # The SMSC is outside the cluster: reached by address, and only on its SMPP port.
+    [smsc] = [r for r in rules if any(p["port"] == smsc_port for p in r["ports"])]
+    assert [list(t) for t in smsc["to"]] == [["ipBlock"]] and len(smsc["ports"]) == 1
 
 
 # ---------------------------------------------------------------------------------------------------
