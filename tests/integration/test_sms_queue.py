@@ -442,9 +442,6 @@ async def test_a_live_dispatcher_that_is_retrying_keeps_its_messages(client):
     assert await client.xlen(STREAM) == 0 and await pending(client) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: RedisSmsQueue.claim_stale restarts XAUTOCLAIM at 0-0 with "
-                   "COUNT=free slots and drops the cursor; Redis scans at most COUNT*10 pending entries per call, "
-                   "so a dead dispatcher's entries behind >= 10*free entries kept by a live one are never taken over")
 async def test_a_dead_dispatchers_messages_are_taken_over_even_behind_many_kept_by_a_live_one(client):
     """Ten older entries are held (and kept) by a live dispatcher that keeps retrying them; three
     newer ones were read by a dispatcher that died. An heir with one free slot must still take the
@@ -589,9 +586,6 @@ async def test_concurrent_take_folds_return_each_fold_exactly_once(client):
     assert await client.zcard(FOLDS_DUE) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: RedisSmsQueue.take_folds opens the boxes only after the Lua "
-                   "script removed every fold it took; one fold it cannot open raises SecretBoxError and the other "
-                   "folds of the batch are lost (never told)")
 async def test_a_fold_sealed_under_another_key_does_not_take_the_other_folds_down_with_it(client):
     queue, foreign = make_queue(client), make_queue(client, key=b"another-gateway-key")
     now = time.time()
