@@ -454,7 +454,7 @@ def stream_id_at(moment: datetime) -> str:
     """The smallest stream id at or after a moment (stream ids are Redis-clock milliseconds)."""
     if moment.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
-    return f"{int(moment.timestamp() * 1000)}-0"
+    return f"{max(0, int(moment.timestamp() * 1000))}-0"  # nothing is older than the epoch: Redis ids start at 0
 
 
 def parse_stream_id(entry_id: str) -> tuple[int, int]:
@@ -523,8 +523,10 @@ class AuditFilter:
     def id_range(self) -> tuple[str, str]:
         """XRANGE bounds: (min, max); max is exclusive when it starts with "("."""
         low = stream_id_at(self.start) if self.start is not None else "-"
-        high = "(" + stream_id_at(self.end) if self.end is not None else "+"
-        return low, high
+        high = "+" if self.end is None else stream_id_at(self.end)
+        # Before 0-0 there is nothing; "(0-0" is an error to Redis, while "0-0" (never an entry's
+        # id) asks for nothing, as an end at or before the epoch should.
+        return low, high if high in ("+", "0-0") else "(" + high
 
     def matches(self, entry_id: str, entry: Mapping[str, str]) -> bool:
         if self.start is not None or self.end is not None:
