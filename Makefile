@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint protos bench redis clean fuzz
+.PHONY: run test lint protos bench bench-audit redis clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ protos: $(STAMP)
 
 bench: $(STAMP) redis
 	$(BIN)/python -m bench.run
+
+# The audit trail's indexed queries at 100,000 and 500,000 events (docs/audit.md, Indexes).
+bench-audit: $(STAMP) redis
+	$(BIN)/python -m bench.audit_index
 
 # Not part of `make test`: every public RPC fuzzed from every channel (10,000 cases each; FUZZ_CASES=200
 # for a short run, FUZZ_SECONDS bounds the time), then the delivery verifier's mutation tests, longer.

@@ -74,3 +74,50 @@ async def head_and_checkpoint(client: aioredis.Redis, k: ChainKeys) -> tuple[ac.
     seq = seq_of(h.get("seq"))
     head = ac.Head(seq, h.get("mac", ""), h.get("id", "")) if seq is not None else None
     return head, fields(cp_raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Indexes: one sorted set per (field, value) under the chain's hash tag, member = stream id, score =
+# the id's milliseconds (stream time). Written by the append script together with the event, so a
+# query by any of these fields reads only its matches. Keys are named by values the event already
+# holds (the subscriber's keyed pseudonym, never a number).
+
+# (index kind, event field). `subscriber_ref` may list several pseudonyms, comma-separated.
+INDEXED: tuple[tuple[str, str], ...] = (
+    ("sub", "subscriber_ref"), ("staff", "staff_id"), ("term", "terminal"), ("hall", "hall"), ("req", "call"))
+INDEX_FIELD = dict(INDEXED)
+
+
+def index_prefix(chain: str, prefix: str = KEY_PREFIX) -> str:
+    return f"{prefix}:{{{ac.check_chain_name(chain)}}}:ix"
+
+
+def index_state_key(chain: str) -> str:
+    """Hash: `complete` = "1" once the indexes cover every event in the stream (a chain created by
+    the indexing append script, or one `reindex` has finished); otherwise queries scan."""
+    return index_prefix(chain) + ":state"
+
+
+def index_cursor_key(chain: str) -> str:
+    """Where a running `reindex` has got to (a stream id), so that it resumes after a crash."""
+    return index_prefix(chain) + ":reindex"
+
+
+def index_key(chain: str, kind: str, value: str) -> str:
+    return f"{index_prefix(chain)}:{kind}:{value}"
+
+
+def index_terms(event: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The (kind, value) pairs a stored event is indexed under: only fields it has, no duplicates."""
+    out: list[tuple[str, str]] = []
+    for kind, name in INDEXED:
+        raw = event.get(name, "")
+        values = raw.split(",") if kind == "sub" else [raw]
+        for value in values:
+            if value and (kind, value) not in out:
+                out.append((kind, value))
+    return out
+
+
+def index_keys_of(chain: str, event: Mapping[str, str]) -> list[str]:
+    return [index_key(chain, kind, value) for kind, value in index_terms(event)]

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from adapters.audit import indexes
 from adapters.audit.keys import OUTAGE, ChainKeys, entries, head_and_checkpoint, seq_of
 from gateway.domain import audit_chain as ac
 from gateway.domain.errors import DependencyUnavailable
@@ -53,7 +54,9 @@ async def query(client: aioredis.Redis, chain: str, where: ac.AuditFilter | None
                 limit: int | None = None, **criteria: Any) -> AsyncIterator[dict[str, str]]:
     """Records (chain, id, stored fields) matching `where` or keyword criteria (AuditFilter's
     fields: subscriber, staff_id, terminal, hall, method, decision, channel, start, end), oldest
-    first, read in batches of `batch` so memory stays bounded. Redis failures raise
+    first, read in batches of `batch` so memory stays bounded. A filter with an indexed field
+    (subscriber_ref, staff_id, terminal, hall, or `call` in `extra`) costs O(matches) once the
+    chain's indexes are complete; otherwise the time range is scanned. Redis failures raise
     DependencyUnavailable("audit")."""
     if where is None:
         where = ac.AuditFilter(**criteria)
@@ -62,7 +65,12 @@ async def query(client: aioredis.Redis, chain: str, where: ac.AuditFilter | None
     low, high = where.id_range()
     n = 0
     try:
-        async for entry_id, entry in _scan(client, ChainKeys.of(chain).stream, low, high, batch):
+        # a filter naming a subscriber pseudonym, staff id, terminal, hall or call id reads its
+        # matches from an index (the smallest one in the time range); anything else scans the range
+        key = await indexes.choose(client, chain, where)
+        found = (indexes.indexed_entries(client, chain, key, where, batch) if key is not None
+                 else _scan(client, ChainKeys.of(chain).stream, low, high, batch))
+        async for entry_id, entry in found:
             if where.matches(entry_id, entry):
                 yield ac.record(chain, entry_id, entry)
                 n += 1

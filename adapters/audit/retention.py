@@ -10,19 +10,21 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 import structlog
 
-from adapters.audit.keys import OUTAGE, ChainKeys, entries, head_and_checkpoint, seq_of, text
-from adapters.audit.queries import verify_between
+from adapters.audit.indexes import UNINDEX_FN, UNINDEX_LUA
+from adapters.audit.keys import OUTAGE, ChainKeys, entries, head_and_checkpoint, index_keys_of, seq_of, text
+from adapters.audit.queries import _scan, verify_between
 from adapters.audit.sink import ChainedAuditSink, Receipt
 from gateway.domain import audit_chain as ac
 from gateway.domain.errors import DependencyUnavailable
 
 log = structlog.get_logger("hallgate.audit")
 
-# KEYS: stream, checkpoint
+# KEYS: stream, checkpoint, then index keys named by trimmed events (at most TRIM_INDEX_KEYS)
 # ARGV: expected checkpoint seq ("" for none), last trimmed id, its mac, MINID, new checkpoint's seq,
 #       then the checkpoint's field, value, ...
 # → {1, trimmed} | {0, why}
-TRIM_LUA = """
+# The trimmed events leave the index keys given in the same step as the XTRIM.
+TRIM_LUA = UNINDEX_FN + """
 local cur = redis.call('HMGET', KEYS[2], 'seq', 'mac')
 local cur_seq = cur[1] or ''
 if cur_seq ~= ARGV[1] then
@@ -36,8 +38,16 @@ for i = 1, #f, 2 do if f[i] == 'mac' then mac = f[i + 1] end end
 if mac ~= ARGV[3] then return {0, 'the last event to trim changed'} end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 6, #ARGV))
-return {1, redis.call('XTRIM', KEYS[1], 'MINID', ARGV[4])}
+local trimmed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[4])
+for i = 3, #KEYS do unindex(KEYS[i], ARGV[2]) end
+return {1, trimmed}
 """
+
+# How many index keys ride in the trim script itself; a trim that names more (a month of calls names
+# one `req` key per call) removes the rest right after, in scripts of this many keys each. If that is
+# interrupted, the leftover members point at trimmed entries: queries skip them (their XRANGE is
+# empty) and `reindex` or the next trim removes them.
+TRIM_INDEX_KEYS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +68,9 @@ async def trim(client: aioredis.Redis, chain: str, keys: Mapping[str, bytes], ke
        checkpoint in its fields; `actor` adds e.g. staff_id/role/hall). If that fails, nothing
        is trimmed (fail closed).
     3. One Lua script stores the signed checkpoint (seq, mac, stream id of the last trimmed event)
-       and XTRIMs by MINID, so the checkpoint and the trim happen together or not at all.
+       and XTRIMs by MINID, so the checkpoint and the trim happen together or not at all; the same
+       script removes the trimmed events from their index keys (beyond TRIM_INDEX_KEYS keys, the
+       rest follow in further scripts).
     Redis failures raise DependencyUnavailable("audit")."""
     now = now or datetime.now(UTC)
     sink = sink or ChainedAuditSink(client, keys, key_id, chain)
@@ -91,9 +103,18 @@ async def trim(client: aioredis.Redis, chain: str, keys: Mapping[str, bytes], ke
     args = [cp_fields.get("seq", ""), last_id, cp.mac, f"{ms}-{seq + 1}", str(cp.seq)]
     for f, v in cp.as_fields().items():
         args += (f, v)
-    res = await sink.run_script(TRIM_LUA, [k.stream, k.checkpoint], args)
+    try:  # the index keys the trimmed events are in (one pass over them, keys only kept)
+        named: dict[str, None] = {}
+        async for _, fields in _scan(client, k.stream, "-", last_id, batch):
+            named.update(dict.fromkeys(index_keys_of(chain, fields)))
+    except OUTAGE as e:
+        raise DependencyUnavailable("audit") from e
+    ix = list(named)
+    res = await sink.run_script(TRIM_LUA, [k.stream, k.checkpoint, *ix[:TRIM_INDEX_KEYS]], args)
     if int(res[0]) != 1:
         log.error("audit_trim_failed", why=text(res[1]))
         raise DependencyUnavailable("audit")
+    for i in range(TRIM_INDEX_KEYS, len(ix), TRIM_INDEX_KEYS):
+        await sink.run_script(UNINDEX_LUA, ix[i:i + TRIM_INDEX_KEYS], ["", last_id])
     log.info("audit_trimmed", chain=chain, trimmed=int(res[1]), checkpoint_seq=cp.seq)
     return TrimResult(int(res[1]), cp, receipt)

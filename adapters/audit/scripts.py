@@ -11,9 +11,12 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from adapters.audit.keys import text
 
-# KEYS: stream, head, checkpoint, lease
+# KEYS: stream, head, checkpoint, lease, index state, then the index keys of the batch's events
 # ARGV: expected head seq, expected head mac, new head seq, new head mac, n, first new mac, owner (for
-#       the lease), then per event: 2*fields, field, value, ...
+#       the lease), then per event: 2*fields, field, value, ..., m, m positions in KEYS of the index
+#       keys this event goes into
+# Each appended entry's id is added (score: its milliseconds) to its index keys in the same script, so
+# an event and its index entries exist together or not at all; all keys share the chain's hash tag.
 # → {1, head seq, head mac, id...}    appended
 #   {0, head seq, head mac}           conflict: the head moved; nothing appended
 #   {2, head seq, head mac, id...}    this very batch is already in the stream (a client-side retry
@@ -69,6 +72,11 @@ if seq ~= ARGV[1] or mac ~= ARGV[2] then
   end
   return conflict()
 end
+-- A chain indexed from its first event (or with every older event trimmed) is complete from the
+-- start; an older chain becomes complete when `reindex` has gone through it.
+if redis.call('XLEN', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('HSET', KEYS[5], 'complete', '1')
+end
 local out = {1, ARGV[3], ARGV[4]}
 local i = 8
 local id = ''
@@ -77,6 +85,12 @@ for _ = 1, n do
   id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + count))
   out[#out + 1] = id
   i = i + count + 1
+  local m = tonumber(ARGV[i])
+  local ms = string.match(id, '^(%d+)')
+  for j = i + 1, i + m do
+    redis.call('ZADD', KEYS[tonumber(ARGV[j])], ms, id)
+  end
+  i = i + m + 1
 end
 redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'mac', ARGV[4], 'id', id)
 if lease then redis.call('DEL', KEYS[4]) end

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from adapters.audit.durability import probe
-from adapters.audit.keys import OUTAGE, ChainKeys, text
+from adapters.audit.keys import OUTAGE, ChainKeys, index_keys_of, index_state_key, text
 from adapters.audit.scripts import APPEND_LUA, Scripts
 from gateway.domain import audit_chain as ac
 from gateway.domain.errors import DependencyUnavailable
@@ -86,6 +86,7 @@ class ChainedAuditSink:
         self.key_id = key_id
         self.chain = ac.check_chain_name(chain)
         self.k = ChainKeys.of(chain)
+        self._ix_state = index_state_key(chain)
         self._owner = secrets.token_hex(8)
         self.durability = durability
         self.waitaof = (waitaof_replicas, waitaof_timeout_ms)
@@ -210,18 +211,31 @@ class ChainedAuditSink:
     async def _append(self, events: list[dict[str, str]]) -> list[Receipt]:
         key = self.keys[self.key_id]
         waitaof = await self._ensure_durable()
+        # the index keys each event goes into, as positions in KEYS (the script's keys must be declared
+        # for Redis Cluster; they all carry the chain's hash tag, so they sit on the chain's shard)
+        script_keys = [self.k.stream, self.k.head, self.k.checkpoint, self.k.lease, self._ix_state]
+        position: dict[str, int] = {}
+        placed: list[list[str]] = []
+        for event in events:
+            spots = []
+            for ix in index_keys_of(self.chain, event):
+                if ix not in position:
+                    script_keys.append(ix)
+                    position[ix] = len(script_keys)  # Lua counts from 1
+                spots.append(str(position[ix]))
+            placed.append([str(len(spots)), *spots])
         for attempt in range(1, self.max_attempts + 1):
             head = self._head or ac.Head(0, "")
             sealed = ac.seal_batch(self.chain, events, head.seq, head.mac, self.key_id, key)
             args: list[str] = [str(head.seq), head.mac, sealed[-1]["seq"], sealed[-1]["mac"], str(len(sealed)),
                                sealed[0]["mac"], self._owner]
-            for s in sealed:
+            for s, spots in zip(sealed, placed, strict=True):
                 args.append(str(2 * len(s)))
                 for k, v in s.items():
                     args += (k, v)
+                args += spots
             wait = (self.replicas, self.waitaof[1]) if self.replicas and waitaof is None else None
-            res, synced = await self._scripts.run(
-                APPEND_LUA, [self.k.stream, self.k.head, self.k.checkpoint, self.k.lease], args, waitaof, wait)
+            res, synced = await self._scripts.run(APPEND_LUA, script_keys, args, waitaof, wait)
             status, cur = int(res[0]), self._reply_head(res)
             if status == 0:
                 if self._head is not None and cur.seq < self._head.seq:

@@ -52,7 +52,10 @@ def add_commands(sub: Any) -> None:
     sh.add_argument("--out", help="JSON Lines file (appended; exactly once); default standard output")
     sh.add_argument("--once", action="store_true", help="ship what is there and stop")
     st = au.add_parser("status", help="host: the chain's head, checkpoint and length")
-    for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status)):
+    ri = au.add_parser("reindex", help="host: build the query indexes of a chain written before they existed "
+                                       "(idempotent, resumes where it stopped)")
+    ri.add_argument("--batch", type=int, default=1000, help="stream entries per round trip [1000]")
+    for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status), (ri, cmd_reindex)):
         p.add_argument("--redis-url", default=env.redis_url,
                        help="[HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
         p.set_defaults(run=run)
@@ -202,4 +205,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     from adapters.audit.queries import chain_status
 
     print(_host(args, lambda client: chain_status(client, from_env().audit_chain)))
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from adapters.audit.indexes import reindex
+
+    result = _host(args, lambda client: reindex(client, from_env().audit_chain, batch=args.batch))
+    print(f"indexed {result.events} events ({result.members} index entries); removed {result.swept} stale "
+          f"index entries; indexes complete: queries by subscriber, staff, terminal, hall and call read them")
     return 0
