@@ -38,8 +38,13 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (tail)")
         p.set_defaults(run=run)
     ve = au.add_parser("verify", help="verify the chain; exit 1 and name the first broken event if not intact")
-    ve.add_argument("--start-seq", type=int, default=0)
+    ve.add_argument("--start-seq", type=int, default=0, help="verify exactly this range (no verified position "
+                                                              "is read or recorded)")
     ve.add_argument("--end-seq", type=int, default=0)
+    ve.add_argument("--full", action="store_true",
+                    help="host: verify the whole chain from its start, straight from Redis, printing progress, "
+                         "and record the verified position (default: incremental, over the audit channel)")
+    ve.add_argument("--progress-every", type=int, default=10_000, help="--full: a progress line every N events")
     ve.set_defaults(run=cmd_verify)
 
     env = from_env()
@@ -55,6 +60,8 @@ def add_commands(sub: Any) -> None:
     ri = au.add_parser("reindex", help="host: build the query indexes of a chain written before they existed "
                                        "(idempotent, resumes where it stopped)")
     ri.add_argument("--batch", type=int, default=1000, help="stream entries per round trip [1000]")
+    ve.add_argument("--redis-url", default=env.redis_url,
+                    help="--full: [HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
     for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status), (ri, cmd_reindex)):
         p.add_argument("--redis-url", default=env.redis_url,
                        help="[HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
@@ -138,15 +145,59 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+FROM = {"verified": "since the last verified position", "checkpoint": "from the retention checkpoint",
+        "genesis": "from the chain's first event", "range": "in the range asked for",
+        "predecessor": "in the range asked for"}
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.full:
+        if args.start_seq or args.end_seq:
+            print("--full verifies the whole chain: leave out --start-seq/--end-seq", file=sys.stderr)
+            return 2
+        return _verify_full(args)
     with connect.channel(args) as channel:
-        r = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain(
+        r, call = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain.with_call(
             audit_pb2.VerifyChainRequest(start_seq=args.start_seq, end_seq=args.end_seq),
             metadata=connect.staff_metadata(args), timeout=600)
+    trailer = {k: v for k, v in call.trailing_metadata() or () if isinstance(v, str)}
+    if trailer.get("hallgate-verify-rejected"):
+        print(f"WARNING: the stored verified position was not trusted ({trailer['hallgate-verify-rejected']}); "
+              "verified from the start instead")
+    where = FROM.get(trailer.get("hallgate-verify-from", ""), "")
     if r.ok:
-        print(f"chain intact: {r.checked} events verified")
+        print(f"chain intact: {r.checked} events verified" + (f" {where}" if where else ""))
         return 0
     print(f"chain BROKEN at seq {r.first_bad_seq} (entry {r.first_bad_id}): {r.reason}; {r.checked} events checked")
+    return 1
+
+
+def _verify_full(args: argparse.Namespace) -> int:
+    """The whole chain from its start (retention checkpoint or genesis), on the host, with a progress
+    line every N events; records the verified position when the chain holds."""
+    from adapters.audit.checkpoints import verify_incremental
+
+    s = from_env()
+    keys, kid = s.audit_keys()
+
+    def progress(checked: int, seq: int, seconds: float) -> None:
+        print(f"verified {checked:,} events (seq {seq}) in {seconds:.1f} s: {checked / max(seconds, 1e-9):,.0f} "
+              "events/s", flush=True)
+
+    started = time.perf_counter()
+    run = _host(args, lambda client: verify_incremental(client, s.audit_chain, keys, kid, full=True,
+                                                        progress=progress, every=max(1, args.progress_every)))
+    seconds = time.perf_counter() - started
+    r = run.result
+    if run.rejected:
+        print(f"WARNING: the stored verified position was not trusted: {run.rejected}")
+    if r.ok:
+        print(f"chain intact: {r.checked:,} events verified from {r.anchor} in {seconds:.1f} s "
+              f"({r.checked / max(seconds, 1e-9):,.0f} events/s)"
+              + (f"; verified position recorded at seq {run.recorded_seq}" if run.recorded_seq else ""))
+        return 0
+    print(f"chain BROKEN at seq {r.first_bad_seq} (entry {r.first_bad_id}): {r.reason} ({r.detail}); "
+          f"{r.checked:,} events checked")
     return 1
 
 

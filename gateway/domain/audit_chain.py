@@ -295,6 +295,19 @@ class VerifyResult:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass(frozen=True, slots=True)
+class IncrementalResult:
+    """The verdict of an incremental verification (adapters/audit/checkpoints.py). `result.anchor`
+    says where it started: "verified" (after the last verified position: only newer events were
+    read), "checkpoint" (the retention trim's checkpoint) or "genesis". `rejected` says why a stored
+    verified position was not used (forged, malformed, its event changed or gone; "" when none was
+    stored or it was used); `recorded_seq` is the seq of the verified position this run recorded."""
+
+    result: VerifyResult
+    rejected: str = ""
+    recorded_seq: int | None = None
+
+
 class ChainBroken(Exception):
     """Raised where continuing would destroy evidence (e.g. trimming a broken chain)."""
 

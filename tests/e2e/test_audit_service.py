@@ -604,3 +604,103 @@ async def test_a_window_ending_before_the_epoch_answers_nothing_not_unavailable(
     assert await a.export(end_time=long_ago) == []
     assert await a.query(start_time=datetime(1, 1, 1, tzinfo=UTC), end_time=long_ago) == []
     assert len(await a.query(start_time=long_ago)) > 0  # and a start before it still means "from the first"
+
+
+# --- incremental verification (issue 13, part 3) -------------------------------------------------
+
+
+def incremental(gw) -> None:
+    """VerifyChain over a reader that keeps verified positions (adapters/audit/checkpoints.py), as
+    the composition root wires it once ChainAuditReader offers `verify_incremental`."""
+    from adapters.audit.checkpoints import IncrementalReader
+
+    keys, kid = gw.settings.audit_keys()
+    servicer = gw.services.audit
+    servicer.reader = IncrementalReader(servicer.reader, gw.redis, gw.settings.audit_chain, keys, kid)
+
+
+async def verify_with_trailer(aud: Auditor, **kw: int) -> tuple[audit_pb2.VerifyChainResponse, dict[str, str]]:
+    call = aud.stub.VerifyChain(audit_pb2.VerifyChainRequest(**kw), metadata=aud.md)
+    reply = await call
+    return reply, {k: v for k, v in (await call.trailing_metadata() or ()) if isinstance(v, str)}
+
+
+async def test_verify_chain_is_incremental_after_a_verified_position(gw):
+    incremental(gw)
+    aud = await varied_trail(gw)
+    before = await entries(gw)
+    first, trailer = await verify_with_trailer(aud)
+    assert first.ok and first.checked == len(before) and trailer["hallgate-verify-from"] == "genesis"
+    await gw.sign_in(HEAVY)
+    now = await entries(gw)
+    # only the events after the position: the first verification's own event and the sign-in's
+    second, trailer = await verify_with_trailer(aud)
+    assert second.ok and second.checked == len(now) - len(before) and trailer["hallgate-verify-from"] == "verified"
+    assert "hallgate-verify-rejected" not in trailer
+    # an explicit range is exactly that range, as before, and start_seq=1 is the full check
+    whole, trailer = await verify_with_trailer(aud, start_seq=1)
+    assert whole.ok and whole.checked == len(await entries(gw)) - 1 and trailer["hallgate-verify-from"] == "range"
+    # the verdicts say where they started, in the trail itself
+    details_ = [e.fields["detail"] for e in await aud.query(method=AUDIT + "VerifyChain")]
+    assert [d.split()[-1] for d in details_] == ["from=genesis", "from=verified", "from=range"]
+
+
+async def test_incremental_verify_chain_names_tampering_after_the_position_and_leaves_older_to_a_full_check(gw):
+    incremental(gw)
+    aud = await varied_trail(gw)
+    assert (await aud.verify()).ok
+    before = await entries(gw)
+    old_target = before[2][0]
+    await gw.sign_in(HEAVY)
+    [new_target] = [i for i, f in await entries(gw) if f["method"] == KIOSK + "Authenticate"
+                    and i not in dict(before)]
+    new_seq = int(dict(await entries(gw))[new_target]["seq"])
+
+    def edit(stored):
+        for entry_id, fields in stored:
+            if entry_id in (old_target, new_target):
+                fields["decision"] = "denied"
+
+    await rewrite(gw, edit)
+    broken = await aud.verify()
+    assert (broken.ok, broken.first_bad_seq, broken.first_bad_id, broken.reason) == (False, new_seq, new_target,
+                                                                                    "edited")
+    full = await aud.verify(start_seq=1)  # the full check finds the older edit too
+    assert (full.ok, full.first_bad_seq, full.first_bad_id) == (False, int(before[2][1]["seq"]), old_target)
+
+
+async def test_a_forged_verified_position_is_reported_and_ignored(gw):
+    from adapters.audit.checkpoints import verified_key
+
+    incremental(gw)
+    aud = await varied_trail(gw)
+    assert (await aud.verify()).ok
+    await gw.redis.hset(verified_key(gw.settings.audit_chain), "seq", "999999")
+    reply, trailer = await verify_with_trailer(aud)
+    assert reply.ok and reply.checked == len(await entries(gw)) - 1  # all of it, from the first event
+    assert trailer["hallgate-verify-from"] == "genesis"
+    assert "signature does not match" in trailer["hallgate-verify-rejected"]
+    [*_, last] = [e.fields["detail"] for e in await aud.query(method=AUDIT + "VerifyChain")]
+    assert last.endswith("verified-position-rejected")
+
+
+async def test_the_cli_verifies_incrementally_and_fully_with_progress(gw, clean_redis, monkeypatch, capsys):
+    from gateway.cli.main import main as cli_main
+
+    incremental(gw)
+    aud = await varied_trail(gw)
+    monkeypatch.setenv("HALLGATE_SECRET_KEY", gw.settings.secret_key)
+    monkeypatch.setenv("HALLGATE_REDIS_URL", clean_redis)
+    base = ["audit", "--target", f"127.0.0.1:{gw.port}", "--data-dir", str(gw.pki.parent), "--cert", AUDIT_CERT,
+            "--staff-token", aud.md[0][1].removeprefix("Bearer "), "verify"]
+    assert await asyncio.to_thread(cli_main, [*base, "--full", "--progress-every", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    n = len(await entries(gw))
+    progress = [line for line in out if line.startswith("verified ")]
+    assert len(progress) == n // 5 and progress[0].startswith("verified 5 events (seq 5) in ")
+    assert progress[0].endswith("events/s")
+    assert f"chain intact: {n:,} events verified from genesis" in out[-1]
+    assert f"verified position recorded at seq {n}" in out[-1]
+    assert await asyncio.to_thread(cli_main, base) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "chain intact: 0 events verified since the last verified position"
