@@ -154,7 +154,7 @@ async def test_two_thousand_cancelled_streams_leave_nothing_behind(tmp_path, red
             await cancel_streams(stub, token, 250)
             first.append(rss_kb(gw.p.pid))
         last: list[int] = []
-        for _ in range(8):  # the 2,000 measured
+        for _ in range(12):  # the 3,000 measured
             await cancel_streams(stub, token, 250)
             last.append(rss_kb(gw.p.pid))
         before, after = statistics.median(first[-4:]), statistics.median(last[-4:])
@@ -164,10 +164,12 @@ async def test_two_thousand_cancelled_streams_leave_nothing_behind(tmp_path, red
     finally:
         code_ = gw.stop()
         billing.kill()
-    print(f"RSS before {before} kB, grown {grown} kB over 2,000 cancelled streams; samples {first} {last}")
+    print(f"RSS before {before} kB, grown {grown} kB over 3,000 cancelled streams; samples {first} {last}")
     # 33 kB a stream before (generators never closed); 2-3 kB a stream from cancelling billing calls
-    # in flight (grpc/grpc#43360), until the billing client stopped cancelling them (shielded).
-    assert grown < 2048, f"the gateway grew {grown} kB over 2,000 cancelled streams"
-    assert len(closes) == 3500 and {e["code"] for e in closes} == {"CANCELLED"}  # each one closed on record
+    # in flight (grpc/grpc#43360), until the billing client stopped cancelling them (shielded). The
+    # allocator alone moves the medians by up to about 2.2 MB (measured on a build without a leak),
+    # so the bound is 1 kB a stream over 3,000: a leak of that size or more still fails it.
+    assert grown < 3072, f"the gateway grew {grown} kB over 3,000 cancelled streams"
+    assert len(closes) == 4500 and {e["code"] for e in closes} == {"CANCELLED"}  # each one closed on record
     assert code_ == 0
     assert ORDINARY not in gw.log.read_text()
