@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint protos bench bench-audit redis clean fuzz
+.PHONY: run test lint protos bench bench-audit redis postgres clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,10 +19,16 @@ redis:
 	  echo "installing Debian's redis-server"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-sentinel; }
 
+# Debian's PostgreSQL server binaries (the audit archive's tests start their own server from them).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo "installing Debian's postgresql"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+
 run: $(STAMP) redis
 	$(BIN)/hallgate serve --dev
 
-test: $(STAMP) redis lint
+test: $(STAMP) redis postgres lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -21,6 +21,7 @@ from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import start_billing_sim
 from adapters.dev_pki import ensure_dev_pki
+from adapters.postgres_server import PostgresServerProcess
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess, free_port
 from adapters.sms.queue import RedisSmsQueue
@@ -33,6 +34,8 @@ from gateway.runtime.settings import Settings
 from gateway.runtime.sms import SmsWorker
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.outbox import CODE_RE
+from tests.support.postgres import fresh_database
+from tests.support.postgres import start_server as start_postgres
 from tests.support.staff import STAFF_PASSWORD, fresh_totp
 from tests.support.subscribers import HASH_N, SUBSCRIBERS, TEST_SEED
 from tests.support.tls import KIOSK_CERT, TRUST_DOMAIN, client_credentials
@@ -230,3 +233,19 @@ def _cancel(task: asyncio.Task[Any]) -> Callable[[], Awaitable[None]]:
 @pytest.fixture
 async def gw(make_gateway: Callable[..., Awaitable[Harness]]) -> Harness:
     return await make_gateway()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServerProcess]:
+    """The suite's PostgreSQL (Debian's binaries, unix socket only), for the audit archive's tests."""
+    proc = start_postgres()
+    try:
+        yield proc
+    finally:
+        proc.remove()
+
+
+@pytest.fixture
+def archive_url(postgres_server: PostgresServerProcess) -> Iterator[str]:
+    """A fresh, empty database on the suite's PostgreSQL for this test."""
+    yield from fresh_database(postgres_server)

@@ -60,9 +60,15 @@ def add_commands(sub: Any) -> None:
     ri = au.add_parser("reindex", help="host: build the query indexes of a chain written before they existed "
                                        "(idempotent, resumes where it stopped)")
     ri.add_argument("--batch", type=int, default=1000, help="stream entries per round trip [1000]")
+    ar = au.add_parser("archive", help="host: move events older than the hot window to the PostgreSQL archive "
+                                       "(HALLGATE_AUDIT_ARCHIVE_URL; idempotent, run again after any failure)")
+    ar.add_argument("--hot-days", type=float, default=env.audit_hot_days,
+                    help=f"days events stay in Redis [HALLGATE_AUDIT_HOT_DAYS, default {env.audit_hot_days}]")
+    ar.add_argument("--batch", type=int, default=500, help="events per archive transaction [500]")
+    ar.add_argument("--max-events", type=int, default=0, help="stop after moving this many (0: all)")
     ve.add_argument("--redis-url", default=env.redis_url,
                     help="--full: [HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
-    for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status), (ri, cmd_reindex)):
+    for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status), (ri, cmd_reindex), (ar, cmd_archive)):
         p.add_argument("--redis-url", default=env.redis_url,
                        help="[HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
         p.set_defaults(run=run)
@@ -265,4 +271,19 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     result = _host(args, lambda client: reindex(client, from_env().audit_chain, batch=args.batch))
     print(f"indexed {result.events} events ({result.members} index entries); removed {result.swept} stale "
           f"index entries; indexes complete: queries by subscriber, staff, terminal, hall and call read them")
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from adapters.audit.archiving import run
+
+    s = from_env()
+    if not s.audit_archive_url:
+        print("no archive configured: set HALLGATE_AUDIT_ARCHIVE_URL (docs/audit.md, Archive)", file=sys.stderr)
+        return 2
+    actor = {"staff_id": os.environ.get("USER", "operator"), "role": "admin"}
+    result = _host(args, lambda client: run(s, client, hot_days=args.hot_days, batch=args.batch,
+                                            max_events=args.max_events or None, actor=actor))
+    print(f"archived {result.archived} events, trimmed {result.trimmed} from Redis; archive at seq "
+          f"{result.archive_last_seq}; {'complete' if result.complete else 'more to move: run again'}")
     return 0

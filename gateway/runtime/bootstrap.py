@@ -21,6 +21,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters.audit.archive import PgAuditArchive
 from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_reader import ChainAuditReader
 from adapters.billing_client import GrpcBilling
@@ -126,6 +127,14 @@ def audit_sink(settings: Settings, client: aioredis.Redis) -> ChainedAuditSink:
                             replicas=settings.audit_replicas)
 
 
+def audit_archive(settings: Settings) -> PgAuditArchive | None:
+    """The audit trail's PostgreSQL archive tier when `audit_archive_url` names one (docs/audit.md,
+    Archive); None: the trail lives in Redis only."""
+    if not settings.audit_archive_url:
+        return None
+    return PgAuditArchive(settings.audit_archive_url)
+
+
 def signer(settings: Settings) -> delivery.Signer:
     """The legal delivery signing key: the configured one, or (development) one in the data dir."""
     key = (delivery.load_private_key(settings.legal_signing_key) if settings.legal_signing_key
@@ -141,7 +150,8 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
     made: dict[str, Any] = {
         "state": RedisSignInState(client), "billing": billing,
         "sms": sms_queue(settings, client, PrometheusSmsEvents()),
-        "audit": audit_sink(settings, client), "audit_reader": ChainAuditReader(client, settings.audit_chain, keys),
+        "audit": audit_sink(settings, client),
+        "audit_reader": ChainAuditReader(client, settings.audit_chain, keys, archive=audit_archive(settings)),
         "staff": staff, "sessions": staff, "revocations": RevocationList(client),
         "legal_store": CountingLegalStore(RedisLegalStore(client)),
         "documents": FileDocumentStore(settings.legal_document_dir or Path(settings.data_dir) / "documents"),

@@ -85,6 +85,8 @@ class Settings:
     audit_durability: str = "strict"
     audit_retention_months: int = 12
     audit_replicas: int = 0
+    audit_hot_days: int = 30
+    audit_archive_url: str = ""
     legal_signing_key: str = ""
     legal_approval_days: float = 30
     legal_max_window_months: int = 12
@@ -212,6 +214,10 @@ HELP: dict[str, str] = {
     "audit_replicas": ("replicas that must confirm each audit event before the call goes on (Sentinel/Cluster: "
                        "set >= 1, so a failover cannot lose an acknowledged event)"),
     "audit_retention_months": "months audit events are kept before `hallgate audit trim` removes them",
+    "audit_hot_days": ("days audit events stay in Redis before the archive mover moves them to the archive "
+                       "(docs/audit.md, Archive); only with audit_archive_url"),
+    "audit_archive_url": ("PostgreSQL URL or conninfo of the audit archive (postgresql://user@/db?host=/socket/dir); "
+                          "empty: no archive, every event stays in Redis until trimmed"),
     "legal_signing_key": "Ed25519 private key (PEM) signing legal delivery manifests; empty: a dev key in the data dir",
     "legal_approval_days": "days an approved legal request may wait for fulfilment before it expires",
     "legal_max_window_months": "longest time window a legal request may cover",
