@@ -12,7 +12,8 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 
-from adapters.audit import queries
+from adapters.audit import checkpoints, queries
+from adapters.audit.across import verify_across
 from adapters.audit.archive import PgAuditArchive
 from adapters.audit.keys import OUTAGE, ChainKeys, entries
 from gateway.domain import audit_chain as ac
@@ -23,11 +24,12 @@ class ChainAuditReader:
     """AuditReader and AccessLog ports over one chain, and its archive when there is one."""
 
     def __init__(self, client: aioredis.Redis, chain: str, keys: Mapping[str, bytes],
-                 archive: PgAuditArchive | None = None) -> None:
+                 archive: PgAuditArchive | None = None, kid: str = "") -> None:
         self.r = client
         self.chain = chain
         self.keys = keys
         self.archive = archive
+        self.kid = kid or max(keys)  # signs verified positions (adapters/audit/checkpoints.py)
 
     def query(self, where: ac.AuditFilter, limit: int | None = None) -> AsyncIterator[dict[str, str]]:
         if self.archive is None:
@@ -69,7 +71,16 @@ class ChainAuditReader:
             yield rec
 
     async def verify(self, start_seq: int | None, end_seq: int | None) -> ac.VerifyResult:
+        """The range; from the first seq with no end and an archive: the whole chain across both
+        tiers (the archive from its anchor, then Redis)."""
+        if self.archive is not None and start_seq == 1 and end_seq is None:
+            return await verify_across(self.r, self.archive, self.chain, self.keys)
         return await queries.verify(self.r, self.chain, self.keys, start_seq, end_seq)
+
+    async def verify_incremental(self) -> ac.IncrementalResult:
+        """The events after the last signed verified position (archived events were verified
+        before they moved, and the position is past them)."""
+        return await checkpoints.verify_incremental(self.r, self.chain, self.keys, self.kid)
 
     async def accesses(self, subscriber_ref: str, since: datetime) -> AsyncIterator[Mapping[str, str]]:
         where = ac.AuditFilter(start=since, subscriber_ref=subscriber_ref)

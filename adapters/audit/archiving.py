@@ -30,6 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
+from adapters.audit.across import verify_across  # noqa: F401 - part of this module's surface
 from adapters.audit.archive import ArchiveHead, PgAuditArchive
 from adapters.audit.keys import OUTAGE, ChainKeys, entries, head_and_checkpoint, seq_of
 from adapters.audit.queries import _first_id_with_seq, _scan
@@ -160,46 +161,6 @@ async def _trim_archived(client: aioredis.Redis, archive: PgAuditArchive, chain:
     who = {"moved_to": "archive", "archived_through_seq": str(head.last_seq), **(actor or {})}
     result = await trim(client, chain, keys, key_id, bound, sink=sink, actor=who)
     return result.trimmed
-
-
-async def verify_across(client: aioredis.Redis, archive: PgAuditArchive, chain: str, keys: Mapping[str, bytes],
-                        batch: int = 1000) -> ac.VerifyResult:
-    """The whole chain verified across both tiers: the archive from its anchor (genesis or the Redis
-    checkpoint it started after), then Redis from the first seq the archive does not hold, against
-    the Redis head. For tests and operators; VerifyChain's own cross-tier reading is not wired yet."""
-    k = ChainKeys.of(chain)
-    try:
-        rhead, cp_fields = await head_and_checkpoint(client, k)
-    except OUTAGE as e:
-        raise DependencyUnavailable("audit") from e
-    head = await archive.head(chain)
-    if head is None:
-        found = ac.anchor_from_checkpoint(chain, keys, cp_fields)
-        if isinstance(found, ac.VerifyResult):
-            return found
-        v = ac.Verifier(chain, keys, found, rhead)
-        after = 0
-    else:
-        found = ac.anchor_from_checkpoint(chain, keys, head.anchor)
-        if isinstance(found, ac.VerifyResult):
-            return found
-        v = ac.Verifier(chain, keys, found, rhead)
-        async for entry_id, fields in archive.iter_from(chain, head.first_seq, batch=batch):
-            v.feed(entry_id, fields)
-            if not v.wants_more:
-                return v.result()
-        after = head.last_seq
-    try:
-        async for entry_id, fields in _scan(client, k.stream, "-", "+", batch):
-            seq = seq_of(fields.get("seq"))
-            if seq is not None and seq <= after:
-                continue  # archived, not trimmed yet (a move between its commit and its trim)
-            v.feed(entry_id, fields)
-            if not v.wants_more:
-                break
-    except OUTAGE as e:
-        raise DependencyUnavailable("audit") from e
-    return v.result()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -233,19 +232,3 @@ async def _run(client: aioredis.Redis, chain: str, keys: Mapping[str, bytes], ki
         if await record(client, chain, keys, new, stored_sig) == 1:
             recorded = new.seq
     return ac.IncrementalResult(result, rejected, recorded)
-
-
-class IncrementalReader:
-    """An AuditReader (e.g. ChainAuditReader) whose whole-chain verification is incremental:
-    `verify_incremental()` is what VerifyChain calls when no range is asked for; everything else
-    is the wrapped reader's."""
-
-    def __init__(self, reader: Any, client: aioredis.Redis, chain: str, keys: Mapping[str, bytes], kid: str) -> None:
-        self.reader = reader
-        self.r, self.chain, self.keys, self.kid = client, chain, keys, kid
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.reader, name)
-
-    async def verify_incremental(self) -> ac.IncrementalResult:
-        return await verify_incremental(self.r, self.chain, self.keys, self.kid)

@@ -91,24 +91,19 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         v.raise_if_any()
         # No range: incremental when the reader keeps verified positions (only events after the last
         # one are read, and a new one is recorded on success). A range: exactly that range, as ever.
-        incremental = getattr(self.reader, "verify_incremental", None)
         rejected = ""
-        if incremental is not None and not request.start_seq and not request.end_seq:
-            run: ac.IncrementalResult = await incremental()
+        if not request.start_seq and not request.end_seq:
+            run: ac.IncrementalResult = await self.reader.verify_incremental()
             result, rejected = run.result, run.rejected
         else:
             result = await self.reader.verify(request.start_seq or None, request.end_seq or None)
         start = result.anchor if not (request.start_seq or request.end_seq) else "range"
         request_context.current().detail = (f"verify ok={result.ok} checked={result.checked} from={start}"
                                             + (" verified-position-rejected" if rejected else ""))
-        # unary, no proto change: where the run started, and a rejected (forged) verified position,
-        # travel as trailing metadata
-        context.set_trailing_metadata((("hallgate-verify-from", start),) + (
-            (("hallgate-verify-rejected", "".join(c if " " <= c <= "~" else "?" for c in rejected)[:300]),)
-            if rejected else ()))
-        return audit_pb2.VerifyChainResponse(ok=result.ok, checked=result.checked,
-                                             first_bad_seq=result.first_bad_seq or 0,
-                                             first_bad_id=result.first_bad_id or "", reason=result.reason or "")
+        return audit_pb2.VerifyChainResponse(
+            ok=result.ok, checked=result.checked, first_bad_seq=result.first_bad_seq or 0,
+            first_bad_id=result.first_bad_id or "", reason=result.reason or "", verified_from=start,
+            verified_position_rejected="".join(c if " " <= c <= "~" else "?" for c in rejected)[:300])
 
     async def ExportEvents(self, request: audit_pb2.ExportEventsRequest, context: grpc.aio.ServicerContext
                            ) -> AsyncIterator[audit_pb2.ExportEventsResponse]:

@@ -163,14 +163,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return 2
         return _verify_full(args)
     with connect.channel(args) as channel:
-        r, call = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain.with_call(
+        r = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain(
             audit_pb2.VerifyChainRequest(start_seq=args.start_seq, end_seq=args.end_seq),
             metadata=connect.staff_metadata(args), timeout=600)
-    trailer = {k: v for k, v in call.trailing_metadata() or () if isinstance(v, str)}
-    if trailer.get("hallgate-verify-rejected"):
-        print(f"WARNING: the stored verified position was not trusted ({trailer['hallgate-verify-rejected']}); "
+    if r.verified_position_rejected:
+        print(f"WARNING: the stored verified position was not trusted ({r.verified_position_rejected}); "
               "verified from the start instead")
-    where = FROM.get(trailer.get("hallgate-verify-from", ""), "")
+    where = FROM.get(r.verified_from, "")
     if r.ok:
         print(f"chain intact: {r.checked} events verified" + (f" {where}" if where else ""))
         return 0

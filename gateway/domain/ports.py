@@ -356,6 +356,10 @@ class AuditReader(Protocol):
         """An audit_chain.VerifyResult for the range."""
         ...
 
+    async def verify_incremental(self) -> Any:
+        """An audit_chain.IncrementalResult: the events after the last signed verified position."""
+        ...
+
 
 class AuditTrailReader(AuditReader, AccessLog, Protocol):
     """The trail as auditors read it and as a subscriber's own access history reads it."""

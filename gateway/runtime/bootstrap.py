@@ -146,12 +146,13 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
     """Every port from the settings, one Redis client and the billing client; `overrides` replace
     any of them by field name. Blocking (it may read or make key files): call it off the loop."""
     staff = staff_store(settings, client)
-    keys, _ = settings.audit_keys()
+    keys, kid = settings.audit_keys()
     made: dict[str, Any] = {
         "state": RedisSignInState(client), "billing": billing,
         "sms": sms_queue(settings, client, PrometheusSmsEvents()),
         "audit": audit_sink(settings, client),
-        "audit_reader": ChainAuditReader(client, settings.audit_chain, keys, archive=audit_archive(settings)),
+        "audit_reader": ChainAuditReader(client, settings.audit_chain, keys, archive=audit_archive(settings),
+                                         kid=kid),
         "staff": staff, "sessions": staff, "revocations": RevocationList(client),
         "legal_store": CountingLegalStore(RedisLegalStore(client)),
         "documents": FileDocumentStore(settings.legal_document_dir or Path(settings.data_dir) / "documents"),

@@ -71,18 +71,22 @@ class VerifyChainRequest(_message.Message):
     def __init__(self, start_seq: _Optional[int] = ..., end_seq: _Optional[int] = ...) -> None: ...
 
 class VerifyChainResponse(_message.Message):
-    __slots__ = ("ok", "checked", "first_bad_seq", "first_bad_id", "reason")
+    __slots__ = ("ok", "checked", "first_bad_seq", "first_bad_id", "reason", "verified_from", "verified_position_rejected")
     OK_FIELD_NUMBER: _ClassVar[int]
     CHECKED_FIELD_NUMBER: _ClassVar[int]
     FIRST_BAD_SEQ_FIELD_NUMBER: _ClassVar[int]
     FIRST_BAD_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FROM_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_POSITION_REJECTED_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     checked: int
     first_bad_seq: int
     first_bad_id: str
     reason: str
-    def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., first_bad_seq: _Optional[int] = ..., first_bad_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    verified_from: str
+    verified_position_rejected: str
+    def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., first_bad_seq: _Optional[int] = ..., first_bad_id: _Optional[str] = ..., reason: _Optional[str] = ..., verified_from: _Optional[str] = ..., verified_position_rejected: _Optional[str] = ...) -> None: ...
 
 class ExportEventsRequest(_message.Message):
     __slots__ = ("filter",)

@@ -289,7 +289,9 @@ async def test_verify_chain_finds_an_edited_entry_at_its_seq(gw):
                 fields["decision"] = "allowed"
 
     await rewrite(gw, edit)
-    broken = await aud.verify()
+    # Before the verified position the default (incremental) run does not read again: the full
+    # check, from the first seq, does.
+    broken = await aud.verify(start_seq=1)
     assert (broken.ok, broken.first_bad_seq, broken.first_bad_id, broken.reason) == (False, seq, target, "edited")
     assert broken.checked == seq - 1
     assert (await aud.verify(start_seq=1, end_seq=seq - 1)).ok
@@ -609,24 +611,16 @@ async def test_a_window_ending_before_the_epoch_answers_nothing_not_unavailable(
 # --- incremental verification (issue 13, part 3) -------------------------------------------------
 
 
-def incremental(gw) -> None:
-    """VerifyChain over a reader that keeps verified positions (adapters/audit/checkpoints.py), as
-    the composition root wires it once ChainAuditReader offers `verify_incremental`."""
-    from adapters.audit.checkpoints import IncrementalReader
-
-    keys, kid = gw.settings.audit_keys()
-    servicer = gw.services.audit
-    servicer.reader = IncrementalReader(servicer.reader, gw.redis, gw.settings.audit_chain, keys, kid)
-
-
 async def verify_with_trailer(aud: Auditor, **kw: int) -> tuple[audit_pb2.VerifyChainResponse, dict[str, str]]:
-    call = aud.stub.VerifyChain(audit_pb2.VerifyChainRequest(**kw), metadata=aud.md)
-    reply = await call
-    return reply, {k: v for k, v in (await call.trailing_metadata() or ()) if isinstance(v, str)}
+    """The answer, and where the run started / a rejected position (fields of the answer)."""
+    reply = await aud.stub.VerifyChain(audit_pb2.VerifyChainRequest(**kw), metadata=aud.md)
+    said = {"hallgate-verify-from": reply.verified_from}
+    if reply.verified_position_rejected:
+        said["hallgate-verify-rejected"] = reply.verified_position_rejected
+    return reply, said
 
 
 async def test_verify_chain_is_incremental_after_a_verified_position(gw):
-    incremental(gw)
     aud = await varied_trail(gw)
     before = await entries(gw)
     first, trailer = await verify_with_trailer(aud)
@@ -646,7 +640,6 @@ async def test_verify_chain_is_incremental_after_a_verified_position(gw):
 
 
 async def test_incremental_verify_chain_names_tampering_after_the_position_and_leaves_older_to_a_full_check(gw):
-    incremental(gw)
     aud = await varied_trail(gw)
     assert (await aud.verify()).ok
     before = await entries(gw)
@@ -672,7 +665,6 @@ async def test_incremental_verify_chain_names_tampering_after_the_position_and_l
 async def test_a_forged_verified_position_is_reported_and_ignored(gw):
     from adapters.audit.checkpoints import verified_key
 
-    incremental(gw)
     aud = await varied_trail(gw)
     assert (await aud.verify()).ok
     await gw.redis.hset(verified_key(gw.settings.audit_chain), "seq", "999999")
@@ -687,7 +679,6 @@ async def test_a_forged_verified_position_is_reported_and_ignored(gw):
 async def test_the_cli_verifies_incrementally_and_fully_with_progress(gw, clean_redis, monkeypatch, capsys):
     from gateway.cli.main import main as cli_main
 
-    incremental(gw)
     aud = await varied_trail(gw)
     monkeypatch.setenv("HALLGATE_SECRET_KEY", gw.settings.secret_key)
     monkeypatch.setenv("HALLGATE_REDIS_URL", clean_redis)

@@ -398,3 +398,38 @@ async def test_postgresql_killed_mid_move_fails_cleanly_and_a_rerun_completes(r:
             await archive.close()
     finally:
         server.remove()
+
+
+async def test_tampering_in_the_archive_is_named_by_the_full_verification(r: aioredis.Redis, archive: PgAuditArchive,
+                                                                          archive_url: str) -> None:
+    """An edited, a deleted and an inserted row in the archive are each named at their seq by the
+    reader's whole-chain verification (VerifyChain with start_seq=1), as tampering in Redis is."""
+    import psycopg
+
+    stored = await seed(r, 120)
+    cutoff = ac.time_of(stored[80][0])
+    await archiving.move(r, archive, CHAIN, KEYS, KID, older_than=cutoff, sink=sink_for(r), batch=32)
+    reader = ChainAuditReader(r, CHAIN, KEYS, archive=archive)
+    clean = await reader.verify(1, None)
+    assert clean.ok and clean.checked == len(stored) + 1
+    target = 40  # a seq in the archive
+
+    async with await psycopg.AsyncConnection.connect(archive_url, autocommit=True) as conn:
+        async def sql(statement: str, *args: Any) -> None:
+            await conn.execute(statement, args)  # type: ignore[arg-type]
+
+        await sql("UPDATE audit_events SET fields = jsonb_set(fields, '{decision}', '\"allowed\"') "
+                  "WHERE chain = %s AND seq = %s AND fields->>'decision' = 'denied'", CHAIN, target)
+        await sql("UPDATE audit_events SET fields = jsonb_set(fields, '{reason}', '\"covered\"') "
+                  "WHERE chain = %s AND seq = %s", CHAIN, target)
+        edited = await reader.verify(1, None)
+        assert (edited.ok, edited.first_bad_seq, edited.reason) == (False, target, "edited"), edited
+        await sql("DELETE FROM audit_events WHERE chain = %s AND seq = %s", CHAIN, target)
+        deleted = await reader.verify(1, None)
+        assert not deleted.ok and deleted.first_bad_seq in (target, target + 1), deleted
+        # An invented row: a copy of seq 20 made to say something else, slipped in beside it.
+        await sql("INSERT INTO audit_events SELECT chain, seq, stream_id, stream_time + interval '1 millisecond', "
+                  "jsonb_set(fields, '{method}', '\"/x/Invented\"'), names, subscriber_refs, staff_id, terminal, "
+                  "hall, call FROM audit_events WHERE chain = %s AND seq = %s", CHAIN, 20)
+        inserted = await reader.verify(1, None)
+        assert not inserted.ok and inserted.first_bad_seq <= 21, inserted
