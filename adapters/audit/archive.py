@@ -30,7 +30,7 @@ event's own fields.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -440,3 +440,96 @@ class PgAuditArchive:
                                    (chain, chain))
         return deleted
 
+
+    # -- disposal (adapters/audit/disposal.py) ----------------------------------------------------
+
+    @asynccontextmanager
+    async def disposal_lock(self, chain: str) -> AsyncIterator[bool]:
+        """A session-level advisory lock, so that one disposal of a chain runs at a time: yields
+        whether it was taken (False: another disposal holds it). Released at the end, or by
+        PostgreSQL itself when the holder's connection dies."""
+        await self.ensure_schema()
+        name = f"hallgate/audit-archive/dispose/{ac.check_chain_name(chain)}"
+        async with self.connection() as conn:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,))
+            row = await cur.fetchone()
+            await conn.commit()
+            got = bool(row and row[0])
+            try:
+                yield got
+            finally:
+                if got and not conn.closed:
+                    try:
+                        await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+                        await conn.commit()
+                    except ARCHIVE_OUTAGE:
+                        await conn.close()  # the session ends, and the lock with it
+
+    async def month_span(self, chain: str, month: str) -> tuple[int, int, int] | None:
+        """(first seq, last seq, rows) of the chain in one month, None when it holds none."""
+        _check_month(month)
+        await self.ensure_schema()
+        async with self.connection() as conn:
+            span = await self._span(conn, chain, month)
+            await conn.commit()
+        return span
+
+    async def _span(self, conn: psycopg.AsyncConnection[Any], chain: str, month: str) -> tuple[int, int, int] | None:
+        cur = await conn.execute("SELECT to_regclass(%s)", (f"{PARENT}_{month}",))
+        row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        cur = await conn.execute(sql.SQL("SELECT min(seq), max(seq), count(*) FROM {} WHERE chain = %s")
+                                 .format(_partition(month)), (chain,))
+        row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def dispose_month(self, chain: str, month: str, *, span: tuple[int, int, int],
+                            expect_anchor: Mapping[str, str] | None, anchor: Mapping[str, str],
+                            hook: Callable[[str], Awaitable[None]] | None = None) -> int:
+        """Destroy the chain's events of one month and record the new anchor, in ONE transaction
+        (DROP TABLE and DELETE are transactional in PostgreSQL): committed, the month is gone and the
+        anchor is `anchor`; interrupted anywhere (a crash, an outage, `hook` raising), the month is
+        there and the anchor is the old one. Compare-and-set: the chain's row must still start at the
+        month's first seq with `expect_anchor`, and the month must still hold exactly `span`
+        (first seq, last seq, rows), else ArchiveConflict and nothing changes. The partition is
+        dropped when no other chain has events in it, else the chain's rows are deleted from it.
+        Returns the events destroyed. `hook` (tests) is awaited with "anchored" and "dropped"."""
+        _check_month(month)
+        await self.ensure_schema()
+        table = _partition(month)
+        async with self.connection() as conn:
+            async with conn.transaction():
+                cur = await conn.execute("SELECT first_seq, anchor FROM audit_archive_chains WHERE chain = %s "
+                                         "FOR UPDATE", (chain,))
+                row = await cur.fetchone()
+                held = {str(k): str(v) for k, v in row[1].items()} if row is not None and row[1] else None
+                if row is None or row[0] != span[0] or held != (dict(expect_anchor) if expect_anchor else None):
+                    raise ArchiveConflict(f"{chain}: the archive's start changed since month {month} was verified "
+                                          "(another disposal?); nothing disposed")
+                # the whole archive, parent first (as readers and writers lock it), so that neither a
+                # store of another chain nor a reader interleaves with the drop
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hallgate/audit-archive/schema'))")
+                await conn.execute("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+                if await self._span(conn, chain, month) != tuple(span):
+                    raise ArchiveConflict(f"{chain}: month {month} changed since it was verified; nothing disposed")
+                await conn.execute("UPDATE audit_archive_chains SET anchor = %s WHERE chain = %s",
+                                   (Jsonb(dict(anchor)), chain))
+                if hook is not None:
+                    await hook("anchored")
+                cur = await conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE chain <> %s)").format(table),
+                                         (chain,))
+                shared = await cur.fetchone()
+                if shared is not None and shared[0]:
+                    await conn.execute(sql.SQL("DELETE FROM {} WHERE chain = %s").format(table), (chain,))
+                else:
+                    await conn.execute(sql.SQL("DROP TABLE {}").format(table))
+                # the first seq the archive holds, or would hold next when nothing is left
+                await conn.execute("UPDATE audit_archive_chains SET first_seq = coalesce((SELECT min(seq) FROM "
+                                   "audit_events WHERE chain = %s), last_seq + 1) WHERE chain = %s", (chain, chain))
+                if hook is not None:
+                    await hook("dropped")
+        self._months.discard(month)
+        return span[2]

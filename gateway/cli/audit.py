@@ -66,9 +66,15 @@ def add_commands(sub: Any) -> None:
                     help=f"days events stay in Redis [HALLGATE_AUDIT_HOT_DAYS, default {env.audit_hot_days}]")
     ar.add_argument("--batch", type=int, default=500, help="events per archive transaction [500]")
     ar.add_argument("--max-events", type=int, default=0, help="stop after moving this many (0: all)")
+    di = au.add_parser("dispose", help="host: destroy whole archive months past retention, each after a signed "
+                                       "anchor and recorded as an audit event (R8; idempotent)")
+    di.add_argument("--retention-months", type=int, default=env.audit_retention_months,
+                    help=f"months kept [HALLGATE_AUDIT_RETENTION_MONTHS, default {env.audit_retention_months}]")
+    di.add_argument("--dry-run", action="store_true", help="verify and print what would be destroyed; change nothing")
     ve.add_argument("--redis-url", default=env.redis_url,
                     help="--full: [HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
-    for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status), (ri, cmd_reindex), (ar, cmd_archive)):
+    for p, run in ((tr, cmd_trim), (sh, cmd_ship), (st, cmd_status), (ri, cmd_reindex), (ar, cmd_archive),
+                   (di, cmd_dispose)):
         p.add_argument("--redis-url", default=env.redis_url,
                        help="[HALLGATE_REDIS_URL; default: the embedded Redis under --data-dir]")
         p.set_defaults(run=run)
@@ -285,4 +291,46 @@ def cmd_archive(args: argparse.Namespace) -> int:
                                             max_events=args.max_events or None, actor=actor))
     print(f"archived {result.archived} events, trimmed {result.trimmed} from Redis; archive at seq "
           f"{result.archive_last_seq}; {'complete' if result.complete else 'more to move: run again'}")
+    return 0
+
+
+def cmd_dispose(args: argparse.Namespace) -> int:
+    from adapters.audit.archive import ArchiveConflict, PgAuditArchive
+    from adapters.audit.disposal import DisposalRefused, dispose
+    from gateway.runtime.bootstrap import audit_sink
+
+    s = from_env()
+    if not s.audit_archive_url:
+        print("no archive configured: set HALLGATE_AUDIT_ARCHIVE_URL (docs/audit.md, Archive)", file=sys.stderr)
+        return 2
+    if args.retention_months < 1:
+        print("--retention-months must be at least 1", file=sys.stderr)
+        return 2
+    keys, kid = s.audit_keys()
+    actor = {"staff_id": os.environ.get("USER", "operator"), "role": "admin"}
+
+    async def work(client: Any) -> Any:
+        archive = PgAuditArchive(s.audit_archive_url)
+        try:
+            return await dispose(client, archive, s.audit_chain, keys, kid, retention_months=args.retention_months,
+                                 sink=audit_sink(s, client), actor=actor, dry_run=args.dry_run)
+        finally:
+            await archive.close()
+
+    try:
+        result = _host(args, work)
+    except DisposalRefused as e:
+        print(f"REFUSED: {e}; nothing disposed", file=sys.stderr)
+        return 1
+    except ArchiveConflict as e:
+        print(f"REFUSED: {e}", file=sys.stderr)
+        return 1
+    verb = "would destroy" if result.dry_run else "destroyed"
+    for m in result.months:
+        print(f"{verb} month {m.month}: seq {m.first_seq}..{m.last_seq}, {m.events} events"
+              + ("" if m.event_seq is None else f"; recorded as event seq {m.event_seq}"
+                 + (" (by the interrupted run before)" if m.resumed else "")))
+    print(f"{len(result.months)} month(s), {result.events} events {verb}: past the {args.retention_months}-month "
+          f"retention (months ending by {result.cutoff.isoformat(timespec='seconds')})"
+          + (" (dry run: nothing changed)" if result.dry_run else ""))
     return 0
