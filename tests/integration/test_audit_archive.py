@@ -362,16 +362,19 @@ async def test_the_move_survives_sigkill_of_the_mover(clean_redis: str, r: aiore
 
 
 class KillingArchive(PgAuditArchive):
-    """Stops its own PostgreSQL (SIGKILL) just before the `at`-th store."""
+    """SIGKILLs its own PostgreSQL at the `at`-th store: before it begins (`after` None) or
+    `after` seconds into it, while its transaction is running or committing."""
 
-    def __init__(self, url: str, server: PostgresServerProcess, at: int) -> None:
+    def __init__(self, url: str, server: PostgresServerProcess, at: int, after: float | None = None) -> None:
         super().__init__(url)
-        self.server, self.at, self.calls = server, at, 0
+        self.server, self.at, self.after, self.calls = server, at, after, 0
 
     async def store(self, *args: Any, **kwargs: Any) -> StoreResult:
         self.calls += 1
-        if self.calls == self.at:
+        if self.calls == self.at and self.after is None:
             await asyncio.to_thread(self.server.kill)
+        elif self.calls == self.at:
+            asyncio.get_running_loop().call_later(self.after, self.server.kill)
         return await super().store(*args, **kwargs)
 
 
@@ -433,3 +436,34 @@ async def test_tampering_in_the_archive_is_named_by_the_full_verification(r: aio
                   "hall, call FROM audit_events WHERE chain = %s AND seq = %s", CHAIN, 20)
         inserted = await reader.verify(1, None)
         assert not inserted.ok and inserted.first_bad_seq <= 21, inserted
+
+
+@pytest.mark.parametrize(("at", "after"), [(1, None), (2, 0.0), (3, 0.004), (5, 0.02)])
+async def test_postgresql_killed_at_any_point_of_a_move_leaves_no_gap_and_no_duplicate(
+        r: aioredis.Redis, at: int, after: float | None) -> None:
+    """PostgreSQL SIGKILLed before a batch, as it starts, inside its transaction, or as it commits:
+    the move fails closed (UNAVAILABLE), Redis loses nothing the archive did not take, and a rerun
+    leaves the chain exactly once across the two tiers, verifying."""
+    server = PostgresServerProcess(Path(tempfile.mkdtemp(prefix="hallgate-pg-")), fsync=True).start()
+    try:
+        original = await seed(r, 300, waves=10)
+        cutoff = ac.time_of(original[-1][0]) + timedelta(milliseconds=1)
+        failing = KillingArchive(server.url, server, at=at, after=after)
+        with pytest.raises(DependencyUnavailable):
+            await archiving.move(r, failing, CHAIN, KEYS, KID, older_than=cutoff, sink=sink_for(r), batch=40)
+        await failing.close()
+        await asyncio.to_thread(server.start)
+        archive = PgAuditArchive(server.url)
+        try:
+            committed = await archive.last_seq(CHAIN) or 0
+            left = await stream(r)
+            # whatever Redis dropped, the archive had committed
+            assert all(int(f["seq"]) <= committed for _, f in original[:len(original) - len(left)])
+            await archiving.move(r, archive, CHAIN, KEYS, KID, older_than=cutoff, sink=sink_for(r), batch=40)
+            archived = await _all(archive.iter_from(CHAIN, 1))
+            assert archived == original  # each event once, in order, byte for byte
+            assert (await archiving.verify_across(r, archive, CHAIN, KEYS)).ok
+        finally:
+            await archive.close()
+    finally:
+        server.remove()
