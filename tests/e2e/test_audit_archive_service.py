@@ -1,13 +1,16 @@
 """The audit archive behind the gateway: with `audit_archive_url` set, QueryEvents and the subscriber's
 ListAccessHistory answer after a move to PostgreSQL exactly what they answered from Redis before it,
-and the chain verifies across both tiers."""
+and the chain verifies across both tiers (VerifyChain from the first seq names an edit in the archive)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
+
 from adapters.audit import archiving
 from adapters.audit.archive import PgAuditArchive
+from hallgate_pb.v1 import audit_pb2
 from tests.support.audit_calls import CASES, access_history, counter, ids, varied_trail
 from tests.support.subscribers import OTHER
 
@@ -37,5 +40,14 @@ async def test_queries_and_history_answer_the_same_across_the_archive_boundary(m
         assert again[1:] == history and len(history) >= 5
         result = await archiving.verify_across(gw.redis, archive, gw.settings.audit_chain, keys)
         assert result.ok and result.anchor == "genesis"
+        # VerifyChain over gRPC: from the first seq it reads the archive, then Redis; an event edited
+        # in the archive is named at its seq, as one edited in Redis is.
+        whole = await aud.stub.VerifyChain(audit_pb2.VerifyChainRequest(start_seq=1), metadata=aud.md)
+        assert whole.ok and whole.checked >= moved.archived and whole.verified_from == "range"
+        async with await psycopg.AsyncConnection.connect(archive_url, autocommit=True) as conn:
+            await conn.execute("UPDATE audit_events SET fields = jsonb_set(fields, '{reason}', '\"covered\"') "
+                               "WHERE seq = 3")
+        broken = await aud.stub.VerifyChain(audit_pb2.VerifyChainRequest(start_seq=1), metadata=aud.md)
+        assert (broken.ok, broken.first_bad_seq, broken.reason) == (False, 3, "edited")
     finally:
         await archive.close()
