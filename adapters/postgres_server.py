@@ -25,6 +25,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from adapters import child_process
 from adapters.data_dir import make_private_dir
 
 PR_SET_PDEATHSIG = 1
@@ -175,21 +176,12 @@ class PostgresServerProcess:
     def kill(self) -> None:
         """SIGKILL of the postmaster, as a crash would: its backends notice and exit, and the next
         start runs crash recovery."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        child_process.kill(self.proc)
+        self.proc = None
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: open sessions are ended), then SIGKILL after 15 s."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        child_process.stop(self.proc, signal.SIGINT, timeout=15)
         self.proc = None
 
     def remove(self) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from adapters import child_process
 from adapters.data_dir import make_private_dir, tighten
 
 PR_SET_PDEATHSIG = 1
@@ -110,18 +111,9 @@ class RedisServerProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: for tests of what survives."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        child_process.kill(self.proc)
+        self.proc = None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        child_process.stop(self.proc)
         self.proc = None

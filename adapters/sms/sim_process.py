@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adapters import child_process
 from adapters.redis_server import _prepare_child
 
 READY_PREFIX = "smsc-sim listening "
@@ -90,18 +90,9 @@ class SmscSimProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        child_process.kill(self.proc)
+        self.proc = None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        child_process.stop(self.proc)
         self.proc = None
