@@ -41,9 +41,12 @@ protos: $(STAMP)
 bench: $(STAMP) redis
 	$(BIN)/python -m bench.run
 
-# The audit trail's indexed queries at 100,000 and 500,000 events (docs/audit.md, Indexes).
+# The audit trail's indexed queries at 100,000 and 500,000 events (docs/audit.md, Indexes), then the trail at
+# scale across Redis and the PostgreSQL archive at 1 M and 5 M events (docs/performance.md; about 10 minutes).
 bench-audit: $(STAMP) redis
 	$(BIN)/python -m bench.audit_index
+	@$(MAKE) --no-print-directory postgres
+	$(BIN)/python -m bench.audit_scale
 
 # Not part of `make test`: every public RPC fuzzed from every channel (10,000 cases each; FUZZ_CASES=200
 # for a short run, FUZZ_SECONDS bounds the time), then the delivery verifier's mutation tests, longer.
