@@ -180,6 +180,10 @@ class PgAuditArchive:
             if conn is None:
                 conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=int(self.connect_timeout))
                 await conn.execute("SET TIME ZONE 'UTC'")
+                # Plans for the actual values: a generic plan of a cached prepared statement reads a
+                # subscriber's whole time range partition by partition instead of using its index,
+                # so cost would grow with the archive (bench/audit_scale.py, docs/audit.md Sizing).
+                await conn.execute("SET plan_cache_mode = force_custom_plan")
                 await conn.commit()
             yield conn
         except ARCHIVE_OUTAGE as e:
