@@ -27,8 +27,8 @@ from hallgate_pb.v1 import (
     legal_pb2,
     legal_pb2_grpc,
 )
-from tests.support.clerk import id_card
-from tests.support.dates import month, ts
+from tests.support.audit_calls import Auditor, auditor, counter
+from tests.support.dates import month
 from tests.support.legal import desk, register_message
 from tests.support.status import details, drain, refused, violations
 from tests.support.subscribers import HEAVY, ORDINARY, OTHER, UNKNOWN
@@ -46,45 +46,6 @@ AUDIT = "/hallgate.v1.AuditService/"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def event_filter(**kw: object) -> audit_pb2.EventFilter:
-    f = audit_pb2.EventFilter()
-    for k, v in kw.items():
-        if isinstance(v, datetime):
-            getattr(f, k).CopyFrom(ts(v))
-        else:
-            setattr(f, k, v)
-    return f
-
-
-class Auditor:
-    """A staff member signed in on a terminal, calling the AuditService from `cert`."""
-
-    def __init__(self, gw, md, cert: str = AUDIT_CERT) -> None:
-        self.md = md
-        self.stub = audit_pb2_grpc.AuditServiceStub(gw.channel_for(cert))
-
-    async def query(self, limit: int = 0, **kw: object) -> list[audit_pb2.AuditEvent]:
-        request = audit_pb2.QueryEventsRequest(filter=event_filter(**kw), limit=limit)
-        return [m.event async for m in self.stub.QueryEvents(request, metadata=self.md)]
-
-    async def verify(self, start_seq: int = 0, end_seq: int = 0) -> audit_pb2.VerifyChainResponse:
-        return await self.stub.VerifyChain(audit_pb2.VerifyChainRequest(start_seq=start_seq, end_seq=end_seq),
-                                           metadata=self.md)
-
-    async def export_chunks(self, **kw: object) -> list[bytes]:
-        request = audit_pb2.ExportEventsRequest(filter=event_filter(**kw))
-        return [m.jsonl async for m in self.stub.ExportEvents(request, metadata=self.md)]
-
-    async def export(self, **kw: object) -> list[tuple[str, str, dict[str, str]]]:
-        text = b"".join(await self.export_chunks(**kw)).decode()
-        return [ac.from_json_line(line) for line in text.splitlines()]
-
-
-async def auditor(gw, staff_id: str = "X001") -> Auditor:
-    secret = await gw.add_staff(staff_id, "auditor", hall="B01")
-    return Auditor(gw, await gw.staff_sign_in(AUDIT_CERT, staff_id, secret))
-
-
 async def entries(gw) -> list[tuple[str, dict[str, str]]]:
     """The stored chain as (stream id, fields), straight from Redis."""
     raw = await gw.redis.xrange(stream_key(gw.settings.audit_chain))
@@ -97,29 +58,6 @@ def ids(events: list[audit_pb2.AuditEvent]) -> list[str]:
 
 def matching(stored: list[tuple[str, dict[str, str]]], **criteria: str) -> list[str]:
     return [i for i, f in stored if all(f.get(k, "") == v for k, v in criteria.items())]
-
-
-class Counter:
-    """A clerk signed in on a clerk terminal."""
-
-    def __init__(self, gw, md, cert: str) -> None:
-        self.gw, self.md = gw, md
-        self.stub = clerk_pb2_grpc.ClerkServiceStub(gw.channel_for(cert))
-
-    async def serve_by_id(self, msisdn: str) -> None:
-        """Identify the owner by their ID card, view the profile, close the session."""
-        doc = id_card(self.gw.billing.owner_of(msisdn))
-        session = (await self.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
-            msisdn=msisdn, id_document=doc), metadata=self.md)).customer_session
-        await self.stub.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=session),
-                                           metadata=self.md)
-        await self.stub.CloseCustomerSession(clerk_pb2.CloseCustomerSessionRequest(customer_session=session),
-                                             metadata=self.md)
-
-
-async def counter(gw, staff_id: str = "C1001", cert: str = CLERK_CERT, hall: str = "H001") -> Counter:
-    secret = await gw.add_staff(staff_id, "clerk", hall=hall)
-    return Counter(gw, await gw.staff_sign_in(cert, staff_id, secret), cert)
 
 
 async def call_list(gw, token: str, m: str | None = None) -> int:

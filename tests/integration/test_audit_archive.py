@@ -32,7 +32,6 @@ from adapters.audit.retention import trim
 from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_reader import ChainAuditReader
 from adapters.postgres_server import PostgresServerProcess
-from adapters.redis_client import connect
 from gateway.domain import audit_chain as ac
 from gateway.domain.errors import DependencyUnavailable
 from gateway.runtime.settings import Settings
@@ -56,20 +55,6 @@ def ev(i: int, rnd: random.Random | None = None) -> dict[str, Any]:
             "terminal": rnd.choice(("H001/clerk/T01", "H002/kiosk/K01", "")),
             "staff_id": rnd.choice(("s1", "s2", "s3", "")), "call": f"c{i // 2}",
             "subscriber": "138****0001" if refs else "", "subscriber_ref": ",".join(refs)}
-
-
-@pytest.fixture
-async def r(clean_redis: str) -> AsyncIterator[aioredis.Redis]:
-    client = connect(clean_redis, 5.0)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def archive(archive_url: str) -> AsyncIterator[PgAuditArchive]:
-    a = PgAuditArchive(archive_url, batch=64)
-    yield a
-    await a.close()
 
 
 def sink_for(r: aioredis.Redis) -> ChainedAuditSink:

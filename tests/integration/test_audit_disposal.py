@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from adapters.audit.disposal import METHOD, DisposalRefused, dispose
 from adapters.audit.keys import ChainKeys
 from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_reader import ChainAuditReader
-from adapters.redis_client import connect
 from gateway.domain import audit_chain as ac
 from gateway.runtime.settings import Settings
 
@@ -67,20 +65,6 @@ def ev(i: int) -> dict[str, str]:
             "reason": "ok", "code": "OK", "records": str(i), "hall": "H001", "terminal": "H001/clerk/T01",
             "staff_id": f"s{i % 3}", "call": f"c{i}", "subscriber": "138****0001", "subscriber_ref": f"ref{i % 7:02d}",
             "eid": f"{i:016x}"}
-
-
-@pytest.fixture
-async def r(clean_redis: str) -> AsyncIterator[aioredis.Redis]:
-    client = connect(clean_redis, 5.0)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def archive(archive_url: str) -> AsyncIterator[PgAuditArchive]:
-    a = PgAuditArchive(archive_url, batch=64)
-    yield a
-    await a.close()
 
 
 def sink_for(r: aioredis.Redis) -> ChainedAuditSink:

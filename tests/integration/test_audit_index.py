@@ -44,13 +44,6 @@ def ev(i: int, rnd: random.Random | None = None, **extra: Any) -> dict[str, Any]
 
 
 @pytest.fixture
-async def r(clean_redis: str) -> AsyncIterator[aioredis.Redis]:
-    client = connect(clean_redis, 5.0)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def sink(r: aioredis.Redis) -> ChainedAuditSink:
     return ChainedAuditSink(r, KEYS, "k1", CHAIN, durability="trust")
 

@@ -3,8 +3,12 @@ serving a customer by ID card, a subscriber's ListAccessHistory, a varied trail,
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from gateway.domain import audit_chain as ac
 from hallgate_pb.v1 import audit_pb2, audit_pb2_grpc, clerk_pb2, clerk_pb2_grpc, kiosk_pb2
 from tests.support.clerk import id_card
+from tests.support.dates import ts
 from tests.support.status import refused
 from tests.support.subscribers import ORDINARY, OTHER
 from tests.support.tls import AUDIT_CERT, CLERK_CERT
@@ -14,14 +18,38 @@ H002_CERT = "clerk-H002-T01"
 THIRD = "13800000003"
 
 
-class Auditor:
-    def __init__(self, gw, md) -> None:
-        self.md = md
-        self.stub = audit_pb2_grpc.AuditServiceStub(gw.channel_for(AUDIT_CERT))
+def event_filter(**kw: object) -> audit_pb2.EventFilter:
+    f = audit_pb2.EventFilter()
+    for k, v in kw.items():
+        if isinstance(v, datetime):
+            getattr(f, k).CopyFrom(ts(v))
+        else:
+            setattr(f, k, v)
+    return f
 
-    async def query(self, **kw: str) -> list[audit_pb2.AuditEvent]:
-        request = audit_pb2.QueryEventsRequest(filter=audit_pb2.EventFilter(**kw))
+
+class Auditor:
+    """A staff member signed in on a terminal, calling the AuditService from `cert`."""
+
+    def __init__(self, gw, md, cert: str = AUDIT_CERT) -> None:
+        self.md = md
+        self.stub = audit_pb2_grpc.AuditServiceStub(gw.channel_for(cert))
+
+    async def query(self, limit: int = 0, **kw: object) -> list[audit_pb2.AuditEvent]:
+        request = audit_pb2.QueryEventsRequest(filter=event_filter(**kw), limit=limit)
         return [m.event async for m in self.stub.QueryEvents(request, metadata=self.md)]
+
+    async def verify(self, start_seq: int = 0, end_seq: int = 0) -> audit_pb2.VerifyChainResponse:
+        return await self.stub.VerifyChain(audit_pb2.VerifyChainRequest(start_seq=start_seq, end_seq=end_seq),
+                                           metadata=self.md)
+
+    async def export_chunks(self, **kw: object) -> list[bytes]:
+        request = audit_pb2.ExportEventsRequest(filter=event_filter(**kw))
+        return [m.jsonl async for m in self.stub.ExportEvents(request, metadata=self.md)]
+
+    async def export(self, **kw: object) -> list[tuple[str, str, dict[str, str]]]:
+        text = b"".join(await self.export_chunks(**kw)).decode()
+        return [ac.from_json_line(line) for line in text.splitlines()]
 
 
 async def auditor(gw, staff_id: str = "X001") -> Auditor:
@@ -30,11 +58,14 @@ async def auditor(gw, staff_id: str = "X001") -> Auditor:
 
 
 class Counter:
+    """A clerk signed in on a clerk terminal."""
+
     def __init__(self, gw, md, cert: str) -> None:
         self.gw, self.md = gw, md
         self.stub = clerk_pb2_grpc.ClerkServiceStub(gw.channel_for(cert))
 
     async def serve_by_id(self, msisdn: str) -> None:
+        """Identify the owner by their ID card, view the profile, close the session."""
         doc = id_card(self.gw.billing.owner_of(msisdn))
         session = (await self.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
             msisdn=msisdn, id_document=doc), metadata=self.md)).customer_session
