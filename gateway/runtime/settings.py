@@ -21,6 +21,11 @@ class Settings:
 
     listen: str = "127.0.0.1:50051"
     health_listen: str = ""
+    proxy_listen: str = ""
+    proxy_trusted: str = ""
+    max_connection_age: float = 300
+    max_connection_age_grace: float = 600
+    tls_reload: float = 5.0
     metrics_listen: str = ""
     workers: int = 1
     data_dir: str = ".hallgate"
@@ -91,6 +96,7 @@ class Settings:
     legal_approval_days: float = 30
     legal_max_window_months: int = 12
     legal_document_dir: str = ""
+    legal_document_url: str = ""
     legal_fulfil_lease: float = 3600
     legal_max_letter_bytes: int = 8 * 2**20
     history_days: int = 365
@@ -136,6 +142,16 @@ HELP: dict[str, str] = {
     "listen": "address to serve on (host:port); use a loopback address unless fronted by TLS",
     "health_listen": ("extra plaintext address serving only grpc.health.v1, for probes that cannot present "
                       "a client certificate (Kubernetes, Docker); empty: none"),
+    "proxy_listen": ("address taking the edge proxy's TLS-passthrough connections, each opened by a PROXY protocol "
+                     "header (v1 or v2) naming the terminal's address, which the audit trail records; empty: none "
+                     "(deploy/k8s/edge/)"),
+    "proxy_trusted": ("comma-separated addresses or CIDRs of the edge proxies allowed to connect to proxy_listen; "
+                      "a connection from anywhere else, or without a valid header, is closed"),
+    "max_connection_age": ("seconds a client connection lives before the server asks the client to reconnect "
+                           "(GOAWAY), so clients spread over new pods; 0: forever"),
+    "max_connection_age_grace": "seconds calls still running on an aged connection get before it is closed",
+    "tls_reload": ("seconds between checks of the TLS files (certificate, key, hall CA): a renewed file is used for "
+                   "new connections without a restart; 0: read once"),
     "metrics_listen": ("plain HTTP address (host:port) serving Prometheus metrics at /metrics; empty: none. "
                        "Labels carry no subscriber data; keep it on a loopback or internal address"),
     "workers": ("gateway processes sharing the listen port (SO_REUSEPORT); above 1 a supervisor starts "
@@ -222,9 +238,19 @@ HELP: dict[str, str] = {
     "legal_approval_days": "days an approved legal request may wait for fulfilment before it expires",
     "legal_max_window_months": "longest time window a legal request may cover",
     "legal_document_dir": "where scanned agency letters are kept; empty: <data_dir>/documents",
+    "legal_document_url": ("PostgreSQL URL or conninfo of the shared letter store, so every gateway of a deployment "
+                           "sees every letter; empty: files under legal_document_dir (one host only)"),
     "legal_fulfil_lease": "seconds a fulfilment may stream before it counts as interrupted",
     "legal_max_letter_bytes": "largest scanned letter accepted (the only large request message)",
 }
+
+
+# Settings that are secrets, or may carry one (a URL with its password). Each can also be given as a
+# file, HALLGATE_<NAME>_FILE (a mounted Kubernetes secret), and none is passed on in a child's environment.
+SECRETS = frozenset({
+    "secret_key", "audit_hmac_key", "audit_retired_keys", "staff_secret_key", "staff_secret_retired_keys",
+    "redis_url", "sms_password", "audit_archive_url", "legal_document_url",
+})
 
 
 KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
