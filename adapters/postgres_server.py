@@ -119,7 +119,8 @@ class PostgresServerProcess:
             done = subprocess.run([binary("initdb"), "-D", str(self.data), "-U", self.user, "-E", "UTF8",
                                    "--locale=C", "--auth-local=trust", "--auth-host=reject", "--no-sync"],
                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                  preexec_fn=lambda: _child_setup(self._as, False), check=False, timeout=120)
+                                  env=child_process.environ(), preexec_fn=lambda: _child_setup(self._as, False),
+                                  check=False, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {log.read_text()[-800:]}")
 
@@ -135,6 +136,7 @@ class PostgresServerProcess:
             log = open(self.directory / "postgres.log", "ab")  # the child keeps its own copy
             try:
                 self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                             env=child_process.environ(),  # no HALLGATE_* secret
                                              preexec_fn=lambda: _child_setup(self._as, True))
             finally:
                 log.close()

@@ -79,7 +79,8 @@ class RedisServerProcess:
         if self.unix_socket is not None:
             self.unix_socket.unlink(missing_ok=True)
             args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "600"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_prepare_child)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_prepare_child,
+                                     env=child_process.environ())  # no HALLGATE_* secret
         self._wait_ready(timeout)
         return self
 

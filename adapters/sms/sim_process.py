@@ -3,7 +3,9 @@ SMS centre is configured, and what the tests start on a free loopback port.
 
 It runs as its own process, so the gateway reaches it exactly as it reaches an operator's SMSC:
 over TCP, binding with a system id and password. The password is made fresh for each start and
-handed over in the child's environment, never on a command line.
+handed over as a file the child inherits (`--password-file /proc/self/fd/N`, a sealed memfd:
+adapters/child_process.py), never in its environment nor as a value on its command line; the child
+gets no HALLGATE_* variable at all.
 """
 
 from __future__ import annotations
@@ -43,12 +45,16 @@ class SmscSimProcess:
         return f"smpp://{self.smpp}"
 
     def start(self, timeout: float = 10.0) -> SmscSimProcess:
-        env = {**os.environ, "HALLGATE_SMSC_SIM_PASSWORD": self.password}
+        password = child_process.secret_fd(self.password, "smsc-sim-password")
         args = [sys.executable, "-m", "adapters.smsc_sim", "--listen", self.listen, "--control", "127.0.0.1:0",
                 "--system-id", self.system_id, "--outbox", str(self.outbox),
-                "--receipt-delay", str(self.receipt_delay)]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env,
-                                     preexec_fn=_prepare_child)
+                "--receipt-delay", str(self.receipt_delay), "--password-file", child_process.fd_path(password)]
+        try:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                                         env=child_process.environ(), pass_fds=(password,),
+                                         preexec_fn=_prepare_child)
+        finally:
+            os.close(password)  # the child has its own copy
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         line = ""

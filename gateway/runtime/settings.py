@@ -2,6 +2,12 @@
 
 Every setting is declared once in SETTINGS with its default and help, so `hallgate serve --help`
 and the environment can never disagree.
+
+Secrets (SECRETS) may instead be given as files: HALLGATE_<NAME>_FILE names a file holding the value
+(a mounted Kubernetes Secret), read once here with one trailing newline removed. Giving both the
+variable and its _FILE, or a _FILE that cannot be read, stops the process with one line naming the
+variable (never the value). HALLGATE_SMS_PASSWORD_FILE is both the _FILE form of sms_password and
+the older setting sms_password_file: either way the password is read into sms_password.
 """
 
 from __future__ import annotations
@@ -266,15 +272,69 @@ def env_name(name: str) -> str:
     return "HALLGATE_" + name.upper()
 
 
+def file_env_name(name: str) -> str:
+    """HALLGATE_<NAME>_FILE: the variable naming a file that holds secret setting `name`."""
+    return env_name(name) + "_FILE"
+
+
+# sms_password_file is not a setting of its own any more but the _FILE form of sms_password
+# (HALLGATE_SMS_PASSWORD_FILE, --sms-password-file): resolved into sms_password when read.
+FILE_ALIASES = {"sms_password_file": "sms_password"}
+MAX_SECRET_FILE_BYTES = 64 * 1024  # a secret, a URL or a list of retired keys; anything larger is a mistake
+
+# Variables that hold secrets without being settings: never passed on to a child either.
+OTHER_SECRET_VARIABLES = frozenset({"HALLGATE_STAFF_TOKEN", "HALLGATE_SMSC_SIM_PASSWORD"})
+
+
+def read_secret_file(path: str, source: str) -> str:
+    """The secret in file `path` (one trailing newline removed); `source` names where the path came
+    from in the SystemExit raised when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as e:
+        raise SystemExit(f"{source}={path}: cannot read the file: {e.strerror or e}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise SystemExit(f"{source}={path}: larger than {MAX_SECRET_FILE_BYTES} bytes, not a secret")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SystemExit(f"{source}={path}: not UTF-8 text") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _secret_raw(name: str, environ: Mapping[str, str]) -> str | None:
+    """The raw value of secret setting `name`: HALLGATE_<NAME>, or the file HALLGATE_<NAME>_FILE
+    names. An empty variable counts as unset; both given is refused."""
+    raw, path = environ.get(env_name(name)), environ.get(file_env_name(name))
+    if not path:
+        return raw
+    if raw:
+        raise SystemExit(f"{env_name(name)} and {file_env_name(name)} are both set: give the secret one way")
+    return read_secret_file(path, file_env_name(name))
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the environment; unset variables keep their defaults."""
+    """Settings from the environment; unset variables keep their defaults. Secrets may come from
+    files (HALLGATE_<NAME>_FILE)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(Settings):
-        raw = environ.get(env_name(f.name))
+        if f.name in FILE_ALIASES:
+            continue  # read as the _FILE form of the setting it names
+        raw = _secret_raw(f.name, environ) if f.name in SECRETS else environ.get(env_name(f.name))
         if raw is not None:
             values[f.name] = _parse(f.name, kind_of(f.name), raw)
     return Settings(**values)
+
+
+def child_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment for a child process with no secret in it: every secret setting's
+    variable (HALLGATE_<NAME>) and the other secret variables are left out. The _FILE paths stay (a
+    path is no secret); children that read no setting at all get adapters.child_process.environ()."""
+    environ = os.environ if environ is None else environ
+    secret = {env_name(n) for n in SECRETS} | OTHER_SECRET_VARIABLES
+    return {k: v for k, v in environ.items() if k not in secret}
 
 
 def _parse(name: str, kind: type, raw: str) -> Any:
@@ -301,13 +361,26 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str] | None = Non
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=True,
                                 default=None, help=f"{HELP[f.name]} [{env_name(f.name)}=1]")
             continue
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, type=kind_of(f.name), default=None,
-            help=f"{HELP[f.name]} [{env_name(f.name)}, default {default!r}]",
-        )
+        if f.name in SECRETS:
+            where = f"{env_name(f.name)} or {file_env_name(f.name)} (a file holding it, e.g. a mounted secret)"
+            shown = "empty" if not default else repr(default)
+            help_text = f"{HELP[f.name]} [{where}; default {shown}]"
+        elif f.name in FILE_ALIASES:
+            help_text = f"{HELP[f.name]} [{env_name(f.name)}: the {env_name(FILE_ALIASES[f.name])} file]"
+        else:
+            help_text = f"{HELP[f.name]} [{env_name(f.name)}, default {default!r}]"
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind_of(f.name), default=None,
+                            help=help_text)
 
 
 def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     base = from_env(environ)
     given = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}
+    for alias, name in FILE_ALIASES.items():
+        path = given.pop(alias, None)
+        if path:  # --sms-password-file: read like HALLGATE_SMS_PASSWORD_FILE; a flag beats the environment
+            if given.get(name):
+                flag = "--" + name.replace("_", "-")
+                raise SystemExit(f"{flag} and {flag}-file are both given: give the secret one way")
+            given[name] = read_secret_file(path, "--" + alias.replace("_", "-"))
     return replace(base, **given)

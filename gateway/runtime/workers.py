@@ -8,6 +8,20 @@ billing target of the shared dependencies, its index, and PROMETHEUS_MULTIPROC_D
 binds the listen address with SO_REUSEPORT, and the kernel spreads incoming connections over them.
 The supervisor serves the metrics endpoint, summing every worker's metrics.
 
+Secrets never travel in a worker's environment (nor in any child's: /proc/<pid>/environ is read by
+tools, crash reporters and anyone with the same uid, and is inherited further). The supervisor
+resolves the settings (HALLGATE_<NAME> or HALLGATE_<NAME>_FILE, flags, and what it made itself: the
+embedded Redis' URL, the SMSC simulator's password) and puts each secret value into a sealed
+in-memory file (memfd, adapters/child_process.py) that the workers inherit; a worker's environment
+says only HALLGATE_<NAME>_FILE=/proc/self/fd/N, which settings.from_env reads like any mounted
+secret. Why this way: the worker needs no code of its own for it (the _FILE form every secret has
+anyway); the value is exactly the one the supervisor resolved, including values no file holds (a
+flag, a derived URL); nothing lands on a disk; and unlike a pipe or stdin it can be read more than
+once (the CLI reads the settings several times while it builds its parser). The supervisor closes
+its copies once the workers run. Secret variables inherited from the supervisor's own environment
+are dropped from the workers' (settings.child_environ); the embedded servers get no HALLGATE_*
+variable at all.
+
 Stopping: SIGTERM or SIGINT to the supervisor is forwarded as SIGTERM to every worker, which drains
 its calls within the grace period like a single gateway does; a worker still running
 `grace_period + STOP_MARGIN` seconds later is killed. Then the embedded dependencies stop.
@@ -30,12 +44,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import structlog
 
+from adapters import child_process
 from gateway.runtime import metrics
-from gateway.runtime.settings import Settings, env_name
+from gateway.runtime.settings import FILE_ALIASES, SECRETS, Settings, child_environ, env_name, file_env_name
 
 log = structlog.get_logger("hallgate.workers")
 
@@ -45,14 +61,65 @@ READY_TIMEOUT = 60.0  # seconds to wait for the port to accept connections befor
 WORKER_COMMAND = [sys.executable, "-m", "gateway.cli", "serve"]
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: Settings, secret_files: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every setting as its HALLGATE_* variable: the worker reads the supervisor's resolved
-    settings whether they came from flags or the environment."""
+    settings whether they came from flags, files or the environment. Secrets are never values here:
+    a non-empty one is HALLGATE_<NAME>_FILE=`secret_files[name]` (SecretFiles.paths), and without
+    such a file it is left out."""
+    files = secret_files or {}
     env = {}
     for f in fields(Settings):
+        if f.name in FILE_ALIASES:
+            continue  # sms_password_file: its value travels as sms_password's _FILE
         value = getattr(settings, f.name)
+        if f.name in SECRETS:
+            if value and f.name in files:
+                env[file_env_name(f.name)] = files[f.name]
+            continue
         env[env_name(f.name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     return env
+
+
+class SecretFiles:
+    """The non-empty secret settings of `settings`, each in a sealed memfd for children to inherit:
+    `paths` for settings_env, `fds` for pass_fds. Close once the children are started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.fds: tuple[int, ...] = ()
+        self.paths: dict[str, str] = {}
+        try:
+            for name in sorted(SECRETS):
+                value = getattr(settings, name)
+                if value:
+                    # + one newline, which reading a _FILE removes: a value ending in one survives
+                    fd = child_process.secret_fd(value + "\n", f"hallgate-{name}")
+                    self.fds += (fd,)
+                    self.paths[name] = child_process.fd_path(fd)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        fds, self.fds = self.fds, ()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> SecretFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def worker_environ(settings: Settings, secret_files: Mapping[str, str],
+                   environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A worker's environment: ours without any secret (nor a secret's _FILE: the worker reads the
+    supervisor's resolved value from `secret_files`), and every setting."""
+    base = child_environ(environ)
+    for name in SECRETS:
+        base.pop(file_env_name(name), None)
+    return {**base, **settings_env(settings, secret_files)}
 
 
 def watch_lifeline() -> None:
@@ -131,15 +198,17 @@ class Supervisor:
             if s.metrics_listen:
                 endpoint = metrics.start_metrics_server(s.metrics_listen, self.multiproc_dir)
             read_end, lifeline = os.pipe()
+            secrets = SecretFiles(worker_settings)
             try:
-                base = {**os.environ, **settings_env(worker_settings), metrics.MULTIPROC_ENV: self.multiproc_dir,
+                base = {**worker_environ(worker_settings, secrets.paths), metrics.MULTIPROC_ENV: self.multiproc_dir,
                         LIFELINE_ENV: str(read_end)}
                 for index in range(s.workers):
                     if self.stop.is_set():
                         break
-                    await self._start(index, {**base, metrics.WORKER_ENV: str(index)}, read_end)
+                    await self._start(index, {**base, metrics.WORKER_ENV: str(index)}, (read_end, *secrets.fds))
             finally:
                 os.close(read_end)
+                secrets.close()  # each worker has its own copies
             if await self._wait_ready() and banner:
                 print_banner(s.listen, s, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None)
                 print(f"{len(self.workers)} worker processes: pids {' '.join(str(w.pid) for w in self.workers)}",
@@ -159,8 +228,8 @@ class Supervisor:
         log.info("stopped", workers=len(self.workers), clean=not failed)
         return 1 if failed else 0
 
-    async def _start(self, index: int, env: dict[str, str], read_end: int) -> None:
-        proc = await asyncio.create_subprocess_exec(*self.command, env=env, pass_fds=(read_end,),
+    async def _start(self, index: int, env: dict[str, str], fds: tuple[int, ...]) -> None:
+        proc = await asyncio.create_subprocess_exec(*self.command, env=env, pass_fds=fds,
                                                     stdin=subprocess.DEVNULL)
         self.workers.append(Worker(index, proc, asyncio.create_task(proc.wait())))
         log.info("worker_started", worker=index, pid=proc.pid)

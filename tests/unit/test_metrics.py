@@ -362,8 +362,11 @@ async def test_readiness_follows_every_dependency() -> None:
 
 def test_every_setting_survives_the_trip_through_the_environment() -> None:
     s = Settings(listen="127.0.0.1:7000", insecure_dev=True, notify_subscriber=False, code_ttl=12.5,
-                 lock_threshold=3, redis_url="unix:///tmp/r.sock", secret_key="k")
-    assert from_env(settings_env(s)) == s
+                 lock_threshold=3, redis_url="unix:///tmp/r.sock", secret_key="k", sms_password="p\n")
+    with workers.SecretFiles(s) as files:  # secrets travel as inherited in-memory files, never as values
+        env = settings_env(s, files.paths)
+        assert not {"k", "unix:///tmp/r.sock", "p\n"} & set(env.values())
+        assert from_env(env) == s
 
 
 def test_workers_need_a_fixed_port_and_share_it_only_when_several() -> None:
