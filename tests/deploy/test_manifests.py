@@ -636,7 +636,9 @@ def test_dockerfile_is_multi_stage_on_the_slim_runtime() -> None:
     assert len(froms) >= 2, "a builder stage and a runtime stage"
     stage_names = [ins.args.split()[-1] for ins in froms if " AS " in ins.args.upper()]
     base = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m[1] or m[2]], froms[-1].args.split()[0])
-    assert base == RUNTIME_BASE
+    image, _, digest = base.partition("@")
+    assert image.startswith(RUNTIME_BASE), "the slim Python 3.11 image"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), "the base image is pinned by digest, not by tag alone"
     copies = [ins.args for ins in final_stage() if ins.keyword == "COPY"]
     assert any(re.match(rf"--from={re.escape(stage_names[0])}\s", c) for c in copies), \
         "the runtime stage copies the builder's result"
@@ -689,7 +691,7 @@ def test_dockerfile_copies_what_pip_install_needs() -> None:
         if ins.keyword == "COPY" and not ins.args.startswith("--from"):
             copied |= {src.rstrip("/") for src in ins.args.split()[:-1]}
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
-    assert {"pyproject.toml", pyproject["project"]["readme"]} | packages <= copied
+    assert {"pyproject.toml", "requirements.lock", pyproject["project"]["readme"]} | packages <= copied
     for src in copied:
         assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository"
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
