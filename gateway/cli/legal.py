@@ -4,8 +4,11 @@ delivery packages."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ from google.protobuf import json_format
 
 from gateway.cli import connect
 from gateway.domain import delivery
+from gateway.domain.errors import DependencyUnavailable
+from gateway.domain.legal.ports import DocumentStore
 from gateway.runtime.settings import from_env
 from hallgate_pb.v1 import legal_pb2, legal_pb2_grpc
 
@@ -54,6 +59,12 @@ def add_commands(sub: Any) -> None:
     ve.set_defaults(run=cmd_verify)
     pk = lg.add_parser("public-key", help="host: print the gateway's delivery public key (PEM) and key id")
     pk.set_defaults(run=cmd_public_key)
+    il = lg.add_parser("import-letters", help="host: copy the scanned letters of a file store (a gateway's "
+                                              "<data-dir>/documents) into the shared store "
+                                              "(HALLGATE_LEGAL_DOCUMENT_URL), each checked against its SHA-256; "
+                                              "idempotent")
+    il.add_argument("--from", dest="source", required=True, help="the file store's directory")
+    il.set_defaults(run=cmd_import_letters)
 
 
 def _stub(args: argparse.Namespace) -> tuple[Any, legal_pb2_grpc.LegalServiceStub]:
@@ -145,3 +156,84 @@ def cmd_public_key(args: argparse.Namespace) -> int:
     sys.stdout.write(signer.public_pem().decode())
     print(f"key id {signer.key_id}", file=sys.stderr)
     return 0
+
+
+@dataclass
+class Imported:
+    copied: int = 0  # stored now
+    present: int = 0  # already in the shared store, intact
+    damaged: list[str] = field(default_factory=list)  # files whose bytes are not their name's SHA-256
+    ignored: list[str] = field(default_factory=list)  # not a letter of the file store's layout
+
+
+def letter_files(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The letters of a FileDocumentStore directory, `<source>/<first two hex>/<sha256>`, as (path,
+    reference), and what else is there (e.g. a temporary file of an interrupted write)."""
+    from adapters.document_store import REF_RE
+
+    letters, other = [], []
+    for path in sorted(p for p in source.rglob("*") if not p.is_dir()):
+        ref = path.name
+        if REF_RE.fullmatch(ref) and path.parent.parent == source and path.parent.name == ref[:2]:
+            letters.append((path, ref))
+        else:
+            other.append(str(path.relative_to(source)))
+    return letters, other
+
+
+async def import_letters(source: Path, store: DocumentStore) -> Imported:
+    """Every letter of a FileDocumentStore directory into `store`, one at a time: a file whose bytes
+    do not hash to its name is not copied; a letter counts as copied once it reads back intact."""
+    letters, other = await asyncio.to_thread(letter_files, source)
+    result = Imported(ignored=other)
+    for path, ref in letters:
+        data = await asyncio.to_thread(path.read_bytes)
+        if hashlib.sha256(data).hexdigest() != ref:
+            result.damaged.append(ref)
+            continue
+        held = await store.get(ref)
+        if held is not None and hashlib.sha256(held).hexdigest() == ref:
+            result.present += 1
+            continue
+        if await store.put(data) != ref:
+            raise RuntimeError(f"the store filed letter {ref} under another reference")
+        back = await store.get(ref)
+        if back is None or hashlib.sha256(back).hexdigest() != ref:
+            raise RuntimeError(f"letter {ref} did not read back intact from the shared store")
+        result.copied += 1
+    return result
+
+
+def cmd_import_letters(args: argparse.Namespace) -> int:
+    from adapters.pg_documents import PgDocumentStore
+
+    s = from_env()
+    if not s.legal_document_url:
+        print("no shared letter store configured: set HALLGATE_LEGAL_DOCUMENT_URL (README.md, Where letters live)",
+              file=sys.stderr)
+        return 2
+    source = Path(args.source)
+    if not source.is_dir():
+        print(f"{source}: not a directory", file=sys.stderr)
+        return 2
+
+    async def go() -> Imported:
+        store = PgDocumentStore(s.legal_document_url)
+        try:
+            return await import_letters(source, store)
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(go())
+    except DependencyUnavailable:
+        print("the shared letter store is unavailable; nothing more was copied (run again: it is idempotent)",
+              file=sys.stderr)
+        return 1
+    for name in result.ignored:
+        print(f"ignored {name}: not a letter file", file=sys.stderr)
+    for ref in result.damaged:
+        print(f"DAMAGED {ref}: its bytes do not match its SHA-256; not copied", file=sys.stderr)
+    print(f"{result.copied} letters copied, {result.present} already in the shared store, "
+          f"{len(result.damaged)} damaged")
+    return 1 if result.damaged else 0
