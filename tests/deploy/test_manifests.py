@@ -4,8 +4,10 @@ Every YAML file is parsed with PyYAML; every Kubernetes object is validated agai
 OpenAPI schemas bundled with `kubernetes-validate` (strict: unknown fields are errors). On top of the
 schemas: the rules the gateway needs (gRPC probes on the served port, non-root, requests and limits,
 PDB/HPA/Service/NetworkPolicy select the Deployment's pods, no allow-all ingress, placeholder-only
-Secrets, known HALLGATE_* names), and the commands in the Dockerfile, compose and the Deployment
-parse with the real `hallgate` CLI parser.
+Secrets, secrets only as mounted files, known HALLGATE_* names, every production setting the docs
+require), the audit jobs (their own service account, Pod Security "restricted", one run at a time),
+and the commands in the Dockerfile, compose, the Deployment and the jobs parse with the real
+`hallgate` CLI parser.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 import yaml
 
 from gateway.cli.main import build_parser
-from gateway.runtime.settings import Settings, env_name
+from gateway.runtime.settings import SECRETS, Settings, env_name, file_env_name
 from hallgate_pb.v1 import kiosk_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,13 +44,18 @@ GRPC_PORT = 50051
 HEALTH_PORT = 50052  # HALLGATE_HEALTH_LISTEN: plaintext grpc.health.v1 only, for kubelet and Docker probes
 METRICS_PORT = 9464
 RUNTIME_BASE = "python:3.11-slim"
+PROXY_PORT = 50053  # HALLGATE_PROXY_LISTEN: the edge's PROXY-protocol connections (deploy/k8s/edge/)
+POSTGRES_PORT = 5432
 KIOSK_SERVICE = kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name
+READY_SERVICE = "hallgate.ready"  # the pod-level health name: Redis reachable and the deny-list loaded
+EDGE_NAMESPACE = "hallgate-edge"
+JOBS_ACCOUNT = "hallgate-jobs"
 ADMITTED_NETWORKS = {"hall", "legal", "audit"}
 NETWORK_LABEL = "hallgate/network"
 PLACEHOLDER = re.compile(r"^REPLACE_ME\b")
 
-# Settings that land with the scale-out and identity work; everything else must be a Settings field.
-KNOWN_SETTINGS = frozenset({env_name(f.name) for f in fields(Settings)})
+# Every Settings field, and the _FILE form of every secret one.
+KNOWN_SETTINGS = frozenset({env_name(f.name) for f in fields(Settings)} | {file_env_name(n) for n in SECRETS})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -106,6 +113,61 @@ def all_containers() -> list[dict[str, Any]]:
 def gateway_container() -> dict[str, Any]:
     (container,) = [c for c in pod_spec()["containers"] if c["name"] == "gateway"]
     return container
+
+
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a Deployment or a CronJob."""
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj["spec"]["template"]
+
+
+def workloads() -> list[dict[str, Any]]:
+    """Everything that runs pods: the gateway, the SIEM shipper and the audit CronJobs."""
+    return [o for o in k8s_objects() if o["kind"] in {"Deployment", "CronJob"}]
+
+
+def jobs() -> list[dict[str, Any]]:
+    """The audit jobs: every workload but the gateway."""
+    return [o for o in workloads() if o["metadata"]["name"] != "hallgate"]
+
+
+def label(obj: dict[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def containers_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def configmap() -> dict[str, str]:
+    return the("ConfigMap", "hallgate-config")["data"]
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """The HALLGATE_* environment a container sees: its ConfigMaps, then its own `env` (which wins)."""
+    configmaps = {c["metadata"]["name"]: c["data"] for c in of_kind("ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]])
+    for e in container.get("env", []):
+        env[e["name"]] = e.get("value", "<from elsewhere>")
+    return env
+
+
+def mounted_files(spec: dict[str, Any], container: dict[str, Any]) -> set[str]:
+    """The paths of the Secret files a container has mounted."""
+    mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+    files: set[str] = set()
+    for volume in spec.get("volumes", []):
+        if volume["name"] not in mounts:
+            continue
+        sources = volume.get("projected", {}).get("sources", [])
+        items = [i for src in sources for i in src.get("secret", {}).get("items", [])]
+        items += volume.get("secret", {}).get("items", [])
+        files |= {f"{mounts[volume['name']]}/{i['path']}" for i in items}
+    return files
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -258,7 +320,7 @@ def test_k8s_objects_validate_against_the_kubernetes_schemas(version: str) -> No
             pytest.fail(f"{path}: {err.message}")
         checked.append(doc["kind"])
     assert {"Namespace", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
-            "NetworkPolicy", "Secret", "ConfigMap"} <= set(checked)
+            "NetworkPolicy", "Secret", "ConfigMap", "ServiceAccount", "CronJob"} <= set(checked)
 
 
 def test_the_validator_rejects_what_it_should() -> None:
@@ -294,9 +356,11 @@ def test_kustomization_lists_every_manifest_but_no_secret_template() -> None:
 # The Deployment
 
 
-def test_deployment_runs_at_least_two_replicas_spread_over_nodes() -> None:
+def test_the_autoscaler_owns_the_replica_count_of_at_least_two_spread_over_nodes() -> None:
+    """No `replicas` in the Deployment: every apply would reset what the HPA chose."""
     spec = deployment()["spec"]
-    assert spec["replicas"] >= 2
+    assert "replicas" not in spec, "the HorizontalPodAutoscaler owns the replica count"
+    assert the("HorizontalPodAutoscaler")["spec"]["minReplicas"] >= 2
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert selects(spec["selector"], pod_labels())
     spread = pod_spec().get("topologySpreadConstraints", [])
@@ -323,8 +387,10 @@ def test_probes_are_grpc_on_the_served_health_port() -> None:
         assert probe is not None, f"the gateway container has no {kind}"
         assert set(probe) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, f"{kind} must be a native gRPC probe"
         assert probe["grpc"]["port"] == HEALTH_PORT, f"{kind} must probe the health port {HEALTH_PORT}"
-    # Readiness asks for the kiosk service, which goes NOT_SERVING while Redis is unreachable.
-    assert container["readinessProbe"]["grpc"]["service"] == KIOSK_SERVICE
+    # Readiness asks for the pod-level status (Redis reachable, deny-list loaded), not a service that
+    # also follows billing; liveness for the process itself ("" or no service).
+    assert container["readinessProbe"]["grpc"]["service"] == READY_SERVICE != KIOSK_SERVICE
+    assert container["livenessProbe"]["grpc"].get("service", "") == ""
 
 
 def test_metrics_port_is_declared_and_matches_the_setting() -> None:
@@ -333,21 +399,34 @@ def test_metrics_port_is_declared_and_matches_the_setting() -> None:
     assert the("ConfigMap", "hallgate-config")["data"]["HALLGATE_METRICS_LISTEN"].endswith(f":{METRICS_PORT}")
 
 
-def test_containers_run_as_non_root_with_a_read_only_root() -> None:
-    pod = pod_spec()["securityContext"]
-    assert pod["runAsNonRoot"] is True
-    assert pod.get("runAsUser", 1) != 0
-    assert pod["seccompProfile"]["type"] == "RuntimeDefault"
-    assert pod_spec()["automountServiceAccountToken"] is False
-    for c in all_containers():
-        sc = c.get("securityContext", {})
-        assert sc.get("runAsNonRoot", pod["runAsNonRoot"]) is True, c["name"]
-        assert sc.get("runAsUser", pod.get("runAsUser", 1)) != 0, c["name"]
-        assert sc["readOnlyRootFilesystem"] is True, c["name"]
-        assert sc["allowPrivilegeEscalation"] is False, c["name"]
-        assert sc.get("privileged", False) is False, c["name"]
-        assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
-        assert not sc["capabilities"].get("add"), c["name"]
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def test_every_workload_runs_as_non_root_with_a_read_only_root_and_meets_pod_security_restricted() -> None:
+    """The gateway, the shipper and every CronJob: Pod Security "restricted" (which the namespace
+    enforces, so a violation would only show at apply time) plus a read-only root and no token."""
+    for obj in workloads():
+        spec = pod_template(obj)["spec"]
+        pod = spec["securityContext"]
+        where = label(obj)
+        assert pod["runAsNonRoot"] is True, where
+        assert pod.get("runAsUser", 1) != 0, where
+        assert pod["seccompProfile"]["type"] == "RuntimeDefault", where
+        assert spec["automountServiceAccountToken"] is False, where
+        assert not {"hostNetwork", "hostPID", "hostIPC", "hostUsers"} & {k for k, v in spec.items() if v}, where
+        for volume in spec.get("volumes", []):
+            assert set(volume) - {"name"} <= RESTRICTED_VOLUMES, f"{where}: volume {volume['name']}"
+        for c in containers_of(spec):
+            sc = c.get("securityContext", {})
+            assert sc.get("runAsNonRoot", pod["runAsNonRoot"]) is True, (where, c["name"])
+            assert sc.get("runAsUser", pod.get("runAsUser", 1)) != 0, (where, c["name"])
+            assert sc["readOnlyRootFilesystem"] is True, (where, c["name"])
+            assert sc["allowPrivilegeEscalation"] is False, (where, c["name"])
+            assert sc.get("privileged", False) is False, (where, c["name"])
+            assert sc["capabilities"]["drop"] == ["ALL"], (where, c["name"])
+            assert not sc["capabilities"].get("add"), (where, c["name"])
+            assert not any("hostPort" in port for port in c.get("ports", [])), (where, c["name"])
 
 
 def test_pod_user_is_the_image_user() -> None:
@@ -366,7 +445,7 @@ def quantity(value: str | int | float) -> float:
 
 
 def test_every_container_has_requests_and_limits() -> None:
-    for c in all_containers():
+    for c in [c for obj in workloads() for c in containers_of(pod_template(obj)["spec"])]:
         res = c.get("resources", {})
         for resource in ("cpu", "memory"):
             request, limit = res.get("requests", {}).get(resource), res.get("limits", {}).get(resource)
@@ -382,13 +461,32 @@ def test_writable_paths_are_volumes() -> None:
     assert dockerfile_env()["HALLGATE_DATA_DIR"] == data_dir
 
 
-def test_secret_key_and_audit_key_are_shared_by_all_replicas() -> None:
-    """Each replica generating its own server secret would make codes fail on the other replicas."""
-    env = {e["name"]: e for e in gateway_container()["env"]}
-    for name in ("HALLGATE_SECRET_KEY", "HALLGATE_AUDIT_HMAC_KEY", "HALLGATE_REDIS_URL"):
-        assert "secretKeyRef" in env[name].get("valueFrom", {}), f"{name} must come from a Secret"
-    config = the("ConfigMap", "hallgate-config")["data"]
-    assert not {"HALLGATE_SECRET_KEY", "HALLGATE_AUDIT_HMAC_KEY"} & set(config), "keys do not belong in a ConfigMap"
+def test_secret_key_and_audit_key_are_shared_by_all_replicas_as_mounted_files() -> None:
+    """Each replica generating its own server secret would make codes fail on the other replicas. The
+    keys and the URLs with passwords reach the gateway as files from Secrets (HALLGATE_*_FILE), never
+    as environment values."""
+    env = container_env(gateway_container())
+    files = mounted_files(pod_spec(), gateway_container())
+    for name in ("secret_key", "audit_hmac_key", "redis_url", "audit_archive_url", "legal_document_url",
+                 "staff_secret_key"):
+        assert env.get(file_env_name(name)) in files, f"{file_env_name(name)} must name a mounted Secret file"
+        assert env_name(name) not in env, f"{env_name(name)}: a secret as a value"
+    for c in all_containers():
+        for e in c.get("env", []):
+            assert "secretKeyRef" not in e.get("valueFrom", {}), f"{e['name']}: a Secret in the environment"
+        assert not any("secretRef" in source for source in c.get("envFrom", [])), c["name"]
+
+
+def test_no_secret_is_ever_an_environment_value() -> None:
+    """In no workload, neither as a ConfigMap value nor from a Secret."""
+    secret_vars = {env_name(n) for n in SECRETS}
+    assert not secret_vars & set(configmap()), "secrets do not belong in a ConfigMap"
+    for obj in workloads():
+        for c in containers_of(pod_template(obj)["spec"]):
+            assert not secret_vars & set(container_env(c)), (label(obj), c["name"])
+            for e in c.get("env", []):
+                assert "secretKeyRef" not in e.get("valueFrom", {}), (label(obj), e["name"])
+            assert not any("secretRef" in source for source in c.get("envFrom", [])), (label(obj), c["name"])
 
 
 def secret_keys() -> dict[str, set[str]]:
@@ -397,24 +495,27 @@ def secret_keys() -> dict[str, set[str]]:
 
 def test_every_secret_and_config_reference_resolves() -> None:
     secrets, configmaps = secret_keys(), {c["metadata"]["name"] for c in of_kind("ConfigMap")}
-    c = gateway_container()
-    for source in c.get("envFrom", []):
-        if "configMapRef" in source:
-            assert source["configMapRef"]["name"] in configmaps
-        if "secretRef" in source:
-            assert source["secretRef"]["name"] in secrets
-    for e in c.get("env", []):
-        ref = e.get("valueFrom", {}).get("secretKeyRef")
-        if ref:
-            assert ref["key"] in secrets.get(ref["name"], set()), f"{e['name']}: no key {ref['key']} in {ref['name']}"
-    for volume in pod_spec()["volumes"]:
-        sources = [s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
-        if "secret" in volume:
-            sources.append({"name": volume["secret"]["secretName"], **volume["secret"]})
-        for s in sources:
-            for item in s.get("items", []):
-                where = f"volume {volume['name']}: {s['name']}/{item['key']}"
-                assert item["key"] in secrets.get(s["name"], set()), where
+    for obj in workloads():
+        spec = pod_template(obj)["spec"]
+        for c in containers_of(spec):
+            for source in c.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in configmaps, label(obj)
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in secrets, label(obj)
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secrets.get(ref["name"], set()), \
+                        f"{label(obj)} {e['name']}: no key {ref['key']} in {ref['name']}"
+        for volume in spec.get("volumes", []):
+            sources = [s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
+            if "secret" in volume:
+                sources.append({"name": volume["secret"]["secretName"], **volume["secret"]})
+            for s in sources:
+                for item in s.get("items", []):
+                    where = f"{label(obj)} volume {volume['name']}: {s['name']}/{item['key']}"
+                    assert item["key"] in secrets.get(s["name"], set()), where
 
 
 def test_file_settings_point_into_mounted_secret_volumes() -> None:
@@ -429,6 +530,20 @@ def test_file_settings_point_into_mounted_secret_volumes() -> None:
     config = the("ConfigMap", "hallgate-config")["data"]
     for name in ("HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA", "HALLGATE_LEGAL_SIGNING_KEY"):
         assert config[name] in files, f"{name}={config[name]} is not a mounted file"
+
+
+def test_every_secret_file_a_container_is_told_about_is_mounted_in_its_pod() -> None:
+    """A HALLGATE_*_FILE naming a file the pod does not have stops the process at start ("cannot
+    read"): every non-empty one a container sees (ConfigMap and env) is mounted. A job blanks the
+    secrets it does not need instead of mounting them."""
+    file_vars = {file_env_name(n) for n in SECRETS}
+    for obj in workloads():
+        spec = pod_template(obj)["spec"]
+        for c in containers_of(spec):
+            files = mounted_files(spec, c)
+            for name, value in container_env(c).items():
+                if name in file_vars and value:
+                    assert value in files, f"{label(obj)}: {name}={value} is not mounted"
 
 
 def test_deployment_command_parses_with_the_cli() -> None:
@@ -450,12 +565,15 @@ def test_graceful_shutdown_fits_in_the_termination_grace_period() -> None:
 # Service, PodDisruptionBudget, HorizontalPodAutoscaler
 
 
-def test_service_selects_the_pods_and_exposes_grpc_and_metrics() -> None:
+def test_service_selects_the_pods_and_exposes_grpc_the_edge_port_and_metrics() -> None:
     svc = the("Service", "hallgate")
     assert selects({"matchLabels": svc["spec"]["selector"]}, pod_labels())
     container_ports = {p["name"]: p["containerPort"] for p in gateway_container()["ports"]}
     ports = {p["name"]: p for p in svc["spec"]["ports"]}
     assert ports["grpc"]["port"] == GRPC_PORT and ports["metrics"]["port"] == METRICS_PORT
+    assert ports["proxy"]["port"] == container_ports["proxy"] == PROXY_PORT
+    assert configmap()["HALLGATE_PROXY_LISTEN"] == f"0.0.0.0:{PROXY_PORT}"
+    assert configmap()["HALLGATE_PROXY_TRUSTED"], "the edge proxies' addresses"
     assert "health" not in ports and HEALTH_PORT not in {p["port"] for p in ports.values()}, \
         "the plaintext health port is for the kubelet only"
     for p in ports.values():
@@ -481,7 +599,7 @@ def test_horizontal_pod_autoscaler_scales_the_deployment() -> None:
     assert (target["apiVersion"], target["kind"], target["name"]) == (dep["apiVersion"], "Deployment",
                                                                       dep["metadata"]["name"])
     assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    assert dep["spec"]["replicas"] >= hpa["spec"]["minReplicas"]
+    assert "replicas" not in dep["spec"], "the HPA owns the count"
     # CPU utilisation is measured against requests: every container needs a CPU request (tested above).
     assert any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in hpa["spec"]["metrics"])
 
@@ -550,20 +668,109 @@ def test_gateway_admits_grpc_only_from_hall_legal_and_audit_and_metrics_from_mon
             by_port.setdefault(port["port"], set()).update(admitted(rule))
         assert all(set(peer) == {"namespaceSelector"} for peer in rule["from"]), "admit by namespace label only"
     # Nothing is admitted to the plaintext health port: kubelet probes are not subject to the policy.
-    assert by_port == {GRPC_PORT: ADMITTED_NETWORKS, METRICS_PORT: {"monitoring"}}
+    assert by_port == {GRPC_PORT: ADMITTED_NETWORKS, METRICS_PORT: {"monitoring"}, PROXY_PORT: set()}
 
 
-def test_gateway_reaches_only_dns_redis_billing_and_the_smsc() -> None:
+def test_the_edge_port_admits_only_the_edge_namespace() -> None:
+    """Whoever reaches 50053 may name any client address in its PROXY header: only the edge's own
+    namespace, by its name (a label Kubernetes sets and nobody can give another namespace)."""
+    rules = [r for r in gateway_policy()["spec"]["ingress"] if any(p["port"] == PROXY_PORT for p in r["ports"])]
+    assert len(rules) == 1 and [p["port"] for p in rules[0]["ports"]] == [PROXY_PORT]
+    assert rules[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": EDGE_NAMESPACE}}}]
+
+
+def test_gateway_reaches_only_dns_redis_postgres_billing_and_the_smsc() -> None:
     rules = gateway_policy()["spec"]["egress"]
     ports = {(p.get("protocol", "TCP"), p["port"]) for rule in rules for p in rule["ports"]}
     config = the("ConfigMap", "hallgate-config")["data"]
     billing_port = int(config["HALLGATE_BILLING_TARGET"].rsplit(":", 1)[1])
     smsc_port = int(config["HALLGATE_SMS_URL"].rsplit(":", 1)[1])
     assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 6379), ("TCP", 26379), ("TCP", billing_port),
-                     ("TCP", smsc_port)}
+                     ("TCP", smsc_port), ("TCP", POSTGRES_PORT)}
     # The SMSC is outside the cluster: reached by address, and only on its SMPP port.
     [smsc] = [r for r in rules if any(p["port"] == smsc_port for p in r["ports"])]
     assert [list(t) for t in smsc["to"]] == [["ipBlock"]] and len(smsc["ports"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# The audit jobs (80-audit-jobs.yaml)
+
+JOB_COMMANDS = {"cmd_archive", "cmd_dispose", "cmd_trim", "cmd_ship"}
+
+
+def job_argv(obj: dict[str, Any]) -> list[str]:
+    entrypoint, _ = entrypoint_and_cmd()
+    (container,) = pod_template(obj)["spec"]["containers"]
+    return hallgate_argv(container.get("command", entrypoint) + container.get("args", []))
+
+
+def test_every_job_command_parses_with_the_cli() -> None:
+    """Retention, the archive mover, disposal and the SIEM shipper, each the real `hallgate audit` command."""
+    found = {}
+    for obj in jobs():
+        args = parse_cli(job_argv(obj))
+        found[args.run.__name__] = obj
+        assert args.run.__name__ in JOB_COMMANDS, f"{label(obj)}: {job_argv(obj)}"
+    assert set(found) == JOB_COMMANDS
+    assert found["cmd_ship"]["kind"] == "Deployment", "the shipper follows the chain: a long-running process"
+    ship = parse_cli(job_argv(found["cmd_ship"]))
+    assert not ship.once and ship.consumer == "siem-shipper", "a fixed consumer name: its pending entries are its own"
+
+
+def test_jobs_run_one_at_a_time() -> None:
+    for obj in jobs():
+        if obj["kind"] == "CronJob":
+            assert obj["spec"]["concurrencyPolicy"] == "Forbid", label(obj)
+            assert obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] in {"Never", "OnFailure"}
+        else:
+            assert obj["spec"]["replicas"] == 1 and obj["spec"]["strategy"]["type"] == "Recreate", label(obj)
+
+
+def test_trim_is_suspended_while_an_archive_is_configured() -> None:
+    """With an archive the archive job trims Redis after each move; a retention trim besides it could
+    drop events the archive has not taken yet."""
+    [trim] = [o for o in jobs() if parse_cli(job_argv(o)).run.__name__ == "cmd_trim"]
+    archiving = bool(configmap().get("HALLGATE_AUDIT_ARCHIVE_URL_FILE"))
+    assert trim["spec"].get("suspend", False) is archiving
+
+
+def test_jobs_use_their_own_account_without_token_or_rbac() -> None:
+    account = the("ServiceAccount", JOBS_ACCOUNT)
+    assert account["automountServiceAccountToken"] is False
+    for obj in jobs():
+        spec = pod_template(obj)["spec"]
+        assert spec["serviceAccountName"] == JOBS_ACCOUNT, label(obj)
+        assert spec["automountServiceAccountToken"] is False, label(obj)
+    # Jobs talk to Redis and PostgreSQL only: no role is bound to anyone.
+    assert not [o for o in k8s_objects() if o["kind"] in {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}]
+    assert pod_spec()["serviceAccountName"] != JOBS_ACCOUNT
+
+
+def test_jobs_mount_only_the_secrets_they_need() -> None:
+    needs = {"cmd_ship": {"redis-url"}, "cmd_trim": {"redis-url", "audit-hmac-key", "audit-retired-keys"},
+             "cmd_archive": {"redis-url", "audit-hmac-key", "audit-retired-keys", "archive-url"},
+             "cmd_dispose": {"redis-url", "audit-hmac-key", "audit-retired-keys", "archive-url"}}
+    for obj in jobs():
+        spec = pod_template(obj)["spec"]
+        (container,) = spec["containers"]
+        files = {f.rsplit("/", 1)[1] for f in mounted_files(spec, container)}
+        assert files == needs[parse_cli(job_argv(obj)).run.__name__], label(obj)
+
+
+def jobs_policy() -> dict[str, Any]:
+    labels = [pod_template(o)["metadata"]["labels"] for o in jobs()]
+    policies = [p for p in of_kind("NetworkPolicy") if p["spec"]["podSelector"]
+                and all(selects(p["spec"]["podSelector"], lb) for lb in labels)]
+    assert len(policies) == 1, "one NetworkPolicy for the jobs"
+    assert not selects(policies[0]["spec"]["podSelector"], pod_labels()), "not the gateway's pods"
+    return policies[0]
+
+
+def test_jobs_admit_nothing_and_reach_only_dns_redis_and_postgres() -> None:
+    policy = jobs_policy()
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"} and not policy["spec"].get("ingress")
+    ports = {(p.get("protocol", "TCP"), p["port"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 6379), ("TCP", 26379), ("TCP", POSTGRES_PORT)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -573,7 +780,8 @@ def test_gateway_reaches_only_dns_redis_billing_and_the_smsc() -> None:
 def test_secrets_hold_only_placeholders() -> None:
     secrets = of_kind("Secret")
     assert {s["metadata"]["name"] for s in secrets} >= {
-        "hallgate-hall-ca", "hallgate-server-tls", "hallgate-signing-key", "hallgate-app-keys"}
+        "hallgate-hall-ca", "hallgate-server-tls", "hallgate-signing-key", "hallgate-app-keys", "hallgate-redis",
+        "hallgate-smsc", "hallgate-archive", "hallgate-letters", "hallgate-retired-keys"}
     for s in secrets:
         name = s["metadata"]["name"]
         assert "data" not in s, f"{name}: base64 `data` could hide a real key; templates use stringData"
@@ -584,7 +792,7 @@ def test_secrets_hold_only_placeholders() -> None:
 
 def test_no_key_material_anywhere_in_deploy() -> None:
     pem = re.compile(r"-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----")
-    hexkey = re.compile(r"\b[0-9a-fA-F]{64}\b")
+    hexkey = re.compile(r"(?<!sha256:)\b[0-9a-fA-F]{64}\b")  # an image digest is no key
     for path in deploy_files():
         text = path.read_text()
         assert not pem.search(text), f"{path} contains PEM material"
@@ -610,10 +818,54 @@ def test_every_hallgate_variable_in_deploy_is_a_known_setting() -> None:
     assert not unknown, f"HALLGATE_* names that are neither Settings fields nor coming settings: {unknown}"
 
 
+# Settings production needs, whatever the docs say besides (deploy/README.md's table adds to these).
+PRODUCTION_SETTINGS = frozenset({
+    "HALLGATE_LISTEN", "HALLGATE_HEALTH_LISTEN", "HALLGATE_METRICS_LISTEN", "HALLGATE_BILLING_TARGET",
+    "HALLGATE_TRUST_DOMAIN", "HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA",
+    "HALLGATE_LEGAL_SIGNING_KEY", "HALLGATE_SECRET_KEY_FILE", "HALLGATE_AUDIT_HMAC_KEY_FILE", "HALLGATE_REDIS_URL_FILE",
+    "HALLGATE_SMS_URL", "HALLGATE_SMS_SYSTEM_ID", "HALLGATE_SMS_PASSWORD_FILE", "HALLGATE_SMS_SOURCE_ADDR",
+    "HALLGATE_AUDIT_REPLICAS", "HALLGATE_AUDIT_DURABILITY", "HALLGATE_AUDIT_ARCHIVE_URL_FILE",
+    "HALLGATE_AUDIT_HOT_DAYS", "HALLGATE_AUDIT_RETENTION_MONTHS", "HALLGATE_LEGAL_DOCUMENT_URL_FILE",
+    "HALLGATE_STAFF_SECRET_KEY_FILE", "HALLGATE_STAFF_SECRET_RETIRED_KEYS_FILE", "HALLGATE_AUDIT_RETIRED_KEYS_FILE",
+    "HALLGATE_MAX_CONNECTION_AGE", "HALLGATE_MAX_CONNECTION_AGE_GRACE", "HALLGATE_TLS_RELOAD",
+    "HALLGATE_PROXY_LISTEN", "HALLGATE_PROXY_TRUSTED", "HALLGATE_LOG_FORMAT", "HALLGATE_DATA_DIR",
+    "HALLGATE_WORKERS", "HALLGATE_GRACE_PERIOD", "HALLGATE_TIMEZONE",
+})
+# Settings a production ConfigMap must not set: development switches, and the per-pod letter directory.
+NOT_IN_PRODUCTION = frozenset({"HALLGATE_DEV", "HALLGATE_INSECURE_DEV", "HALLGATE_LEGAL_DOCUMENT_DIR"})
+
+
+def documented_production_settings() -> set[str]:
+    """The HALLGATE_* names deploy/README.md's section "Settings required in production" lists, and those
+    on any line of docs/scale-out.md or deploy/README.md that calls a setting required in production."""
+    readme = (DEPLOY / "README.md").read_text()
+    m = re.search(r"^## Settings required in production\n(.*?)(?=^## )", readme, re.S | re.M)
+    assert m, 'deploy/README.md has a section "## Settings required in production"'
+    names = set(re.findall(r"\bHALLGATE_[A-Z0-9_]+\b", m[1]))
+    for text in (readme, (ROOT / "docs" / "scale-out.md").read_text()):
+        for line in text.splitlines():
+            if re.search(r"required in production", line, re.I):
+                names |= set(re.findall(r"\bHALLGATE_[A-Z0-9_]+\b", line))
+    return names
+
+
+def test_configmap_has_every_production_setting() -> None:
+    config = configmap()
+    documented = documented_production_settings() - NOT_IN_PRODUCTION  # named there as what is not set
+    assert PRODUCTION_SETTINGS <= documented, f"undocumented: {sorted(PRODUCTION_SETTINGS - documented)}"
+    missing = sorted(n for n in documented | PRODUCTION_SETTINGS if not config.get(n))
+    assert not missing, f"required in production, missing from the ConfigMap: {missing}"
+    assert not NOT_IN_PRODUCTION & set(config)
+    assert int(config["HALLGATE_AUDIT_REPLICAS"]) >= 1 and config["HALLGATE_AUDIT_DURABILITY"] == "strict"
+    assert float(config["HALLGATE_MAX_CONNECTION_AGE"]) > 0 and float(config["HALLGATE_TLS_RELOAD"]) > 0
+    assert config["HALLGATE_LOG_FORMAT"] == "json"
+
+
 def test_configured_settings_are_known() -> None:
     """The structured places settings are set: ConfigMap keys, container env, compose env, Dockerfile ENV."""
     names = set(the("ConfigMap", "hallgate-config")["data"])
-    names |= {e["name"] for c in all_containers() for e in c.get("env", [])}
+    names |= {e["name"] for obj in workloads() for c in containers_of(pod_template(obj)["spec"])
+              for e in c.get("env", [])}
     for svc in compose()["services"].values():
         names |= set(svc.get("environment") or {})
     names |= set(dockerfile_env())
