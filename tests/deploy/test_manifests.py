@@ -122,14 +122,22 @@ def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["spec"]["template"]
 
 
+JOB_COMPONENTS = {"audit-job", "siem-shipper"}
+
+
 def workloads() -> list[dict[str, Any]]:
-    """Everything that runs pods: the gateway, the SIEM shipper and the audit CronJobs."""
-    return [o for o in k8s_objects() if o["kind"] in {"Deployment", "CronJob"}]
+    """Everything that runs pods in the gateway's namespace: the gateway, the SIEM shipper and the
+    audit CronJobs (the edge in deploy/k8s/edge/ lives in its own namespace)."""
+    return [o for o in k8s_objects() if o["kind"] in {"Deployment", "CronJob"}
+            and o["metadata"].get("namespace") == NAMESPACE]
 
 
 def jobs() -> list[dict[str, Any]]:
-    """The audit jobs: every workload but the gateway."""
-    return [o for o in workloads() if o["metadata"]["name"] != "hallgate"]
+    """The audit jobs and the SIEM shipper."""
+    found = [o for o in workloads() if pod_template(o)["metadata"]["labels"].get("app.kubernetes.io/component")
+             in JOB_COMPONENTS]
+    assert {o["metadata"]["name"] for o in workloads()} - {o["metadata"]["name"] for o in found} == {"hallgate"}
+    return found
 
 
 def label(obj: dict[str, Any]) -> str:
@@ -334,18 +342,20 @@ def test_the_validator_rejects_what_it_should() -> None:
 
 
 def test_namespaced_objects_live_in_the_hallgate_namespace() -> None:
-    assert the("Namespace")["metadata"]["name"] == NAMESPACE
-    for obj in k8s_objects():
-        if obj["kind"] != "Namespace":
-            assert obj["metadata"].get("namespace") == NAMESPACE, f"{obj['kind']}/{obj['metadata']['name']}"
+    """Everything but the edge (deploy/k8s/edge/, its own namespace hallgate-edge)."""
+    assert the("Namespace", NAMESPACE)
+    for path, obj in k8s_documents():
+        if obj["kind"] not in {"Namespace", "Kustomization"}:
+            want = EDGE_NAMESPACE if path.startswith("k8s/edge/") else NAMESPACE
+            assert obj["metadata"].get("namespace") == want, f"{path}: {obj['kind']}/{obj['metadata']['name']}"
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
-    assert the("Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert the("Namespace", NAMESPACE)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_kustomization_lists_every_manifest_but_no_secret_template() -> None:
-    (kustomization,) = [doc for _, doc in k8s_documents() if doc["kind"] == "Kustomization"]
+    (kustomization,) = [doc for path, doc in k8s_documents() if path == "k8s/kustomization.yaml"]
     manifests = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
     assert kustomization["resources"] == manifests
     assert not any("secret" in r for r in kustomization["resources"])
