@@ -289,6 +289,8 @@ def check(settings: Settings) -> None:
     """Refuse settings that cannot work with several workers."""
     if settings.workers < 2:
         raise RuntimeError("workers: a supervisor needs at least 2 workers")
+    if not hasattr(os, "memfd_create"):
+        raise RuntimeError("--workers needs Linux: secrets reach the workers as inherited in-memory files (memfd)")
     try:
         _, port = _listen_port(settings.listen)
     except ValueError:

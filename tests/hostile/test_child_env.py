@@ -8,7 +8,7 @@ another (both workers need the same server secret for that)."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -88,7 +88,7 @@ def _count(want: list[str]) -> dict[str, int]:
     return counts
 
 
-def sign_in_across_connections(gw: Proc, pki: Path, code: callable) -> None:  # type: ignore[valid-type]
+def sign_in_across_connections(gw: Proc, pki: Path, code: Callable[[], str]) -> None:
     """A code asked through one connection signs in through another (both may land on either worker)."""
     options = [("grpc.use_local_subchannel_pool", 1)]
     with grpc.secure_channel(gw.address, client_credentials(pki, KIOSK_CERT), options=options) as a, \
