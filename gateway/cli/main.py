@@ -6,6 +6,13 @@ import argparse
 import os
 import sys
 
+from gateway.runtime import logs
+
+# Before grpc is imported: the C core reads GRPC_VERBOSITY once, and writes plain text to stderr,
+# which a production JSON log cannot hold (gateway/runtime/logs.py).
+if sys.argv[1:2] in (["serve"], ["sms-dispatch"]):
+    logs.quiet_grpc_core()
+
 import grpc
 
 from gateway.cli import admin, audit, clerk, kiosk, legal, serving
@@ -43,5 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        if logs.is_json():  # `serve` in production: the refusal is a log line like any other
+            import structlog
+
+            structlog.get_logger("hallgate").error("error", error=str(err), error_type=type(err).__name__)
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception:
+        if not logs.is_json():
+            raise
+        logs.log_uncaught(*sys.exc_info())  # type: ignore[arg-type]
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 import grpc
@@ -57,10 +58,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = from_args(args)
     logs.configure(settings.log_format, settings.log_level)
+    if logs.is_json():
+        logs.install_excepthook()
+    # The banner is for a person: on a terminal, or in development mode. Otherwise its facts are in
+    # the JSON "serving" line.
+    banner = not worker_role.is_worker() and (settings.dev or sys.stdout.isatty())
     if settings.workers > 1 and not worker_role.is_worker():
-        return asyncio.run(workers.run_workers(settings))
+        return asyncio.run(workers.run_workers(settings, banner=banner))
     workers.watch_lifeline()  # a worker stops itself if its supervisor is gone
-    asyncio.run(serve(settings, banner=not worker_role.is_worker()))
+    asyncio.run(serve(settings, banner=banner))
     return 0
 
 

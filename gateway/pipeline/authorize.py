@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from gateway.domain import rules
-from gateway.domain.errors import PermissionDenied, Unauthenticated
+from gateway.domain.errors import DependencyUnavailable, PermissionDenied, Unauthenticated
 from gateway.domain.identity import Channel, Identity, parse_spiffe
 from gateway.domain.policy import POLICY, Proof, Role, Rule
 from gateway.domain.ports import Revocations, Sessions, StaffDirectory
@@ -74,7 +74,7 @@ class Authorizer:
         if identity is None:
             raise Unauthenticated("no_identity")
         call.channel, call.hall, call.terminal = identity.channel.value, identity.hall, identity.terminal
-        if self.revocations.revoked(identity.terminal, identity.serial):
+        if await self._revoked(identity):
             raise Unauthenticated("revoked_terminal")
         rule = self.policy.get(facts.method)
         if rule is None:
@@ -86,6 +86,16 @@ class Authorizer:
             await self._staff(rule, identity, facts, call)
         if rule.proof in (Proof.CUSTOMER_SESSION, Proof.ID_DOCUMENT_SESSION):
             await self._customer(rule, identity, request, call)
+
+    async def _revoked(self, identity: Identity) -> bool:
+        """The deny-list's answer. It fails closed: not loaded yet (Redis down since the start), it
+        raises DependencyUnavailable; then this call tries to load it once (concurrent calls share
+        the attempt) and is refused UNAVAILABLE if that fails too, never let through unchecked."""
+        try:
+            return self.revocations.revoked(identity.terminal, identity.serial)
+        except DependencyUnavailable:
+            await self.revocations.refresh()
+            return self.revocations.revoked(identity.terminal, identity.serial)
 
     async def _staff(self, rule: Rule, identity: Identity, facts: CallFacts, call: CallContext) -> None:
         bearer = str(facts.metadata.get("authorization", ""))

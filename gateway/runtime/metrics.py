@@ -22,7 +22,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from threading import Thread
 from typing import TYPE_CHECKING, Any
@@ -223,8 +223,25 @@ class CountingLegalStore:
 
 
 # --- readiness ---------------------------------------------------------------------------------
+#
+# Liveness is the server-wide status "" (SERVING while the process runs; never touched here).
+# Readiness is per service, following only the dependencies that service needs, and
+# `hallgate.ready` (the pod's readiness probe) follows what every service needs: Redis reachable
+# and the terminal deny-list loaded. A dependency that is not configured (no archive, a document
+# store without a check) is simply not needed.
 
 Check = Callable[[], Awaitable[bool]]
+
+READY = "hallgate.ready"
+EVERY_SERVICE_NEEDS = ("redis", "deny_list")
+SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
+    "hallgate.v1.KioskService": (*EVERY_SERVICE_NEEDS, "billing"),
+    "hallgate.v1.StaffService": EVERY_SERVICE_NEEDS,
+    "hallgate.v1.ClerkService": (*EVERY_SERVICE_NEEDS, "billing"),
+    "hallgate.v1.LegalService": (*EVERY_SERVICE_NEEDS, "billing", "documents"),
+    "hallgate.v1.AuditService": (*EVERY_SERVICE_NEEDS, "archive"),
+    READY: EVERY_SERVICE_NEEDS,
+}
 
 
 def redis_check(client: Any) -> Check:
@@ -246,47 +263,117 @@ def billing_check(billing: Any) -> Check:
     return check
 
 
-def dependency_checks(redis: Any, billing: Any) -> dict[str, Check]:
-    """The checks: Redis (given its client) and billing (given a remote billing client)."""
+def deny_list_check(revocations: Any) -> Check:
+    """The deny-list has been loaded at least once (until then every call with an identity is
+    refused: it fails closed)."""
+
+    async def check() -> bool:
+        if not revocations.loaded:
+            raise LookupError("not loaded yet")
+        return True
+
+    return check
+
+
+def store_check(store: Any) -> Check:
+    """A store with its own `async check()` (raising, or returning False, when it cannot answer)."""
+
+    async def check() -> bool:
+        return await store.check() is not False
+
+    return check
+
+
+def archive_check(archive: Any) -> Check:
+    """The audit archive answers: its own check when it has one, else one `SELECT 1` on a pooled
+    connection (adapters/audit/archive.py keeps them)."""
+    if hasattr(archive, "check"):
+        return store_check(archive)
+
+    async def check() -> bool:
+        async with archive.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True
+
+    return check
+
+
+def dependency_checks(redis: Any, billing: Any, *, revocations: Any = None, documents: Any = None,
+                      archive: Any = None) -> dict[str, Check]:
+    """The checks: Redis (given its client), billing (given a remote billing client), the deny-list
+    (given one that says whether it is `loaded`), the document store (when it has a `check()`) and
+    the audit archive (when one is configured)."""
     checks: dict[str, Check] = {}
     if redis is not None:
         checks["redis"] = redis_check(redis)
+    if revocations is not None and hasattr(revocations, "loaded"):
+        checks["deny_list"] = deny_list_check(revocations)
     if billing is not None and str(getattr(billing, "target", "")) and hasattr(billing, "probe"):
         checks["billing"] = billing_check(billing)
+    if documents is not None and callable(getattr(documents, "check", None)):
+        checks["documents"] = store_check(documents)
+    if archive is not None:
+        checks["archive"] = archive_check(archive)
     return checks
 
 
-async def _probe(check: Check, seconds: float) -> bool:
+def needs(service: str, available: Iterable[str]) -> list[str]:
+    """The checks `service` follows: those of SERVICE_NEEDS that exist; a service it does not name
+    follows every check."""
+    wanted = SERVICE_NEEDS.get(service)
+    return [n for n in available if wanted is None or n in wanted]
+
+
+async def _attempt(check: Check, seconds: float) -> str:
+    """"" when the check passes, else why not (for the log line)."""
     try:
-        return bool(await asyncio.wait_for(check(), seconds))
-    except Exception:
-        return False
+        if await asyncio.wait_for(check(), seconds):
+            return ""
+        return "not ready"
+    except TimeoutError:
+        return f"no answer within {seconds:g}s"
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"[:200]
 
 
-async def watch_readiness(health_servicer: health.aio.HealthServicer, services: list[str],
+async def _probe(check: Check, seconds: float) -> bool:
+    return not await _attempt(check, seconds)
+
+
+async def watch_readiness(health_servicer: health.aio.HealthServicer, services: Iterable[str],
                           checks: Mapping[str, Check], every: float = 0.25, probe_seconds: float = 0.5) -> None:
-    """Readiness (the per-service health statuses) follows every dependency: NOT_SERVING while any
-    check fails, since a gateway that cannot reach Redis or billing would only fail closed. The
-    server-wide status "" is left alone: it is liveness. Also sets hallgate_dependency_up. A change
-    shows within `every` + `probe_seconds` (under a second), both ways."""
+    """Readiness: each service NOT_SERVING while a dependency it needs (SERVICE_NEEDS) fails, since
+    it would only fail closed; the others keep serving. Every service starts NOT_SERVING until the
+    first round of checks. The server-wide status "" is left alone: it is liveness. Also sets
+    hallgate_dependency_up, and logs one line whenever the set of failing dependencies changes,
+    saying why. A change shows within `every` + `probe_seconds` (under a second), both ways."""
     from grpc_health.v1 import health_pb2
 
-    serving: bool | None = None
+    serving_status, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     names = list(checks)
+    plan = {service: needs(service, names) for service in services}
+    status: dict[str, bool] = {}
+    for service in plan:
+        await health_servicer.set(service, not_serving)
+        status[service] = False
+    down_before: frozenset[str] | None = None
     while True:
-        results = await asyncio.gather(*(_probe(checks[n], probe_seconds) for n in names))
-        for name, ok in zip(names, results, strict=True):
-            DEPENDENCY_UP.labels(name).set(1 if ok else 0)
-        ready = all(results)
-        if ready != serving:
-            if serving is not None or not ready:
-                down = [n for n, ok in zip(names, results, strict=True) if not ok]
-                (log.info if ready else log.warning)("readiness", ready=ready, down=down)
-            serving = ready
-            status = (health_pb2.HealthCheckResponse.SERVING if ready
-                      else health_pb2.HealthCheckResponse.NOT_SERVING)
-            for service in services:
-                await health_servicer.set(service, status)
+        why = await asyncio.gather(*(_attempt(checks[n], probe_seconds) for n in names))
+        for name, reason in zip(names, why, strict=True):
+            DEPENDENCY_UP.labels(name).set(0 if reason else 1)
+        down = frozenset(n for n, reason in zip(names, why, strict=True) if reason)
+        for service, wanted in plan.items():
+            ok = not down.intersection(wanted)
+            if ok != status[service]:
+                status[service] = ok
+                await health_servicer.set(service, serving_status if ok else not_serving)
+        if down != down_before:
+            if down_before is not None or down:
+                (log.warning if down else log.info)(
+                    "readiness", ready=not down, down=sorted(down),
+                    why={n: reason for n, reason in zip(names, why, strict=True) if reason},
+                    not_serving=sorted(s for s, ok in status.items() if not ok))
+            down_before = down
         await asyncio.sleep(every)
 
 

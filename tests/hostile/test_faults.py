@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.audit.keys import stream_key
 from adapters.redis_server import RedisServerProcess
+from gateway.runtime.bootstrap import SERVICES
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 from tests.conftest import Harness
 from tests.support.dates import month
@@ -214,11 +215,32 @@ async def test_readiness_follows_billing_within_a_second_both_ways(gw, billing):
     assert await calls_work(gw, "13800000003")
 
 
+async def service_statuses(gw: Harness) -> dict[str, int]:
+    stub = health_pb2_grpc.HealthStub(gw.channel)
+    return {s.rsplit(".", 1)[-1]: int((await stub.Check(health_pb2.HealthCheckRequest(service=s), timeout=1)).status)
+            for s in SERVICES}
+
+
+async def test_a_billing_outage_takes_out_only_the_services_that_need_billing(gw, billing):
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    await seconds_until(gw, serving)
+    assert set((await service_statuses(gw)).values()) == {serving}
+    billing.kill()
+    await seconds_until(gw, not_serving)
+    assert await service_statuses(gw) == {"KioskService": not_serving, "ClerkService": not_serving,
+                                          "LegalService": not_serving, "StaffService": serving,
+                                          "AuditService": serving}
+    await billing.start_async()
+    assert await seconds_until(gw, serving) < 1.0
+    assert set((await service_statuses(gw)).values()) == {serving}
+
+
 async def test_readiness_follows_redis_within_a_second_both_ways(gw, own_redis):
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     await seconds_until(gw, serving)
     own_redis.kill()
     assert await seconds_until(gw, not_serving) < 1.0
+    assert set((await service_statuses(gw)).values()) == {not_serving}  # every service needs Redis
     await asyncio.to_thread(own_redis.start)
     assert await seconds_until(gw, serving) < 1.0
     assert await calls_work(gw, ORDINARY)
