@@ -12,6 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ResponseError
 
 from adapters.audit.durability import probe
 from adapters.audit.keys import OUTAGE, ChainKeys, index_keys_of, index_state_key, text
@@ -20,6 +21,55 @@ from gateway.domain import audit_chain as ac
 from gateway.domain.errors import DependencyUnavailable
 
 log = structlog.get_logger("hallgate.audit")
+
+# A replica counts as in sync for the replica probe when the master sees it `online` and heard its
+# last acknowledgement at most this many seconds ago (replicas acknowledge every second; one that
+# is hung or loading stops doing so, and its WAIT would time out).
+IN_SYNC_LAG_S = 3
+
+
+def wait_timeout_ms(client: aioredis.Redis, wanted_ms: int) -> int:
+    """The WAIT/WAITAOF timeout to use: `wanted_ms`, but well inside the client's socket timeout.
+    A WAIT that comes back short answers only when its timeout ends; if that is as late as the
+    socket timeout, the reply is never read: the call fails with a TimeoutError, is retried (twice
+    the wait), and the sink forgets what it knew. With the default 1 s for both, each refusal took
+    2 s or more."""
+    holder = getattr(client, "nodes_manager", None) or getattr(client, "connection_pool", None)
+    socket_timeout = getattr(holder, "connection_kwargs", {}).get("socket_timeout")
+    if not isinstance(socket_timeout, int | float) or socket_timeout <= 0:
+        return wanted_ms
+    return max(1, min(wanted_ms, int(socket_timeout * 1000 * 0.7)))
+
+
+async def replicas_in_sync(client: aioredis.Redis, key: str) -> tuple[int | None, dict[str, Any]]:
+    """How many replicas the master holding `key` has online and current (`INFO replication`), on
+    the node the chain's writes go to (Redis Cluster: the slot owner, as WAIT after an append; Sentinel:
+    the master the client resolves). None when this cannot say: the node answering is no master (a
+    stale slot map or a demoted master: the next write finds out and is redirected) or INFO is not
+    allowed. With what the verdict was drawn from, for the log. Outages raise."""
+    node: dict[str, Any] = {}
+    if hasattr(client, "get_node_from_key"):  # Redis Cluster: ask the node that holds the chain
+        initialize = getattr(client, "initialize", None)
+        if initialize is not None:
+            await initialize()  # a client reset after a failure has no slot map until it reloads it
+        node["target_nodes"] = client.get_node_from_key(key)
+    try:
+        info = await client.info("replication", **node)
+    except ResponseError as e:  # INFO disabled or renamed (a managed Redis): WAIT alone decides
+        return None, {"error": str(e)}
+    role = text(info.get("role", ""))
+    if role != "master":
+        return None, {"role": role}
+    online = 0
+    for name, replica in info.items():
+        if not (isinstance(name, str) and name.startswith("slave") and name[5:].isdigit()):
+            continue
+        if not isinstance(replica, dict):
+            continue
+        lag = replica.get("lag")
+        if text(replica.get("state", "")) == "online" and isinstance(lag, int) and lag <= IN_SYNC_LAG_S:
+            online += 1
+    return online, {"role": role, "connected_slaves": info.get("connected_slaves"), "in_sync": online}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +123,23 @@ class ChainedAuditSink:
                If neither holds (or cannot be checked), every append fails closed.
       "trust": skip the check (the operator vouches for the server's persistence, e.g. CONFIG
                is disabled on a managed Redis); never use it to paper over appendfsync everysec.
+
+    replicas (>= 1): an append is acknowledged only once that many replicas confirm it (WAIT, or
+      WAITAOF's replica count, after the write; short of them in time it fails closed). While the
+      master is *known* to have fewer replicas in sync, an append is refused at once, before
+      anything is written, instead of writing and waiting out the timeout (as after a failover
+      that left the new master without a replica, which lasts until a replica returns). Known
+      means: a WAIT came back short, or `INFO replication` on the chain's master (asked at
+      startup, after any Redis error, and while short every `short_recheck` s) counts fewer
+      online, current replicas. A probe can only refuse: when it finds enough replicas the append
+      still writes and WAITs, and one that cannot tell (INFO not allowed, the node answering is no
+      master) leaves it to the WAIT. A replica that returns is seen within `short_recheck` s.
+      `stats["fast_refusals"]` counts the appends refused this way.
     """
 
     def __init__(self, client: aioredis.Redis, keys: Mapping[str, bytes], key_id: str, chain: str = "main", *,
                  durability: str = "strict", waitaof_replicas: int = 0, waitaof_timeout_ms: int = 1000,
-                 replicas: int = 0,
+                 replicas: int = 0, short_recheck: float = 0.5,
                  max_attempts: int = 400, max_batch: int = 128, probe_interval: float = 60.0) -> None:
         if durability not in ("strict", "trust"):
             raise ValueError("durability must be 'strict' or 'trust'")
@@ -89,11 +151,14 @@ class ChainedAuditSink:
         self._ix_state = index_state_key(chain)
         self._owner = secrets.token_hex(8)
         self.durability = durability
-        self.waitaof = (waitaof_replicas, waitaof_timeout_ms)
+        self.waitaof = (waitaof_replicas, wait_timeout_ms(client, waitaof_timeout_ms))
         # Replication is asynchronous: an event acknowledged by a master that dies before a replica
         # has it is lost on failover. With `replicas`, the append waits for that many replicas
         # (WAIT, or WAITAOF's replica count) and fails closed when they do not confirm in time.
         self.replicas = replicas
+        self.short_recheck = short_recheck
+        self._short_at: float | None = None  # when the replicas were last found short; None: not known short
+        self._replicas_unknown = True  # probe before the next write (startup, and after any Redis error)
         self.max_attempts = max_attempts
         self.max_batch = max_batch
         self.probe_interval = probe_interval
@@ -103,7 +168,7 @@ class ChainedAuditSink:
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
         self._scripts = Scripts(client)
-        self.stats = {"appends": 0, "commits": 0, "conflicts": 0}
+        self.stats = {"appends": 0, "commits": 0, "conflicts": 0, "fast_refusals": 0}
 
     async def append(self, event: Mapping[str, Any]) -> None:
         await self.record(event)
@@ -119,6 +184,8 @@ class ChainedAuditSink:
     async def record(self, event: Mapping[str, Any]) -> Receipt:
         """Append and return where the event landed (seq, stream id, mac)."""
         fields = ac.normalise(event)
+        if self._known_short():  # refused before it is queued: nothing is written
+            self._refuse_fast()
         fields[ac.EVENT_ID] = secrets.token_hex(8)
         pending = _Pending(fields, asyncio.get_running_loop().create_future())
         pending.future.add_done_callback(_retrieve)  # a cancelled caller leaves nobody to read it
@@ -180,9 +247,39 @@ class ChainedAuditSink:
         return (max(self.waitaof[0], self.replicas), self.waitaof[1])
 
     def _forget(self) -> None:
-        """After a failure neither the cached head nor the durability verdict can be trusted."""
+        """After a failure neither the cached head nor the durability verdict can be trusted, nor
+        what is known of the replicas (a failure is what a failover looks like from here)."""
         self._head = None
         self.mode = None
+        self._replicas_unknown = True
+
+    def _known_short(self) -> bool:
+        return self._short_at is not None and time.monotonic() - self._short_at < self.short_recheck
+
+    def _refuse_fast(self, events: int = 1) -> None:
+        self.stats["fast_refusals"] += events
+        raise DependencyUnavailable("audit")
+
+    async def _ensure_replicated(self, events: int) -> None:
+        """Before a write: refuse at once while the master is known to have fewer replicas in sync
+        than `replicas` (the WAIT after the write would only time out). Never lets an append skip
+        its WAIT."""
+        if not self.replicas:
+            return
+        if self._known_short():
+            self._refuse_fast(events)
+        if self._short_at is None and not self._replicas_unknown:
+            return
+        in_sync, seen = await replicas_in_sync(self.r, self.k.stream)
+        self._replicas_unknown = False
+        if in_sync is not None and in_sync < self.replicas:
+            if self._short_at is None:
+                log.error("audit_replicas_short", wanted=self.replicas, chain=self.chain, **seen)
+            self._short_at = time.monotonic()
+            self._refuse_fast(events)
+        if self._short_at is not None and in_sync is not None:
+            log.warning("audit_replicas_back", wanted=self.replicas, chain=self.chain, **seen)
+        self._short_at = None  # enough replicas, or the probe cannot tell: the WAIT decides
 
     async def _commit(self, events: list[dict[str, str]]) -> list[Receipt]:
         try:
@@ -211,6 +308,7 @@ class ChainedAuditSink:
     async def _append(self, events: list[dict[str, str]]) -> list[Receipt]:
         key = self.keys[self.key_id]
         waitaof = await self._ensure_durable()
+        await self._ensure_replicated(len(events))  # a fast refusal happens here, before anything is written
         # the index keys each event goes into, as positions in KEYS (the script's keys must be declared
         # for Redis Cluster; they all carry the chain's hash tag, so they sit on the chain's shard)
         script_keys = [self.k.stream, self.k.head, self.k.checkpoint, self.k.lease, self._ix_state]
@@ -254,10 +352,13 @@ class ChainedAuditSink:
             self.stats["appends"] += len(sealed)
             if wait is not None and (not isinstance(synced, int) or synced < self.replicas):
                 log.error("audit_not_replicated", wanted=self.replicas, got=synced)
+                self._short_at = time.monotonic()  # the next appends are refused before writing
                 raise DependencyUnavailable("audit")
             if wait is None and synced is not None and (not isinstance(synced, list) or int(synced[0]) < 1
-                                                        or int(synced[1]) < self.waitaof[0]):
+                                                        or int(synced[1]) < max(self.waitaof[0], self.replicas)):
                 log.error("audit_not_synced", waitaof=synced)
+                if isinstance(synced, list) and int(synced[1]) < self.replicas:
+                    self._short_at = time.monotonic()
                 raise DependencyUnavailable("audit")
             return [Receipt(int(s["seq"]), i, s["mac"]) for s, i in zip(sealed, ids, strict=True)]
         log.error("audit_append_contention", attempts=self.max_attempts, chain=self.chain)

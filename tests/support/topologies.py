@@ -1,5 +1,5 @@
 """Highly available Redis topologies on loopback for the tests: a 3-master Redis Cluster and a
-Sentinel setup (1 master, 1 replica, 3 sentinels), started from Debian's redis-server and
+Sentinel setup (1 master, 1 replica or more, 3 sentinels), started from Debian's redis-server and
 redis-sentinel in temporary directories, with bounded waits, and stopped by pid.
 
 Data nodes run with appendonly yes and appendfsync always (what the audit chain's strict
@@ -225,9 +225,10 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[RedisClusterT
 
 @dataclass
 class RedisSentinelTopology:
-    """A master and a replica of service `SERVICE`, watched by three sentinels (quorum 2)."""
+    """A master and its replicas (one unless asked for more) of service `SERVICE`, watched by three
+    sentinels (quorum 2)."""
 
-    data: list[ServerProcess]  # [initial master, initial replica]
+    data: list[ServerProcess]  # [initial master, initial replica, further replicas...]
     sentinels: list[ServerProcess]
 
     @property
@@ -261,17 +262,22 @@ class RedisSentinelTopology:
             s.start()
 
         def ready() -> bool:
-            # Every sentinel sees the master healthy, the replica in sync and the other two sentinels:
+            # Every sentinel sees the master healthy, the replicas in sync and the other two sentinels:
             # only then can a failover start as soon as the master dies.
             if self.master_address() != (HOST, self.data[0].port):
                 return False
+            replicas = len(self.data) - 1
             for s in self.sentinels:
                 with s.client() as c:
                     state = c.sentinel_master(SERVICE)
-                    if int(state["num-other-sentinels"]) != len(self.sentinels) - 1 or int(state["num-slaves"]) < 1:
+                    if (int(state["num-other-sentinels"]) != len(self.sentinels) - 1
+                            or int(state["num-slaves"]) < replicas):
                         return False
-            with self.data[1].client() as c:
-                return c.info("replication").get("master_link_status") == "up"
+            for n in self.data[1:]:
+                with n.client() as c:
+                    if c.info("replication").get("master_link_status") != "up":
+                        return False
+            return True
 
         wait_until("sentinels ready", ready, timeout, every=0.1)
         return self
@@ -306,15 +312,18 @@ def sentinel_config(master_port: int) -> str:
 
 
 @contextlib.contextmanager
-def running_sentinel(directory: Path, sentinels: int = 3) -> Iterator[RedisSentinelTopology]:
-    master_port, replica_port, *sentinel_ports = free_ports(2 + sentinels)
+def running_sentinel(directory: Path, sentinels: int = 3, replicas: int = 1) -> Iterator[RedisSentinelTopology]:
+    """`replicas`: 1 (the tests), or 2 as production needs with audit replicas = 1 (docs/scale-out.md)."""
+    master_port, *ports = free_ports(1 + replicas + sentinels)
+    replica_ports, sentinel_ports = ports[:replicas], ports[replicas:]
     master = ServerProcess("master", directory / "master", master_port, [*DATA_NODE_ARGS])
-    replica = ServerProcess("replica", directory / "replica", replica_port,
-                            ["--replicaof", HOST, str(master_port), *DATA_NODE_ARGS])
+    names = ["replica", *(f"replica{i}" for i in range(2, replicas + 1))]
+    copies = [ServerProcess(name, directory / name, port, ["--replicaof", HOST, str(master_port), *DATA_NODE_ARGS])
+              for name, port in zip(names, replica_ports, strict=True)]
     watchers = [ServerProcess(f"sentinel{i}", directory / f"sentinel{i}", sentinel_ports[i], [],
                               binary="redis-sentinel", config=sentinel_config(master_port))
                 for i in range(sentinels)]
-    topology = RedisSentinelTopology([master, replica], watchers)
+    topology = RedisSentinelTopology([master, *copies], watchers)
     try:
         yield topology.start()
     finally:
