@@ -82,3 +82,9 @@ fuzz: $(STAMP) redis
 
 clean:
 	rm -rf $(VENV) .hallgate .pytest_cache .mypy_cache .ruff_cache dist
+
+# Not part of `make test`: the Redis failover window as a caller sees it (docs/scale-out.md, Failover), Sentinel
+# with 1 and with 2 replicas per master, audit replicas 1, the master SIGKILLed under calls; about 1.5 minutes.
+.PHONY: soak-failover
+soak-failover: $(STAMP) redis
+	$(BIN)/python -m bench.failover
