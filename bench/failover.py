@@ -172,7 +172,7 @@ def soak(d: Deployment, topology: RedisSentinelTopology, run: Run) -> None:
             with contextlib.suppress(Exception):
                 f.exception(timeout=CALL_TIMEOUT + 5)
     events = audit(d)  # every chain verifies (asserted there)
-    run.lost = acknowledged_missing(events, [(c.msisdn, c.gateway, c.code) for c in run.calls])  # type: ignore[misc]
+    run.lost = acknowledged_missing(events, [(c.msisdn, c.gateway, c.code) for c in run.calls])
 
 
 def measure(replicas: int, base: Path, pki: Path) -> Run:
