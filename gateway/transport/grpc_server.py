@@ -5,13 +5,15 @@ deadline), gives the servicer's behaviour to the pipeline as a handler, writes a
 with `context.write` (so a message has left once the write returns, and a client's cancellation
 reaches the pipeline wherever it lands), and sends a Refusal's Status as it is. Request bytes are
 decoded tolerantly (gateway/pipeline/decoding.py), so an undecodable or oversized request reaches
-the pipeline, and the audit trail, as Malformed instead of failing inside gRPC.
+the pipeline, and the audit trail, as Malformed instead of failing inside gRPC. The peer goes
+through `peers` (the edge front's PeerMap, gateway/transport/proxy_front.py): a connection relayed
+from an edge proxy is recorded with the terminal's address its PROXY protocol header named.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_status import rpc_status
@@ -27,13 +29,29 @@ def grpc_type(handler: grpc.RpcMethodHandler) -> str:
     return "server_stream" if handler.response_streaming else "unary"
 
 
-def facts_of(method: str, kind: str, metadata: dict[str, str], context: grpc.aio.ServicerContext) -> CallFacts:
+class PeerResolver(Protocol):
+    def resolve(self, peer: str) -> str:
+        """The address to record for a peer given in grpc's form (`ipv4:127.0.0.1:54321`)."""
+
+
+class SamePeer:
+    """No edge front: every peer is what gRPC says."""
+
+    def resolve(self, peer: str) -> str:
+        return peer
+
+
+SAME_PEER = SamePeer()
+
+
+def facts_of(method: str, kind: str, metadata: dict[str, str], context: grpc.aio.ServicerContext,
+             peers: PeerResolver = SAME_PEER) -> CallFacts:
     auth = context.auth_context()
     tls = auth.get("transport_security_type") == [b"ssl"]
     uris: Sequence[bytes] = (auth.get("peer_spiffe_id") or auth.get("x509_subject_alternative_name") or ()) if tls \
         else ()
     pem = (auth.get("x509_pem_cert") or [b""])[0] if tls else b""
-    return CallFacts(method=method, peer=context.peer(), tls=tls,
+    return CallFacts(method=method, peer=peers.resolve(context.peer()), tls=tls,
                      peer_uris=tuple(u.decode(errors="replace") for u in uris), peer_cert_pem=pem,
                      metadata=metadata, time_left=context.time_remaining, kind=kind)
 
@@ -42,8 +60,9 @@ class GrpcTransport(grpc.aio.ServerInterceptor):
     """The only interceptor: every call, known or not, goes through the pipeline."""
 
     def __init__(self, pipeline: Pipeline, max_bytes: int, limits: dict[str, int] | None = None,
-                 ceiling: int | None = None) -> None:
+                 ceiling: int | None = None, peers: PeerResolver | None = None) -> None:
         self.pipeline = pipeline
+        self.peers = peers if peers is not None else SAME_PEER  # the edge front's PeerMap (runtime/edge.py)
         self.max_bytes = max_bytes
         self.limits = limits or {}
         # Largest request decoded to name its large fields: gRPC's receive limit as bootstrap sets it.
@@ -72,7 +91,7 @@ class GrpcTransport(grpc.aio.ServerInterceptor):
     def _unary(self, behaviour: Any, method: str, kind: str, metadata: dict[str, str]) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                return await self.pipeline.unary(facts_of(method, kind, metadata, context), request,
+                return await self.pipeline.unary(facts_of(method, kind, metadata, context, self.peers), request,
                                                  lambda r: behaviour(r, context))
             except Refusal as r:
                 await context.abort_with_status(rpc_status.to_status(r.status))
@@ -82,7 +101,7 @@ class GrpcTransport(grpc.aio.ServerInterceptor):
     def _stream(self, behaviour: Any, method: str, kind: str, metadata: dict[str, str]) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> None:
             try:
-                await self.pipeline.stream(facts_of(method, kind, metadata, context), request,
+                await self.pipeline.stream(facts_of(method, kind, metadata, context, self.peers), request,
                                            lambda r: behaviour(r, context), context.write)
             except Refusal as r:
                 await context.abort_with_status(rpc_status.to_status(r.status))
@@ -92,7 +111,7 @@ class GrpcTransport(grpc.aio.ServerInterceptor):
     def _unimplemented(self, method: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> None:
             try:
-                await self.pipeline.unimplemented(facts_of(method, "unary", {}, context))
+                await self.pipeline.unimplemented(facts_of(method, "unary", {}, context, self.peers))
             except Refusal as r:
                 await context.abort_with_status(rpc_status.to_status(r.status))
 
