@@ -29,6 +29,7 @@ from adapters.sms_outbox import read_outbox
 from gateway.domain import effects, passwords
 from gateway.domain.ports import StaffRecord
 from gateway.runtime.bootstrap import SERVICES, Deps, Services, build_deps, build_services, create_server, sms_worker
+from gateway.runtime.edge import Edge
 from gateway.runtime.metrics import dependency_checks, watch_readiness
 from gateway.runtime.settings import Settings
 from gateway.runtime.sms import SmsWorker
@@ -105,6 +106,7 @@ class Harness:
     services: Services
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     sms: SmsWorker | None = None
+    edge: Edge | None = None  # the PROXY-protocol front, when the settings have proxy_listen (edge.port)
 
     def channel_for(self, cert: str) -> grpc.aio.Channel:
         """A new mutual-TLS channel presenting the named demo certificate (closed at teardown)."""
@@ -195,10 +197,13 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
             settings = settings.with_(sms_url=f"outbox:{outbox}")
         deps = build_deps(settings, client, billing)  # the server's own composition root
         services = build_services(settings, deps)
-        server, port, health_servicer = create_server(settings, deps, services)
+        edge = Edge.of(settings)  # proxy_listen="127.0.0.1:0", proxy_trusted=...: the edge front, as serve starts it
+        server, port, health_servicer = create_server(settings, deps, services, edge=edge)
         sms = sms_worker(settings, deps)
         sms.start()
         await server.start()
+        if edge is not None:
+            await edge.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
         watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(client, billing))
                                       if readiness else asyncio.sleep(0))
@@ -210,7 +215,9 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
                     billing_server, server, port, pki, deps, services,
                     sms=sms, closers=[channel.close, lambda: server.stop(0), sms.stop, billing.close,
                              lambda: billing_server.stop(0) if billing_server else asyncio.sleep(0),
-                             _cancel(refresher), _cancel(watcher), client.aclose])
+                             _cancel(refresher), _cancel(watcher), client.aclose], edge=edge)
+        if edge is not None:
+            h.closers.insert(0, edge.close)
         harnesses.append(h)
         return h
 

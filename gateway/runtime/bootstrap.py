@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import redis.asyncio as aioredis
@@ -28,6 +29,7 @@ from adapters.billing_client import GrpcBilling
 from adapters.data_dir import ServeLock, check_supervised, tighten
 from adapters.document_store import FileDocumentStore
 from adapters.legal_store import RedisLegalStore
+from adapters.pg_documents import PgDocumentStore
 from adapters.redis_client import connect
 from adapters.redis_server import RedisServerProcess
 from adapters.redis_staff import RedisStaffStore
@@ -63,13 +65,15 @@ from gateway.pipeline.audit import Recorder
 from gateway.pipeline.authorize import AccessConfig, Authorizer
 from gateway.pipeline.run import Pipeline
 from gateway.runtime import startup
-from gateway.runtime.metrics import CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
+from gateway.runtime.edge import Edge
+from gateway.runtime.metrics import READY, CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
 from gateway.runtime.metrics import watch_readiness as watch_dependencies
 from gateway.runtime.settings import Settings
 from gateway.runtime.sms import SmsWorker, sms_queue
 from gateway.runtime.sms_metrics import PrometheusSmsEvents
 from gateway.runtime.worker_role import is_worker, reuse_port
 from gateway.transport.grpc_server import GrpcTransport
+from gateway.transport.tls_files import TlsFiles
 from hallgate_pb.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -135,6 +139,14 @@ def audit_archive(settings: Settings) -> PgAuditArchive | None:
     return PgAuditArchive(settings.audit_archive_url)
 
 
+def document_store(settings: Settings) -> DocumentStore:
+    """Scanned letters: on PostgreSQL when `legal_document_url` names it (every gateway of a deployment
+    sees every letter), else files under `legal_document_dir` (one host only; README.md, Where letters live)."""
+    if settings.legal_document_url:
+        return PgDocumentStore(settings.legal_document_url)
+    return FileDocumentStore(settings.legal_document_dir or Path(settings.data_dir) / "documents")
+
+
 def signer(settings: Settings) -> delivery.Signer:
     """The legal delivery signing key: the configured one, or (development) one in the data dir."""
     key = (delivery.load_private_key(settings.legal_signing_key) if settings.legal_signing_key
@@ -155,7 +167,7 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
                                          kid=kid),
         "staff": staff, "sessions": staff, "revocations": RevocationList(client),
         "legal_store": CountingLegalStore(RedisLegalStore(client)),
-        "documents": FileDocumentStore(settings.legal_document_dir or Path(settings.data_dir) / "documents"),
+        "documents": document_store(settings),
         "signer": signer(settings), "key": settings.key_bytes(),
     }
     unknown = set(overrides) - set(made)
@@ -165,12 +177,10 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """Mutual TLS with the hall CA, or None for plaintext, which only development mode on a
-    loopback address may have."""
+    """Mutual TLS with the hall CA, re-read when the files change (gateway/transport/tls_files.py),
+    or None for plaintext, which only development mode on a loopback address may have."""
     if settings.tls_cert:
-        return grpc.ssl_server_credentials(
-            [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
-            root_certificates=Path(settings.tls_client_ca).read_bytes(), require_client_auth=True)
+        return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca, settings.tls_reload).credentials()
     host = settings.listen.rsplit(":", 1)[0].strip("[]")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -231,15 +241,30 @@ def build_services(settings: Settings, deps: Deps) -> Services:
         audit=AuditServicer(deps.audit_reader, deps.key))
 
 
-def create_server(settings: Settings, deps: Deps, services: Services | None = None
+def connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """A client connection lives `max_connection_age` seconds (gRPC adds +-10% jitter), then gets
+    GOAWAY and reconnects, perhaps to a newer pod; calls on it get `max_connection_age_grace` more
+    seconds to finish. 0 turns either off."""
+    options = []
+    if settings.max_connection_age > 0:
+        options.append(("grpc.max_connection_age_ms", max(1, int(settings.max_connection_age * 1000))))
+        if settings.max_connection_age_grace > 0:
+            options.append(("grpc.max_connection_age_grace_ms", max(1, int(settings.max_connection_age_grace * 1000))))
+    return options
+
+
+def create_server(settings: Settings, deps: Deps, services: Services | None = None, edge: Edge | None = None
                   ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """A configured, not yet started server bound to `settings.listen` (port 0 picks a free one)."""
+    """A configured, not yet started server bound to `settings.listen` (port 0 picks a free one).
+    With an `edge` (proxy_listen, gateway/runtime/edge.py) peers are resolved through its PeerMap and
+    the server gets the edge front's own loopback port too."""
     credentials = server_credentials(settings)
     large = {REGISTER_LEGAL_REQUEST: settings.legal_max_letter_bytes + 64 * 1024}
     server = grpc.aio.server(
-        interceptors=[GrpcTransport(call_pipeline(settings, deps), settings.max_message_bytes, large)],
+        interceptors=[GrpcTransport(call_pipeline(settings, deps), settings.max_message_bytes, large,
+                                    peers=edge.peers if edge is not None else None)],
         options=[("grpc.max_receive_message_length", max(settings.max_message_bytes, *large.values())),
-                 ("grpc.so_reuseport", reuse_port(settings))],
+                 ("grpc.so_reuseport", reuse_port(settings)), *connection_age_options(settings)],
     )
     services = services or build_services(settings, deps)
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(services.kiosk, server)
@@ -256,6 +281,8 @@ def create_server(settings: Settings, deps: Deps, services: Services | None = No
         port = server.add_secure_port(settings.listen, credentials)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.listen}")
+    if edge is not None:
+        edge.bind(server, server_credentials(settings))  # credentials of its own: one per port (tls_files.py)
     return server, port, health_servicer
 
 
@@ -294,9 +321,14 @@ class Runtime:
         self.demo: list[tuple[str, str, str]] = []  # development: demo subscribers and staff, for the banner
         self.demo_staff: list[tuple[str, str, str, str]] = []
 
-    def checks(self) -> dict[str, Any]:
-        """Readiness: Redis and billing, asked through the very clients the calls use."""
-        return dependency_checks(self.client, self.billing)
+    def checks(self, deps: Deps | None = None) -> dict[str, Any]:
+        """Readiness: Redis and billing, asked through the very clients the calls use; with the
+        deps, also the deny-list loaded, the document store (if it has a check) and the audit
+        archive (if configured). Each service follows only what it needs (metrics.SERVICE_NEEDS)."""
+        if deps is None:
+            return dependency_checks(self.client, self.billing)
+        return dependency_checks(self.client, self.billing, revocations=deps.revocations, documents=deps.documents,
+                                 archive=getattr(deps.audit_reader, "archive", None))
 
     async def start(self) -> Deps:
         startup.check(self.s)
@@ -344,6 +376,8 @@ class Runtime:
         billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
         self.closers.append(billing.close)
         deps = await asyncio.to_thread(build_deps, self.s, client, billing)
+        if isinstance(deps.documents, PgDocumentStore):
+            self.closers.append(deps.documents.close)
         self.client, self.billing = client, billing
         self.demo = demo if self.s.dev else []
         if self.s.dev and not self.s.billing_target:
@@ -391,21 +425,29 @@ async def serve(settings: Settings, banner: bool = True) -> None:
     try:
         if settings.metrics_listen:
             endpoint = start_metrics_server(settings.metrics_listen)
-        server, port, health_servicer = create_server(settings, deps)
+        edge = Edge.of(settings)  # the PROXY-protocol front for the edge proxies, if proxy_listen is set
+        server, port, health_servicer = create_server(settings, deps, edge=edge)
         probes = health_server(settings, health_servicer)
-        await deps.revocations.refresh()
         sms = sms_worker(settings, deps)
         sms.start()
-        await server.start()
-        if probes is not None:
-            await probes.start()
-        tasks = [asyncio.create_task(watch_dependencies(health_servicer, SERVICES, runtime.checks())),
+        # Nothing here waits for Redis or billing: with either down the gateway serves, its
+        # services NOT_SERVING (readiness) until they come; the deny-list loads in the background
+        # and refuses calls until it has (fails closed).
+        tasks = [asyncio.create_task(watch_dependencies(health_servicer, [*SERVICES, READY], runtime.checks(deps))),
                  asyncio.create_task(deps.revocations.run(settings.revocation_refresh)),
                  asyncio.create_task(sms.watch_health(health_servicer))]
+        await server.start()
+        if edge is not None:
+            await edge.start()
+        if probes is not None:
+            await probes.start()
         host = settings.listen.rsplit(":", 1)[0]
         log.info("serving", address=f"{host}:{port}", tls=bool(settings.tls_cert),
                  redis="embedded" if runtime.redis_child else "external",
-                 billing="embedded simulator" if runtime.billing_server else settings.billing_target)
+                 billing="embedded simulator" if runtime.billing_server else settings.billing_target,
+                 mode="development" if settings.dev or not settings.tls_cert else "production",
+                 health=settings.health_listen or None, ready_service=READY,
+                 sms="embedded simulator" if runtime.smsc_child is not None else no_userinfo(settings.sms_url))
         if banner:
             print_banner(f"{host}:{port}", settings, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None)
         stop = asyncio.Event()
@@ -418,6 +460,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
             task.cancel()
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grace_period)
+        if edge is not None:
+            await edge.close()
         await effects.drain()  # the SMS the last calls asked for are queued before the dispatchers stop
         await sms.stop()
         if probes is not None:
@@ -427,6 +471,12 @@ async def serve(settings: Settings, banner: bool = True) -> None:
             endpoint.close()
         await runtime.close()
     log.info("stopped")
+
+
+def no_userinfo(url: str) -> str:
+    """A URL fit for a log line: without user and password."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]],

@@ -16,6 +16,7 @@ from pathlib import Path
 from adapters.dev_pki import ensure_dev_pki
 from adapters.sms_outbox import OUTBOX_NAME
 from gateway.domain import delivery
+from gateway.runtime.edge import Edge
 from gateway.runtime.settings import Settings, env_name
 
 TLS_SETTINGS = ("tls_cert", "tls_key", "tls_client_ca")
@@ -43,6 +44,10 @@ def check(settings: Settings) -> None:
         raise StartupRefused(f"refusing to start without {', '.join(missing)}: production needs the hall's TLS "
                              "material and the legal signing key; for development only, --dev (HALLGATE_DEV=1) "
                              "makes them under the data directory")
+    try:
+        Edge.of(s)  # the edge front's settings (proxy_listen, proxy_trusted), checked before anything starts
+    except ValueError as e:
+        raise StartupRefused(f"refusing to start: {e}") from None
     for name in (*given, "legal_signing_key"):
         path = getattr(s, name)
         if path and not Path(path).is_file():

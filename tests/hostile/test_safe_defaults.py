@@ -94,6 +94,14 @@ def test_insecure_dev_replaces_tls_but_not_the_signing_key(tmp_path):
     assert "HALLGATE_LEGAL_SIGNING_KEY" in line and not any(name in line for name in TLS)
 
 
+def test_an_edge_front_without_valid_trusted_proxies_is_refused(tmp_path, pki):
+    env = {**tls_env(pki), "HALLGATE_PROXY_LISTEN": "127.0.0.1:0"}
+    assert "HALLGATE_PROXY_TRUSTED" in refused(tmp_path / "d", env=env)
+    env["HALLGATE_PROXY_TRUSTED"] = "10.0.0.0/33"
+    assert "'10.0.0.0/33' is not an address or CIDR" in refused(tmp_path / "d", env=env)
+    assert not (tmp_path / "d").exists()
+
+
 def test_make_run_passes_dev_and_dev_is_a_flag_and_a_variable():
     run = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "hallgate serve --dev" in run
