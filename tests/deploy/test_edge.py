@@ -23,7 +23,7 @@ import yaml
 
 from gateway.runtime.settings import Settings
 from gateway.transport.proxy_front import parse_trusted, split_listen
-from tests.deploy.test_manifests import K8S, K8S_VERSIONS, NAMESPACE, selects
+from tests.support.manifests import K8S, K8S_VERSIONS, NAMESPACE, selects
 
 EDGE = K8S / "edge"
 ENVOY = EDGE / "envoy"

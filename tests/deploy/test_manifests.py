@@ -30,16 +30,12 @@ import yaml
 from gateway.cli.main import build_parser
 from gateway.runtime.settings import SECRETS, Settings, env_name, file_env_name
 from hallgate_pb.v1 import kiosk_pb2
+from tests.support.manifests import DEPLOY, EDGE, K8S, K8S_VERSIONS, NAMESPACE, ROOT, selects
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 DEV_SECRETS = DEPLOY / "dev-secrets.sh"
 
-K8S_VERSIONS = ("1.30",)  # the oldest Kubernetes the manifests promise to work on
-NAMESPACE = "hallgate"
 GRPC_PORT = 50051
 HEALTH_PORT = 50052  # HALLGATE_HEALTH_LISTEN: plaintext grpc.health.v1 only, for kubelet and Docker probes
 METRICS_PORT = 9464
@@ -73,6 +69,8 @@ def deploy_files() -> Iterator[Path]:
 def k8s_documents() -> tuple[tuple[str, dict[str, Any]], ...]:
     docs = []
     for path in sorted(K8S.rglob("*.yaml")):
+        if EDGE in path.parents:
+            continue  # the edge: its own namespace and kustomization (tests/deploy/test_edge.py)
         for doc in yaml.safe_load_all(path.read_text()):
             if doc is not None:
                 docs.append((str(path.relative_to(DEPLOY)), doc))
@@ -176,21 +174,6 @@ def mounted_files(spec: dict[str, Any], container: dict[str, Any]) -> set[str]:
         items += volume.get("secret", {}).get("items", [])
         files |= {f"{mounts[volume['name']]}/{i['path']}" for i in items}
     return files
-
-
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Whether a LabelSelector (matchLabels and matchExpressions) selects these labels."""
-    if not selector:
-        return False  # an empty selector selects everything: never what these manifests mean
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for e in selector.get("matchExpressions", []):
-        key, op, values = e["key"], e["operator"], e.get("values", [])
-        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
-        if not ok:
-            return False
-    return True
 
 
 @functools.cache
@@ -342,12 +325,11 @@ def test_the_validator_rejects_what_it_should() -> None:
 
 
 def test_namespaced_objects_live_in_the_hallgate_namespace() -> None:
-    """Everything but the edge (deploy/k8s/edge/, its own namespace hallgate-edge)."""
+    """Everything but the edge (deploy/k8s/edge/, its own namespace: k8s_documents leaves it out)."""
     assert the("Namespace", NAMESPACE)
     for path, obj in k8s_documents():
         if obj["kind"] not in {"Namespace", "Kustomization"}:
-            want = EDGE_NAMESPACE if path.startswith("k8s/edge/") else NAMESPACE
-            assert obj["metadata"].get("namespace") == want, f"{path}: {obj['kind']}/{obj['metadata']['name']}"
+            assert obj["metadata"].get("namespace") == NAMESPACE, f"{path}: {obj['kind']}/{obj['metadata']['name']}"
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
