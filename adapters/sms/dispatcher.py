@@ -187,6 +187,7 @@ class Dispatcher:
 
     async def _keep_house(self) -> None:
         last_keep = last_claim = last_forget = 0.0
+        failing = False  # logged when it starts and when it ends, not once a second while Redis is away
         while True:
             await asyncio.sleep(self.s.housekeeping)
             try:
@@ -207,8 +208,13 @@ class Dispatcher:
                         if q.entry not in self.held:
                             log.info("sms_taken_over", message=q.id, kind=q.kind)
                             await self._start(q)
+                if failing:
+                    failing = False
+                    log.info("sms_housekeeping_recovered")
             except (RedisError, SecretBoxError) as err:
-                log.warning("sms_housekeeping_failed", error_type=type(err).__name__)
+                if not failing:
+                    failing = True
+                    log.warning("sms_housekeeping_failed", error_type=type(err).__name__)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -30,12 +30,13 @@ READY_PREFIX = "smsc-sim listening "
 
 class SmscSimProcess:
     def __init__(self, outbox: Path, system_id: str = "hallgate", password: str | None = None,
-                 receipt_delay: float = 0.05, listen: str = "127.0.0.1:0") -> None:
+                 receipt_delay: float = 0.05, listen: str = "127.0.0.1:0", log_json: bool = False) -> None:
         self.outbox = outbox
         self.system_id = system_id
         self.password = password or secrets.token_urlsafe(6)[:8]  # SMPP passwords are at most 8 octets
         self.receipt_delay = receipt_delay
         self.listen = listen
+        self.log_json = log_json  # the gateway logs JSON: so does its simulator (stderr is shared)
         self.proc: subprocess.Popen[str] | None = None
         self.smpp = ""
         self.control = ""
@@ -49,6 +50,8 @@ class SmscSimProcess:
         args = [sys.executable, "-m", "adapters.smsc_sim", "--listen", self.listen, "--control", "127.0.0.1:0",
                 "--system-id", self.system_id, "--outbox", str(self.outbox),
                 "--receipt-delay", str(self.receipt_delay), "--password-file", child_process.fd_path(password)]
+        if self.log_json:
+            args.append("--log-json")
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                                          env=child_process.environ(), pass_fds=(password,),

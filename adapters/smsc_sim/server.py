@@ -674,7 +674,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delay before a delivery receipt (default 0.05)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                         help="stderr log level (default info)")
+    parser.add_argument("--log-json", action="store_true",
+                        help="log one JSON object per line (a gateway logging JSON passes it)")
     return parser
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record, so a gateway whose log is JSON stays all JSON with its simulator."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"timestamp": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+                "level": record.levelname.lower(), "logger": "smsc_sim", "event": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 
 
 def _password(path: Path | None) -> str:
@@ -725,10 +738,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s smsc-sim %(levelname)s %(message)s")
+    if args.log_json:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLines())
     try:
         password = _password(args.password_file)
     except OSError as exc:
-        print(f"smsc-sim: cannot read the password file: {exc.strerror}", file=sys.stderr)
+        log.error("cannot read the password file: %s", exc.strerror)
         return 1
     if len(args.system_id.encode()) >= SYSTEM_ID_MAX or len(password.encode()) >= PASSWORD_MAX:
         log.warning("system_id is %d octets and the password %d; SMPP 3.4 allows 15 and 8, so ESMEs cannot bind",
@@ -738,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(config))
     except OSError as exc:
-        print(f"smsc-sim: cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", exc)
         return 1
     except KeyboardInterrupt:
         pass

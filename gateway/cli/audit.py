@@ -233,6 +233,13 @@ def cmd_trim(args: argparse.Namespace) -> int:
     from gateway.runtime.bootstrap import audit_sink
 
     s = from_env()
+    if s.audit_archive_url:
+        # With an archive, Redis is trimmed only by the mover, after each event is in the archive; a
+        # trim by age could drop events the mover has not moved yet (while the archive was down, say).
+        print("refusing to trim: HALLGATE_AUDIT_ARCHIVE_URL is set, so `hallgate audit archive` trims Redis after "
+              "archiving, and `hallgate audit dispose` applies retention in the archive (docs/audit.md)",
+              file=sys.stderr)
+        return 2
     keys, kid = s.audit_keys()
 
     async def work(client: Any) -> Any:

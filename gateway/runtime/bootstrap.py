@@ -64,7 +64,7 @@ from gateway.domain.staff import StaffConfig, StaffDesk
 from gateway.pipeline.audit import Recorder
 from gateway.pipeline.authorize import AccessConfig, Authorizer
 from gateway.pipeline.run import Pipeline
-from gateway.runtime import startup
+from gateway.runtime import logs, startup
 from gateway.runtime.edge import Edge
 from gateway.runtime.metrics import READY, CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
 from gateway.runtime.metrics import watch_readiness as watch_dependencies
@@ -364,7 +364,8 @@ class Runtime:
         if not self.s.sms_url:
             # The embedded SMS centre: a separate process speaking SMPP, writing what phones get to the outbox.
             self.smsc_child = await asyncio.to_thread(
-                SmscSimProcess(startup.outbox_path(self.s), system_id=self.s.sms_system_id).start)
+                SmscSimProcess(startup.outbox_path(self.s), system_id=self.s.sms_system_id,
+                               log_json=logs.is_json()).start)
             self.s = self.s.with_(sms_url=self.smsc_child.url, sms_password=self.smsc_child.password,
                                   sms_password_file="")
             if not self.s.dev and not is_worker():

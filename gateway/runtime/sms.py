@@ -120,12 +120,19 @@ class SmsWorker:
         return "; ".join(sorted({d.status() for d in self.dispatchers})) or "no dispatcher in this process"
 
     async def _sweep(self) -> None:
+        failing = False  # logged when it starts and when it ends, not at every sweep while Redis is away
         while True:
             await asyncio.sleep(self.sweep_every)
             try:
                 await self.notices.sweep()
             except Exception as err:  # Redis away: the folds wait for the next sweep
-                log.warning("release_notice_sweep_failed", error_type=type(err).__name__)
+                if not failing:
+                    failing = True
+                    log.warning("release_notice_sweep_failed", error_type=type(err).__name__)
+                continue
+            if failing:
+                failing = False
+                log.info("release_notice_sweep_recovered")
 
     async def watch_health(self, health_servicer: Any, every: float = 0.5) -> None:
         """`hallgate.sms`: SERVING while bound, NOT_SERVING otherwise (the status line is logged)."""

@@ -60,8 +60,8 @@ def test_started_with_redis_down_it_serves_not_ready_then_ready_and_logs_only_js
     redis_port, health_port = free_port(), free_port()
     outbox = tmp_path / "outbox.jsonl"
     env = {**tls_env(pki), "HALLGATE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "HALLGATE_SECRET_KEY": "k",
-           "HALLGATE_SMS_URL": f"outbox:{outbox}", "HALLGATE_HEALTH_LISTEN": f"127.0.0.1:{health_port}",
-           "HALLGATE_REVOCATION_REFRESH": "1"}
+           "HALLGATE_SMS_OUTBOX": str(outbox), "HALLGATE_HEALTH_LISTEN": f"127.0.0.1:{health_port}",
+           "HALLGATE_REVOCATION_REFRESH": "1"}  # no SMS URL: the embedded SMSC simulator, which logs JSON too
     health = f"127.0.0.1:{health_port}"
     gw = Proc(["serve", "--listen", "{address}", "--data-dir", str(tmp_path / "d"), *SIM], env, tmp_path / "gw.log")
     redis: RedisServerProcess | None = None
@@ -112,6 +112,7 @@ def test_started_with_redis_down_it_serves_not_ready_then_ready_and_logs_only_js
     serving = next(e for e in json_lines(text) if e["event"] == "serving")
     assert serving["mode"] == "production" and serving["ready_service"] == READY  # the banner's facts
     assert "hallgate is serving" not in text and "Traceback" not in text
+    assert any(e.get("logger") == "smsc_sim" for e in json_lines(text))  # the simulator's lines, as JSON
 
 
 def test_a_refusal_at_start_is_one_json_line(tmp_path: Path, pki: Path) -> None:

@@ -351,3 +351,20 @@ async def test_a_month_the_archive_does_not_hold_entirely_waits(r: aioredis.Redi
     assert await archive.months(CHAIN) == [PAST[2]]
     across = await ChainAuditReader(r, CHAIN, KEYS, archive=archive).verify(1, None)
     assert across.ok and across.anchor == "checkpoint", across
+
+
+async def test_trim_by_age_is_refused_when_an_archive_is_configured(clean_redis: str, r: aioredis.Redis,
+                                                                    archive: PgAuditArchive, archive_url: str) -> None:
+    """With an archive only the mover trims Redis (after archiving): a trim by age could drop events the
+    mover has not moved yet. The CronJob of deploy/k8s is suspended for the same reason."""
+    await seed(r, archive)
+    before = await r.xlen(ChainKeys.of(CHAIN).stream)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALLGATE_")}
+    env.update(HALLGATE_REDIS_URL=clean_redis, HALLGATE_AUDIT_ARCHIVE_URL=archive_url,
+               HALLGATE_AUDIT_HMAC_KEY=SETTINGS.audit_hmac_key, HALLGATE_AUDIT_CHAIN=CHAIN)
+    done = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", "audit", "trim", "--months", "1",
+                                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(done.communicate(), 60)
+    assert done.returncode == 2 and out == b""
+    assert "refusing to trim" in err.decode() and "hallgate audit archive" in err.decode()
+    assert await r.xlen(ChainKeys.of(CHAIN).stream) == before

@@ -732,3 +732,18 @@ async def test_aiosmpplib_esme_long_chinese_text(sim: Sim) -> None:
     assert seen.receipts[-1].parse_receipt()["id"] in line["ids"]
     assert seen.receipts[-1].log_id == "t1"  # the ESME correlated it to its submit
     assert text[:5] not in sim.output()
+
+
+async def test_log_json_writes_one_json_object_per_stderr_line(start_sim: Callable[..., Sim]) -> None:
+    """A gateway logging JSON starts its simulator with --log-json: their shared stderr stays all JSON,
+    a refused bind's warning and the shutdown lines included."""
+    sim = start_sim("--log-json")
+    client = await Client.open(sim)
+    assert await client.bind(BIND_TRX, password="wrong") == RINVPASWD
+    assert await client.is_closed()
+    sim.proc.send_signal(signal.SIGTERM)
+    assert sim.proc.wait(timeout=10) == 0
+    lines = sim.stderr.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert any(r["event"].startswith("stopped") for r in records), lines
+    assert all({"timestamp", "level", "event"} <= set(r) for r in records)
