@@ -296,7 +296,7 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
     assert b"SignIn" in haystacks["gateway output"]
     # The codes went over SMPP to the embedded SMSC simulator (its own process, whose log is part of
     # the gateway output scanned here): the queue, the dispatcher and the simulator's side included.
-    assert b"smpp_bound" in haystacks["gateway output"] and b"smsc-sim" in haystacks["gateway output"]
+    assert b"smpp_bound" in haystacks["gateway output"] and b'"logger": "smsc_sim"' in haystacks["gateway output"]
     assert b"sms_submitted" in haystacks["gateway output"]
     hits = [f"{what} in {where}" for what, value in used.items() for where, hay in haystacks.items()
             if _found(value, hay)]
