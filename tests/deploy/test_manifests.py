@@ -30,9 +30,18 @@ import yaml
 from gateway.cli.main import build_parser
 from gateway.runtime.settings import SECRETS, Settings, env_name, file_env_name
 from hallgate_pb.v1 import kiosk_pb2
-from tests.support.manifests import DEPLOY, EDGE, K8S, K8S_VERSIONS, NAMESPACE, ROOT, selects
+from tests.support.manifests import (
+    DEPLOY,
+    DOCKERFILE,
+    EDGE,
+    K8S,
+    K8S_VERSIONS,
+    NAMESPACE,
+    ROOT,
+    dockerfile_instructions,
+    selects,
+)
 
-DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 DEV_SECRETS = DEPLOY / "dev-secrets.sh"
 
@@ -201,20 +210,11 @@ class Instruction:
 def dockerfile() -> tuple[Instruction, ...]:
     """Instructions with line continuations joined and comments dropped, as Docker reads them."""
     out: list[Instruction] = []
-    stage, buf = -1, ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("#") or (not line and not buf):
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        keyword, _, args = (buf + line).strip().partition(" ")
-        buf = ""
-        keyword = keyword.upper()
+    stage = -1
+    for keyword, args in dockerfile_instructions():
         if keyword == "FROM":
             stage += 1
-        out.append(Instruction(keyword, args.strip(), stage))
+        out.append(Instruction(keyword, args, stage))
     return tuple(out)
 
 

@@ -21,10 +21,11 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from tests.support.manifests import dockerfile_instructions
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_LOCK = ROOT / "requirements.lock"
 DEV_LOCK = ROOT / "requirements-dev.lock"
-DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PB = ROOT / "hallgate_pb"
 HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 
@@ -176,21 +177,6 @@ def test_redis_is_held_to_the_minor_the_cluster_corrections_are_written_against(
 
 
 # --- the image --------------------------------------------------------------------------------------
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    out, buf = [], ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("#") or (not line and not buf):
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        keyword, _, args = (buf + line).strip().partition(" ")
-        buf = ""
-        out.append((keyword.upper(), args.strip()))
-    return out
 
 
 def test_every_stage_starts_from_the_digest_pinned_base() -> None:

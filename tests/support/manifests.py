@@ -9,6 +9,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
+DOCKERFILE = DEPLOY / "Dockerfile"
 EDGE = K8S / "edge"  # its own namespace and kustomization, checked by tests/deploy/test_edge.py
 K8S_VERSIONS = ("1.30",)  # the oldest Kubernetes the manifests promise to work on
 NAMESPACE = "hallgate"
@@ -27,3 +28,20 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         if not ok:
             return False
     return True
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) of deploy/Dockerfile, line continuations joined and comments dropped, as
+    Docker reads them."""
+    out, buf = [], ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("#") or (not line and not buf):
+            continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        keyword, _, args = (buf + line).strip().partition(" ")
+        buf = ""
+        out.append((keyword.upper(), args.strip()))
+    return out
