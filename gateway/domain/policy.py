@@ -20,6 +20,8 @@ class Role(StrEnum):
     LEGAL_APPROVER = "legal_approver"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    CUSTODIAN = "custodian"  # R3: keeps the hall's archive of original documents, lends and takes back
+    INFORMATION_SUPERVISOR = "information_supervisor"  # R10: owns breach response
 
 
 class Proof(StrEnum):
@@ -90,4 +92,6 @@ SIGN_IN_CHANNELS: dict[Role, frozenset[Channel]] = {
     Role.LEGAL_APPROVER: frozenset({Channel.LEGAL}),
     Role.AUDITOR: frozenset({Channel.AUDIT, Channel.LEGAL}),
     Role.ADMIN: frozenset({Channel.AUDIT}),
+    Role.CUSTODIAN: frozenset({Channel.CLERK}),
+    Role.INFORMATION_SUPERVISOR: frozenset({Channel.AUDIT}),
 }
