@@ -106,6 +106,15 @@ class Settings:
     legal_fulfil_lease: float = 3600
     legal_max_letter_bytes: int = 8 * 2**20
     history_days: int = 365
+    loan_max_days: float = 3
+    loan_overdue_check: float = 3600
+    incident_le_notice_business_days: int = 7
+    incident_customer_wait_business_days: int = 7
+    incident_retention_days: int = 730
+    legal_retention_days: int = 1825
+    sms_record_retention_days: int = 90
+    customer_session_retention_days: int = 365
+    loan_retention_days: int = 1825
 
     def key_bytes(self) -> bytes:
         """The server secret that keys code hashes. Shared by every gateway process of a deployment:
@@ -228,6 +237,18 @@ HELP: dict[str, str] = {
     "sms_outbox": "the SMS outbox (what phones received): written by the SMSC simulator or outbox:; empty: "
                   "<data_dir>/sms-outbox.jsonl",
     "history_days": "how far back ListAccessHistory looks",
+    "loan_max_days": "days an archive loan may last at most (R3: 3); overdue loans are listed, counted and alerted",
+    "loan_overdue_check": "seconds between checks for overdue archive loans (each is alerted at most once a day)",
+    "incident_le_notice_business_days": ("business days after a breach is determined within which law enforcement "
+                                         "must be notified (47 CFR 64.2011(b): 7)"),
+    "incident_customer_wait_business_days": ("business days after notifying law enforcement before customers are "
+                                             "notified, unless law enforcement asks otherwise (64.2011(c): 7)"),
+    "incident_retention_days": "days breach records are kept after closing (64.2011(d): at least 2 years)",
+    "legal_retention_days": ("days a closed legal request, its letter and its delivery records are kept before "
+                             "disposal (R8)"),
+    "sms_record_retention_days": "days an SMS's life record (state and times, never its text) is kept",
+    "customer_session_retention_days": "days a closed counter session's record is kept before disposal",
+    "loan_retention_days": "days a returned archive loan's record is kept before disposal",
     "audit_hmac_key": "secret keying the audit chain's HMACs; empty: derived from the secret key",
     "audit_retired_keys": "comma-separated retired audit secrets, so events sealed before a rotation still verify",
     "audit_chain": "name of the audit chain (its Redis keys share the hash tag {name})",
