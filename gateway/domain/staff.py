@@ -30,7 +30,7 @@ from gateway.domain.identity import Identity
 from gateway.domain.policy import SIGN_IN_CHANNELS, Role
 from gateway.domain.ports import AttemptLimits, Sessions, SignInState, StaffDirectory, StaffRecord, StaffSession
 
-HALL_ROLES = {Role.CLERK, Role.HALL_MANAGER}
+HALL_ROLES = {Role.CLERK, Role.HALL_MANAGER, Role.CUSTODIAN}  # sign in only at their own hall's terminals
 
 
 @dataclass(frozen=True, slots=True)
