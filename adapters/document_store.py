@@ -5,7 +5,8 @@ then renamed into place, so a reader never sees half a letter; the same bytes st
 stored once. Reads return what is on disk: the caller checks it against the reference (the legal
 desk does, and refuses to disclose on a mismatch). Directories are created 0700 (the store's own
 directory and any missing parents too, whatever the umask): a letter names the people it targets.
-The blocking file work runs in a thread.
+The blocking file work runs in a thread. `delete` destroys a letter (disposal, R8): the caller
+decides that no request still references it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,26 @@ class FileDocumentStore:
             return await asyncio.to_thread(self._get, ref)
         except OSError as e:
             raise DependencyUnavailable("documents") from e
+
+    async def delete(self, ref: str) -> bool:
+        """Destroy a letter (disposal, R8): True if it was there, False if it was already gone."""
+        try:
+            return await asyncio.to_thread(self._delete, ref)
+        except OSError as e:
+            raise DependencyUnavailable("documents") from e
+
+    def _delete(self, ref: str) -> bool:
+        path = self.path_of(ref)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the unlink itself survives a crash
+        finally:
+            os.close(dir_fd)
+        return True
 
     def _put(self, data: bytes) -> str:
         ref = hashlib.sha256(data).hexdigest()

@@ -14,13 +14,20 @@ written here (no tipping off, minimal data).
     hg:{legal}:state:<state>       set      request ids by current state
     hg:{legal}:case:<sha256>       set      by case number (sha256 of gateway.domain.legal.index_key)
     hg:{legal}:agency:<sha256>     set      by agency name (likewise)
+
+Disposal (R8, gateway/domain/retention.py): `closed_due` finds closed requests whose closing (the
+last history entry) is before a cutoff, `dispose` removes a closed request with its history and its
+index entries in one script (an open one never), and `letters_in_use` says which letters requests
+still kept reference.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import secrets
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +88,25 @@ redis.call('ZINTERSTORE', unpack(args))
 local ids = redis.call('ZREVRANGE', KEYS[2], first, last)
 redis.call('DEL', KEYS[2])
 return ids
+"""
+
+
+# KEYS: request, history, all, state set, case set, agency set. ARGV: id, expected state, closed states…
+# Returns 1 (destroyed), 0 (already gone: a script is atomic, so its indexes went with it), -1 (not in
+# the expected closed state: nothing changed). An open request is never destroyed.
+DISPOSE = """
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 0 end
+if st ~= ARGV[2] then return -1 end
+local closed = false
+for i = 3, #ARGV do if ARGV[i] == st then closed = true end end
+if not closed then return -1 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('SREM', KEYS[5], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[1])
+return 1
 """
 
 
@@ -185,6 +211,7 @@ class RedisLegalStore:
         self._create = client.register_script(CREATE)
         self._transition = client.register_script(TRANSITION)
         self._list = client.register_script(LIST)
+        self._dispose = client.register_script(DISPOSE)
 
     @guarded
     async def create(self, request: LegalRequest, first: Transition) -> bool:
@@ -228,3 +255,86 @@ class RedisLegalStore:
                 p.hgetall(request_key(rid.decode() if isinstance(rid, bytes) else rid))
             found = await p.execute()
         return [_from_fields(raw) for raw in found if raw]
+
+    # --- disposal (R8) ----------------------------------------------------------------------------
+
+    @guarded
+    async def closed_due(self, before: datetime, closed: frozenset[State], *, scan: int = 500,
+                         max_requests: int = 10_000_000) -> builtins.list[tuple[str, datetime, str]]:
+        """(request id, when it closed, its letter's SHA-256) of every request in a `closed` state that
+        closed before `before`, oldest first. When it closed: its last history entry (nothing leaves
+        a closed state). Bounded: at most `max_requests` ids are looked at."""
+        found: builtins.list[tuple[str, datetime, str]] = []
+        seen = 0
+        for state in sorted(closed):
+            ids: builtins.list[str] = []
+            async for rid in self.r.sscan_iter(state_key(state), count=scan):
+                ids.append(rid.decode() if isinstance(rid, bytes) else rid)
+                seen += 1
+                if seen >= max_requests:
+                    break
+            for i in range(0, len(ids), scan):
+                chunk = ids[i:i + scan]
+                async with self.r.pipeline(transaction=False) as p:
+                    for rid in chunk:
+                        p.lindex(history_key(rid), -1)
+                        p.hmget(request_key(rid), "state", "letter_sha256")
+                    answers = await p.execute()
+                for rid, last, (st, letter) in zip(chunk, answers[::2], answers[1::2], strict=True):
+                    if last is None or st is None or _text(st) != state.value:
+                        continue  # gone, or moved, since the scan
+                    at = _from_entry(last).at
+                    if at < before:
+                        found.append((rid, at, _text(letter)))
+            if seen >= max_requests:
+                break
+        found.sort(key=lambda x: (x[1], x[0]))
+        return found
+
+    @guarded
+    async def dispose(self, request_id: str, closed: frozenset[State]) -> int:
+        """Destroy a closed request: its hash (with the signed manifest), history and index entries,
+        in one script. 1 destroyed, 0 already gone, -1 refused (not closed: nothing changed)."""
+        raw = await self.r.hmget(request_key(request_id), "state", "case_number", "agency_name")  # type: ignore[misc]
+        if raw[0] is None:
+            return 0
+        state, case, agency = (_text(x) for x in raw)
+        keys = [request_key(request_id), history_key(request_id), ALL_KEY, f"{PREFIX}state:{state}",
+                case_key(case), agency_key(agency)]
+        return int(await self._dispose(keys=keys, args=[request_id, state, *sorted(s.value for s in closed)]))
+
+    @guarded
+    async def letters_in_use(self, refs: Collection[str], *, excluding: Collection[str] = (),
+                             scan: int = 500) -> set[str]:
+        """Which of `refs` (letters' SHA-256) a request still kept references, leaving out the
+        requests in `excluding` (those being disposed of). A scan of every request: legal requests
+        are a few an hour."""
+        refs, excluding = set(refs), set(excluding)
+        if not refs:
+            return set()
+        used: set[str] = set()
+        batch: builtins.list[str] = []
+
+        async def check(ids: builtins.list[str]) -> None:
+            async with self.r.pipeline(transaction=False) as p:
+                for rid in ids:
+                    p.hget(request_key(rid), "letter_sha256")
+                for letter in await p.execute():
+                    if letter is not None and _text(letter) in refs:
+                        used.add(_text(letter))
+
+        async for member in self.r.zscan_iter(ALL_KEY, count=scan):
+            rid = _text(member[0])
+            if rid in excluding:
+                continue
+            batch.append(rid)
+            if len(batch) >= scan:
+                await check(batch)
+                batch = []
+        if batch:
+            await check(batch)
+        return used
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

@@ -14,7 +14,7 @@ Content-addressed like adapters/document_store.py (FileDocumentStore): `put` ins
 (the same bytes stored twice, by one gateway or by two at once, are one row); a row whose content
 no longer matches its key is replaced by the intact bytes. Reads return what is stored: the caller
 checks the digest (the legal desk refuses to disclose on a mismatch). Contents are never logged and
-never appear in an error.
+never appear in an error. `delete` destroys a letter (disposal, R8).
 
 One connection per store for the letters, opened on first use inside the running event loop and
 kept, used by one call at a time (a lock: legal traffic is a few calls per hour), and a second one
@@ -49,6 +49,7 @@ PUT = ("INSERT INTO legal_documents (sha256, content, size_bytes) VALUES (%s, %b
        "ON CONFLICT (sha256) DO UPDATE SET content = EXCLUDED.content, size_bytes = EXCLUDED.size_bytes "
        "WHERE encode(sha256(legal_documents.content), 'hex') <> legal_documents.sha256")
 GET = "SELECT content FROM legal_documents WHERE sha256 = %s"
+DELETE = "DELETE FROM legal_documents WHERE sha256 = %s"
 
 # Outages, as opposed to bugs: the connection is dropped and the caller told the store is unavailable.
 # A read-only server is a primary demoted by a failover: the next connection finds the new one (with
@@ -144,6 +145,18 @@ class PgDocumentStore:
             cur = await conn.execute(GET, (ref,), binary=True)
             row = await cur.fetchone()
             return None if row is None else bytes(row[0])
+
+        return await self._data.run(work, self.timeout)
+
+    async def delete(self, ref: str) -> bool:
+        """Destroy a letter (disposal, R8): True if it was there, False if it was already gone. One
+        autocommit statement, so idempotent. The caller decides that no request still references it."""
+        check_ref(ref)
+
+        async def work(conn: Conn) -> bool:
+            await self._ensure_schema(conn)
+            cur = await conn.execute(DELETE, (ref,))
+            return cur.rowcount > 0
 
         return await self._data.run(work, self.timeout)
 

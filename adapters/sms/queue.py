@@ -13,7 +13,11 @@ What Redis holds, and for how long:
   for two days; `last:<kind>:<ref>` names the newest message of a kind to a number (by its keyed
   pseudonym) for a day; `smsc:<smsc id>` maps an SMSC message id back, for receipts;
 - `cap:<kind>:<ref>:<day>` counts notices per number, kind and (UTC) day;
-- `fold:*` keep call-list months released in a kiosk session after its first (sealed number).
+- `fold:*` keep call-list months released in a kiosk session after its first (sealed number);
+- `dead` lists messages dead-lettered (id, kind, error, time; never number or text), capped at
+  DEAD_MAXLEN entries and disposed of after `sms_record_retention_days` (R8: `dead_letters_due`,
+  `dispose_dead_letters`; docs/retention.md). Everything else above expires by TTL or is deleted
+  when its message settles.
 
 Every key carries the hash tag {hallgate:sms}: each step below is one Lua script, atomic on one
 server or one Cluster slot.
@@ -364,6 +368,28 @@ class RedisSmsQueue:
         life = await self.r.hgetall(_msg(mid))
         return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
                 for k, v in life.items()}
+
+
+# -- disposal (R8): the dead-letter stream; functions of a client, as they need no key -----------
+
+
+async def dead_letters_due(client: aioredis.Redis, before: float, limit: int) -> list[tuple[str, str]]:
+    """(stream entry id, message id) of the oldest dead letters recorded before `before` (epoch
+    seconds), at most `limit`, oldest first."""
+    end = f"{int(before * 1000) - 1}"  # any entry of that millisecond: strictly before `before`
+    raw: Any = await client.xrange(DEAD, "-", end, count=limit)
+    return [(_s(entry), _s(fields.get(b"id", fields.get("id", b"")))) for entry, fields in raw]
+
+
+async def dispose_dead_letters(client: aioredis.Redis, through: str) -> int:
+    """Destroy every dead letter up to and including the entry `through` (XTRIM MINID: atomic;
+    entries are only ever added after the newest, so this is exactly what was listed; again: 0)."""
+    ms_, _, seq = through.partition("-")
+    return int(await client.xtrim(DEAD, minid=f"{ms_}-{int(seq or 0) + 1}", approximate=False))
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 __all__ = ["FINAL_STATES", "Queued", "RedisError", "RedisSmsQueue"]
