@@ -11,6 +11,7 @@ from gateway.api.common import duration
 from gateway.domain import request_context, rules
 from gateway.domain.clerk import ClerkDesk, IdDocument
 from gateway.domain.ports import CustomerSession
+from gateway.domain.purposes import SessionPurpose, reason_problem
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc
 
 NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
@@ -24,6 +25,30 @@ DELIVERY_STATES = {
     "expired": clerk_pb2.CODE_DELIVERY_STATE_EXPIRED, "failed": clerk_pb2.CODE_DELIVERY_STATE_FAILED,
     "no_receipt": clerk_pb2.CODE_DELIVERY_STATE_NO_RECEIPT,
 }
+# The wire's SessionPurpose values and the domain's purposes, one to one (tests/unit/test_purposes.py).
+PURPOSES = {getattr(clerk_pb2, f"SESSION_PURPOSE_{p.name}"): p for p in SessionPurpose}
+PURPOSE_VALUES = {p: value for value, p in PURPOSES.items()}
+
+
+def _purpose(v: rules.Violations, request: clerk_pb2.OpenCustomerSessionRequest) -> tuple[SessionPurpose, str]:
+    """The stated purpose and reason (R2), each wrong one a field violation."""
+    purpose = PURPOSES.get(request.purpose)
+    if purpose is None:
+        v.items.append(("purpose", "is required: why the customer came (" + ", ".join(
+            f"SESSION_PURPOSE_{p.name}" for p in SessionPurpose) + ")"))
+        return SessionPurpose.OTHER, ""
+    problem = reason_problem(purpose, request.reason)
+    if problem:
+        v.items.append(("reason", problem))
+    return purpose, request.reason
+
+
+def purpose_value(purpose: str) -> clerk_pb2.SessionPurpose:
+    """The wire value of a stored purpose; UNSPECIFIED for a session stored before purposes existed."""
+    try:
+        return PURPOSE_VALUES[SessionPurpose(purpose)]
+    except ValueError:
+        return clerk_pb2.SESSION_PURPOSE_UNSPECIFIED
 
 
 def _document(v: rules.Violations, doc: clerk_pb2.IdDocumentProof) -> IdDocument:
@@ -80,17 +105,21 @@ class ClerkServicer(clerk_pb2_grpc.ClerkServiceServicer):
             rules.check_code(v, request.password_and_code.one_time_code, "password_and_code.one_time_code")
         else:
             v.items.append(("proof", "is required: id_document or password_and_code"))
+        purpose, why = _purpose(v, request)
         v.raise_if_any()
         call.msisdn = msisdn
         call.proof = kind or ""
+        call.purpose, call.purpose_reason = purpose.value, why
         if kind == "id_document":
-            token = await self.desk.open_by_document(call.staff_id, call.terminal, call.hall, msisdn, doc)
+            token = await self.desk.open_by_document(call.staff_id, call.terminal, call.hall, msisdn, doc,
+                                                     purpose, why)
         else:
             pc = request.password_and_code
             token = await self.desk.open_by_password(call.staff_id, call.terminal, call.hall, msisdn,
-                                                     pc.service_password, pc.one_time_code)
+                                                     pc.service_password, pc.one_time_code, purpose, why)
         return clerk_pb2.OpenCustomerSessionResponse(customer_session=token,
-                                                     idle_timeout=duration(self.desk.s.customer_session_idle))
+                                                     idle_timeout=duration(self.desk.s.customer_session_idle),
+                                                     purpose=request.purpose)
 
     async def GetCustomerProfile(self, request: clerk_pb2.GetCustomerProfileRequest,
                                  context: grpc.aio.ServicerContext) -> clerk_pb2.GetCustomerProfileResponse:
@@ -98,7 +127,7 @@ class ClerkServicer(clerk_pb2_grpc.ClerkServiceServicer):
         return clerk_pb2.GetCustomerProfileResponse(
             msisdn_masked=p.msisdn_masked, name_masked=p.name_masked, document_number_masked=p.document_number_masked,
             address_district=p.address_district, plan_name=p.plan_name, account_status=p.account_status,
-            proved_by=p.proved_by)
+            proved_by=p.proved_by, purpose=purpose_value(p.purpose))
 
     async def ResetServicePassword(self, request: clerk_pb2.ResetServicePasswordRequest,
                                    context: grpc.aio.ServicerContext) -> clerk_pb2.ResetServicePasswordResponse:

@@ -76,12 +76,12 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
         call = request_context.current()
         session = await self.flows.session(token, terminal=call.terminal)
         call.msisdn = session.msisdn
-        for when, hall, channel, what, outcome in await self.flows.history(session):
+        for when, hall, channel, what, outcome, purpose in await self.flows.history(session):
             t = timestamp_pb2.Timestamp()
             t.FromDatetime(when)
             call.records += 1
             yield kiosk_pb2.ListAccessHistoryResponse(record=kiosk_pb2.AccessRecord(
-                time=t, hall=hall, channel=channel, what=what, outcome=outcome))
+                time=t, hall=hall, channel=channel, what=what, outcome=outcome, purpose=purpose))
 
     async def EndSession(self, request: kiosk_pb2.EndSessionRequest,
                          context: grpc.aio.ServicerContext) -> kiosk_pb2.EndSessionResponse:

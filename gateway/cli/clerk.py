@@ -9,10 +9,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.cli import connect
+from gateway.domain.purposes import PURPOSES, REASON_MAX
 from gateway.runtime.settings import from_env
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc
 
 SEXES = {"female": clerk_pb2.DOCUMENT_SEX_FEMALE, "male": clerk_pb2.DOCUMENT_SEX_MALE}
+# --purpose password-reset → SESSION_PURPOSE_PASSWORD_RESET (gateway/domain/purposes.py is the list).
+PURPOSE_CHOICES = {p.value.replace("_", "-"): getattr(clerk_pb2, f"SESSION_PURPOSE_{p.name}") for p in PURPOSES}
 
 
 def add_commands(sub: Any) -> None:
@@ -29,6 +32,12 @@ def add_commands(sub: Any) -> None:
     op.add_argument("--sex", choices=sorted(SEXES), help="sex as printed")
     op.add_argument("--service-password", help="proof by password + code: typed by the customer")
     op.add_argument("--code", help="the code the customer received")
+    needing = ", ".join(p.value.replace("_", "-") for p, spec in PURPOSES.items() if spec.needs_reason)
+    op.add_argument("--purpose", required=True, choices=list(PURPOSE_CHOICES), metavar="PURPOSE",
+                    help=f"why the customer came (R2): one of {', '.join(PURPOSE_CHOICES)}; the session may do "
+                         "only what its purpose allows (reset-password: password-reset)")
+    op.add_argument("--reason", default="", help=f"a short reason, at most {REASON_MAX} characters and no numbers; "
+                                                 f"required for {needing}")
     op.set_defaults(run=cmd_open)
     for name, helptext, run in (("profile", "show the customer's masked profile", cmd_profile),
                                 ("close", "close the customer session", cmd_close)):
@@ -58,7 +67,8 @@ def cmd_request_code(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    req = clerk_pb2.OpenCustomerSessionRequest(msisdn=args.msisdn)
+    req = clerk_pb2.OpenCustomerSessionRequest(msisdn=args.msisdn, purpose=PURPOSE_CHOICES[args.purpose],
+                                               reason=args.reason)
     if args.id_number:
         req.id_document.CopyFrom(clerk_pb2.IdDocumentProof(
             document_type=clerk_pb2.ID_DOCUMENT_TYPE_RESIDENT_ID_CARD, document_number=args.id_number,
@@ -79,6 +89,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for field in ("msisdn_masked", "name_masked", "document_number_masked", "address_district", "plan_name",
                   "account_status", "proved_by"):
         print(f"{field:24} {getattr(p, field)}")
+    print(f"{'purpose':24} {clerk_pb2.SessionPurpose.Name(p.purpose).removeprefix('SESSION_PURPOSE_').lower()}")
     return 0
 
 

@@ -190,6 +190,8 @@ class AuditEvent:
     staff_id: str = ""
     role: str = ""
     proof: str = ""
+    purpose: str = ""  # a counter session's purpose; events stored before it have no such field
+    purpose_reason: str = ""  # the reason stated when that session was opened (its opening event only)
     peer: str = ""
     call: str = ""
     phase: str = ""

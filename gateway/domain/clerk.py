@@ -1,7 +1,8 @@
 """The counter (R2, R4, R9 way 2): a clerk serves a customer who is present and proved ownership.
 
 A customer session is opened by the owner's ID document, checked in person, or by service
-password + SMS code typed on the PIN pad. It is bound to the clerk, the terminal and the number.
+password + SMS code typed on the PIN pad, for a stated purpose (gateway/domain/purposes.py: what it
+may do is the policy table's say). It is bound to the clerk, the terminal and the number.
 Inside it: a minimal masked profile, whether the last code SMS reached the phone, and (ID document
 only) a service password reset. Never call details: after a reset the customer uses a kiosk with
 the new password and a code.
@@ -20,6 +21,7 @@ from gateway.domain.errors import InvalidArgument, TooManyRequests, Unauthentica
 from gateway.domain.notices import Notices
 from gateway.domain.owner_proof import OwnerProof
 from gateway.domain.ports import Billing, CustomerProfile, CustomerSession, Sessions, SmsDelivery, SmsKind
+from gateway.domain.purposes import SessionPurpose
 
 ID_DOCUMENT = "id_document"
 PASSWORD_AND_CODE = "password_and_code"  # noqa: S105 - a proof kind, not a password
@@ -51,9 +53,10 @@ class CounterProfile:
     plan_name: str
     account_status: str
     proved_by: str
+    purpose: str = ""
 
 
-def counter_view(msisdn: str, full: CustomerProfile, proved_by: str) -> CounterProfile:
+def counter_view(msisdn: str, full: CustomerProfile, proved_by: str, purpose: str = "") -> CounterProfile:
     """The only way a profile leaves the gateway: explicit fields, each masked (R1, R7)."""
     number = full.document_number
     return CounterProfile(
@@ -64,6 +67,7 @@ def counter_view(msisdn: str, full: CustomerProfile, proved_by: str) -> CounterP
         plan_name=full.plan_name,
         account_status=full.account_status,
         proved_by=proved_by,
+        purpose=purpose,
     )
 
 
@@ -103,7 +107,8 @@ class ClerkDesk:
         if problems:
             raise InvalidArgument([(f"id_document.{f}", d) for f, d in problems])
 
-    async def open_by_document(self, staff_id: str, terminal: str, hall: str, msisdn: str, doc: IdDocument) -> str:
+    async def open_by_document(self, staff_id: str, terminal: str, hall: str, msisdn: str, doc: IdDocument,
+                               purpose: SessionPurpose, reason: str = "") -> str:
         """R9 way 2. The owner in person with their card is how a number locked by wrong passwords
         gets served again, so the password lock does not apply here; document mismatches count
         towards a lock of their own."""
@@ -117,12 +122,13 @@ class ClerkDesk:
         if not match:
             await self.proof.fail(attempt)
         await self.proof.state.reset_failures(subject)
-        return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, ID_DOCUMENT))
+        return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, ID_DOCUMENT, purpose, reason))
 
     async def open_by_password(self, staff_id: str, terminal: str, hall: str, msisdn: str, password: str,
-                               code: str) -> str:
+                               code: str, purpose: SessionPurpose, reason: str = "") -> str:
         await self.proof.verify(msisdn, password, code, rules.Purpose.COUNTER)
-        return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, PASSWORD_AND_CODE))
+        return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, PASSWORD_AND_CODE, purpose,
+                                                reason))
 
     async def _open(self, session: CustomerSession) -> str:
         if session.proof == PASSWORD_AND_CODE:
@@ -135,7 +141,7 @@ class ClerkDesk:
         full = await self.billing.get_customer_profile(session.msisdn)
         if full is None:
             raise Unauthenticated("customer_gone")
-        return counter_view(session.msisdn, full, session.proof)
+        return counter_view(session.msisdn, full, session.proof, session.purpose)
 
     async def reset_password(self, session: CustomerSession, new_password: str) -> str:
         """Only reachable in an ID-document session (the policy table says so). Refuses trivial

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from gateway.domain import rules
+from gateway.domain import purposes, rules
 from gateway.domain.config import pick
 from gateway.domain.errors import Unauthenticated
 from gateway.domain.notices import Notices
@@ -108,14 +108,15 @@ class KioskFlows:
         session and its first month at once: gateway/domain/notices.py)."""
         await self.notices.released(session, month)
 
-    async def history(self, session: Session) -> list[tuple[datetime, str, str, str, str]]:
+    async def history(self, session: Session) -> list[tuple[datetime, str, str, str, str, str]]:
         """The owner's accesses through halls and kiosks, newest first: (time, hall, channel, what,
-        outcome). Only events about this subscriber's pseudonym on hall channels and of the methods
-        in HISTORY_WORDS count, so legal-channel work can never show (no tipping off)."""
+        outcome, purpose). Only events about this subscriber's pseudonym on hall channels and of the
+        methods in HISTORY_WORDS count, so legal-channel work can never show (no tipping off). The
+        purpose is a counter session's, in words (R2, R10; never the clerk's reason)."""
         if self.access_log is None:
             return []
         since = self.clock() - timedelta(days=self.s.history_days)
-        found: list[tuple[datetime, str, str, str, str, str]] = []
+        found: list[tuple[datetime, str, str, str, str, str, str]] = []
         released: dict[str, str] = {}  # call id -> records that left, from a stream's closing event
         async for e in self.access_log.accesses(rules.subscriber_ref(self.key, session.msisdn), since):
             what = HISTORY_WORDS.get(e.get("method", ""))
@@ -126,9 +127,10 @@ class KioskFlows:
                 continue
             outcome = "allowed" if e.get("decision") == "allowed" else "refused"
             found.append((datetime.fromisoformat(e["at"]), e.get("hall", ""), e["channel"], what, outcome,
+                          purposes.words(e.get("purpose", "")),
                           e.get("call", "") if e.get("method") == LIST_CALL_DETAILS else ""))
-        return sorted(((at, hall, channel, f"{what} ({released[call]} records)" if call in released else what, outcome)
-                       for at, hall, channel, what, outcome, call in found), reverse=True)
+        return sorted(((at, hall, channel, f"{what} ({released[call]} records)" if call in released else what, outcome,
+                        purpose) for at, hall, channel, what, outcome, purpose, call in found), reverse=True)
 
     async def end_session(self, token: str, terminal: str) -> None:
         """Ends the token only on the kiosk it was issued to; elsewhere nothing happens (and the

@@ -284,13 +284,17 @@ class StaffSession:
 @dataclass(frozen=True, slots=True)
 class CustomerSession:
     """A customer present at a counter who proved ownership of `msisdn`; bound to the clerk and
-    the terminal that opened it. `proof` is "id_document" or "password_and_code"."""
+    the terminal that opened it. `proof` is "id_document" or "password_and_code". `purpose` is why
+    it was opened (gateway/domain/purposes.py; "" for a session stored before purposes existed,
+    which only calls open to any purpose accept), `reason` the clerk's short words, if any."""
 
     msisdn: str
     staff_id: str
     terminal: str
     hall: str
     proof: str
+    purpose: str = ""
+    reason: str = ""
 
 
 class StaffDirectory(Protocol):

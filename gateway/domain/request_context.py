@@ -25,6 +25,8 @@ class CallContext:
     staff_id: str = ""
     role: str = ""
     proof: str = ""
+    purpose: str = ""  # the customer session's purpose (gateway/domain/purposes.py)
+    purpose_reason: str = ""  # the reason stated when the session was opened: on that call's event only
     msisdn: str = ""  # the customer's number: never written anywhere as is
     msisdns: tuple[str, ...] = ()  # several numbers (legal targets): likewise never written as is
     subscriber: str = ""  # set only where msisdn does not fit (several legal targets)

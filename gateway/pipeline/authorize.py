@@ -3,8 +3,9 @@
 Identity comes from the client certificate's SPIFFE ID (mutual TLS), or, in development mode
 only, from the `x-hallgate-dev-identity` header. Then, per the policy row: the channel, the staff
 session (`authorization: Bearer …`, bound to this terminal) and its role, and the customer
-session named by the request's `customer_session` field (bound to this clerk and terminal).
-Everything it learns goes into the call context, so the audit trail records who asked.
+session named by the request's `customer_session` field (bound to this clerk and terminal), its
+proof and the purpose it was opened for (R2). Everything it learns goes into the call context, so
+the audit trail records who asked, and for a call refused in a genuine session, about whom and why.
 """
 
 from __future__ import annotations
@@ -120,7 +121,10 @@ class Authorizer:
         session = await self.sessions.customer(rules.token_digest(token), self.config.customer_session_idle)
         if session is None or session.staff_id != call.staff_id or session.terminal != identity.terminal:
             raise PermissionDenied("customer_session_required")
+        # This clerk's own session: from here a refusal is on record with its subscriber and purpose.
+        call.proof, call.purpose, call.msisdn = session.proof, session.purpose, session.msisdn
+        if rule.purposes is None or (rule.purposes and session.purpose not in rule.purposes):
+            raise PermissionDenied("purpose_mismatch")
         if rule.proof == Proof.ID_DOCUMENT_SESSION and session.proof != "id_document":
             raise PermissionDenied("id_document_required")
-        call.customer, call.proof = session, session.proof
-        call.msisdn = session.msisdn
+        call.customer = session

@@ -26,19 +26,21 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hallgate/v1/clerk.proto\x12\x0bhallgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x1aRequestCustomerCodeRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\"P\n\x1bRequestCustomerCodeResponse\x12\x31\n\x0e\x63ode_valid_for\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa7\x01\n\x0fIdDocumentProof\x12\x32\n\rdocument_type\x18\x01 \x01(\x0e\x32\x1b.hallgate.v1.IdDocumentType\x12\x17\n\x0f\x64ocument_number\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\x12%\n\x03sex\x18\x05 \x01(\x0e\x32\x18.hallgate.v1.DocumentSex\"G\n\x14PasswordAndCodeProof\x12\x18\n\x10service_password\x18\x01 \x01(\t\x12\x15\n\rone_time_code\x18\x02 \x01(\t\"\xaa\x01\n\x1aOpenCustomerSessionRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x33\n\x0bid_document\x18\x02 \x01(\x0b\x32\x1c.hallgate.v1.IdDocumentProofH\x00\x12>\n\x11password_and_code\x18\x03 \x01(\x0b\x32!.hallgate.v1.PasswordAndCodeProofH\x00\x42\x07\n\x05proof\"h\n\x1bOpenCustomerSessionResponse\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\x12/\n\x0cidle_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"5\n\x19GetCustomerProfileRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\"\xc0\x01\n\x1aGetCustomerProfileResponse\x12\x15\n\rmsisdn_masked\x18\x01 \x01(\t\x12\x13\n\x0bname_masked\x18\x02 \x01(\t\x12\x1e\n\x16\x64ocument_number_masked\x18\x03 \x01(\t\x12\x18\n\x10\x61\x64\x64ress_district\x18\x04 \x01(\t\x12\x11\n\tplan_name\x18\x05 \x01(\t\x12\x16\n\x0e\x61\x63\x63ount_status\x18\x06 \x01(\t\x12\x11\n\tproved_by\x18\x07 \x01(\t\"U\n\x1bResetServicePasswordRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\x12\x1c\n\x14new_service_password\x18\x02 \x01(\t\"1\n\x1cResetServicePasswordResponse\x12\x11\n\tnext_step\x18\x01 \x01(\t\"7\n\x1b\x43loseCustomerSessionRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\"\x1e\n\x1c\x43loseCustomerSessionResponse\"2\n\x16GetCodeDeliveryRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\"\xa7\x01\n\x17GetCodeDeliveryResponse\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.hallgate.v1.CodeDeliveryState\x12-\n\tqueued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*Y\n\x0eIdDocumentType\x12 \n\x1cID_DOCUMENT_TYPE_UNSPECIFIED\x10\x00\x12%\n!ID_DOCUMENT_TYPE_RESIDENT_ID_CARD\x10\x01*[\n\x0b\x44ocumentSex\x12\x1c\n\x18\x44OCUMENT_SEX_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44OCUMENT_SEX_FEMALE\x10\x01\x12\x15\n\x11\x44OCUMENT_SEX_MALE\x10\x02*\xc8\x02\n\x11\x43odeDeliveryState\x12#\n\x1f\x43ODE_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ODE_DELIVERY_STATE_NONE\x10\x01\x12\x1e\n\x1a\x43ODE_DELIVERY_STATE_QUEUED\x10\x02\x12!\n\x1d\x43ODE_DELIVERY_STATE_SUBMITTED\x10\x03\x12!\n\x1d\x43ODE_DELIVERY_STATE_DELIVERED\x10\x04\x12%\n!CODE_DELIVERY_STATE_UNDELIVERABLE\x10\x05\x12\x1f\n\x1b\x43ODE_DELIVERY_STATE_EXPIRED\x10\x06\x12\x1e\n\x1a\x43ODE_DELIVERY_STATE_FAILED\x10\x07\x12\"\n\x1e\x43ODE_DELIVERY_STATE_NO_RECEIPT\x10\x08\x32\x81\x05\n\x0c\x43lerkService\x12h\n\x13RequestCustomerCode\x12\'.hallgate.v1.RequestCustomerCodeRequest\x1a(.hallgate.v1.RequestCustomerCodeResponse\x12h\n\x13OpenCustomerSession\x12\'.hallgate.v1.OpenCustomerSessionRequest\x1a(.hallgate.v1.OpenCustomerSessionResponse\x12\x65\n\x12GetCustomerProfile\x12&.hallgate.v1.GetCustomerProfileRequest\x1a\'.hallgate.v1.GetCustomerProfileResponse\x12k\n\x14ResetServicePassword\x12(.hallgate.v1.ResetServicePasswordRequest\x1a).hallgate.v1.ResetServicePasswordResponse\x12k\n\x14\x43loseCustomerSession\x12(.hallgate.v1.CloseCustomerSessionRequest\x1a).hallgate.v1.CloseCustomerSessionResponse\x12\\\n\x0fGetCodeDelivery\x12#.hallgate.v1.GetCodeDeliveryRequest\x1a$.hallgate.v1.GetCodeDeliveryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hallgate/v1/clerk.proto\x12\x0bhallgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x1aRequestCustomerCodeRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\"P\n\x1bRequestCustomerCodeResponse\x12\x31\n\x0e\x63ode_valid_for\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa7\x01\n\x0fIdDocumentProof\x12\x32\n\rdocument_type\x18\x01 \x01(\x0e\x32\x1b.hallgate.v1.IdDocumentType\x12\x17\n\x0f\x64ocument_number\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\x12%\n\x03sex\x18\x05 \x01(\x0e\x32\x18.hallgate.v1.DocumentSex\"G\n\x14PasswordAndCodeProof\x12\x18\n\x10service_password\x18\x01 \x01(\t\x12\x15\n\rone_time_code\x18\x02 \x01(\t\"\xe8\x01\n\x1aOpenCustomerSessionRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x33\n\x0bid_document\x18\x02 \x01(\x0b\x32\x1c.hallgate.v1.IdDocumentProofH\x00\x12>\n\x11password_and_code\x18\x03 \x01(\x0b\x32!.hallgate.v1.PasswordAndCodeProofH\x00\x12,\n\x07purpose\x18\x04 \x01(\x0e\x32\x1b.hallgate.v1.SessionPurpose\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x07\n\x05proof\"\x96\x01\n\x1bOpenCustomerSessionResponse\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\x12/\n\x0cidle_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x07purpose\x18\x03 \x01(\x0e\x32\x1b.hallgate.v1.SessionPurpose\"5\n\x19GetCustomerProfileRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\"\xee\x01\n\x1aGetCustomerProfileResponse\x12\x15\n\rmsisdn_masked\x18\x01 \x01(\t\x12\x13\n\x0bname_masked\x18\x02 \x01(\t\x12\x1e\n\x16\x64ocument_number_masked\x18\x03 \x01(\t\x12\x18\n\x10\x61\x64\x64ress_district\x18\x04 \x01(\t\x12\x11\n\tplan_name\x18\x05 \x01(\t\x12\x16\n\x0e\x61\x63\x63ount_status\x18\x06 \x01(\t\x12\x11\n\tproved_by\x18\x07 \x01(\t\x12,\n\x07purpose\x18\x08 \x01(\x0e\x32\x1b.hallgate.v1.SessionPurpose\"U\n\x1bResetServicePasswordRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\x12\x1c\n\x14new_service_password\x18\x02 \x01(\t\"1\n\x1cResetServicePasswordResponse\x12\x11\n\tnext_step\x18\x01 \x01(\t\"7\n\x1b\x43loseCustomerSessionRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\"\x1e\n\x1c\x43loseCustomerSessionResponse\"2\n\x16GetCodeDeliveryRequest\x12\x18\n\x10\x63ustomer_session\x18\x01 \x01(\t\"\xa7\x01\n\x17GetCodeDeliveryResponse\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.hallgate.v1.CodeDeliveryState\x12-\n\tqueued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*Y\n\x0eIdDocumentType\x12 \n\x1cID_DOCUMENT_TYPE_UNSPECIFIED\x10\x00\x12%\n!ID_DOCUMENT_TYPE_RESIDENT_ID_CARD\x10\x01*[\n\x0b\x44ocumentSex\x12\x1c\n\x18\x44OCUMENT_SEX_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44OCUMENT_SEX_FEMALE\x10\x01\x12\x15\n\x11\x44OCUMENT_SEX_MALE\x10\x02*\xf7\x01\n\x0eSessionPurpose\x12\x1f\n\x1bSESSION_PURPOSE_UNSPECIFIED\x10\x00\x12\"\n\x1eSESSION_PURPOSE_PASSWORD_RESET\x10\x01\x12\x1f\n\x1bSESSION_PURPOSE_PLAN_CHANGE\x10\x02\x12 \n\x1cSESSION_PURPOSE_BILL_ENQUIRY\x10\x03\x12#\n\x1fSESSION_PURPOSE_SIM_REPLACEMENT\x10\x04\x12\x1d\n\x19SESSION_PURPOSE_COMPLAINT\x10\x05\x12\x19\n\x15SESSION_PURPOSE_OTHER\x10\x06*\xc8\x02\n\x11\x43odeDeliveryState\x12#\n\x1f\x43ODE_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ODE_DELIVERY_STATE_NONE\x10\x01\x12\x1e\n\x1a\x43ODE_DELIVERY_STATE_QUEUED\x10\x02\x12!\n\x1d\x43ODE_DELIVERY_STATE_SUBMITTED\x10\x03\x12!\n\x1d\x43ODE_DELIVERY_STATE_DELIVERED\x10\x04\x12%\n!CODE_DELIVERY_STATE_UNDELIVERABLE\x10\x05\x12\x1f\n\x1b\x43ODE_DELIVERY_STATE_EXPIRED\x10\x06\x12\x1e\n\x1a\x43ODE_DELIVERY_STATE_FAILED\x10\x07\x12\"\n\x1e\x43ODE_DELIVERY_STATE_NO_RECEIPT\x10\x08\x32\x81\x05\n\x0c\x43lerkService\x12h\n\x13RequestCustomerCode\x12\'.hallgate.v1.RequestCustomerCodeRequest\x1a(.hallgate.v1.RequestCustomerCodeResponse\x12h\n\x13OpenCustomerSession\x12\'.hallgate.v1.OpenCustomerSessionRequest\x1a(.hallgate.v1.OpenCustomerSessionResponse\x12\x65\n\x12GetCustomerProfile\x12&.hallgate.v1.GetCustomerProfileRequest\x1a\'.hallgate.v1.GetCustomerProfileResponse\x12k\n\x14ResetServicePassword\x12(.hallgate.v1.ResetServicePasswordRequest\x1a).hallgate.v1.ResetServicePasswordResponse\x12k\n\x14\x43loseCustomerSession\x12(.hallgate.v1.CloseCustomerSessionRequest\x1a).hallgate.v1.CloseCustomerSessionResponse\x12\\\n\x0fGetCodeDelivery\x12#.hallgate.v1.GetCodeDeliveryRequest\x1a$.hallgate.v1.GetCodeDeliveryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hallgate.v1.clerk_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IDDOCUMENTTYPE']._serialized_start=1454
-  _globals['_IDDOCUMENTTYPE']._serialized_end=1543
-  _globals['_DOCUMENTSEX']._serialized_start=1545
-  _globals['_DOCUMENTSEX']._serialized_end=1636
-  _globals['_CODEDELIVERYSTATE']._serialized_start=1639
-  _globals['_CODEDELIVERYSTATE']._serialized_end=1967
+  _globals['_IDDOCUMENTTYPE']._serialized_start=1609
+  _globals['_IDDOCUMENTTYPE']._serialized_end=1698
+  _globals['_DOCUMENTSEX']._serialized_start=1700
+  _globals['_DOCUMENTSEX']._serialized_end=1791
+  _globals['_SESSIONPURPOSE']._serialized_start=1794
+  _globals['_SESSIONPURPOSE']._serialized_end=2041
+  _globals['_CODEDELIVERYSTATE']._serialized_start=2044
+  _globals['_CODEDELIVERYSTATE']._serialized_end=2372
   _globals['_REQUESTCUSTOMERCODEREQUEST']._serialized_start=105
   _globals['_REQUESTCUSTOMERCODEREQUEST']._serialized_end=149
   _globals['_REQUESTCUSTOMERCODERESPONSE']._serialized_start=151
@@ -48,25 +50,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PASSWORDANDCODEPROOF']._serialized_start=403
   _globals['_PASSWORDANDCODEPROOF']._serialized_end=474
   _globals['_OPENCUSTOMERSESSIONREQUEST']._serialized_start=477
-  _globals['_OPENCUSTOMERSESSIONREQUEST']._serialized_end=647
-  _globals['_OPENCUSTOMERSESSIONRESPONSE']._serialized_start=649
-  _globals['_OPENCUSTOMERSESSIONRESPONSE']._serialized_end=753
-  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_start=755
-  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_end=808
-  _globals['_GETCUSTOMERPROFILERESPONSE']._serialized_start=811
-  _globals['_GETCUSTOMERPROFILERESPONSE']._serialized_end=1003
-  _globals['_RESETSERVICEPASSWORDREQUEST']._serialized_start=1005
-  _globals['_RESETSERVICEPASSWORDREQUEST']._serialized_end=1090
-  _globals['_RESETSERVICEPASSWORDRESPONSE']._serialized_start=1092
-  _globals['_RESETSERVICEPASSWORDRESPONSE']._serialized_end=1141
-  _globals['_CLOSECUSTOMERSESSIONREQUEST']._serialized_start=1143
-  _globals['_CLOSECUSTOMERSESSIONREQUEST']._serialized_end=1198
-  _globals['_CLOSECUSTOMERSESSIONRESPONSE']._serialized_start=1200
-  _globals['_CLOSECUSTOMERSESSIONRESPONSE']._serialized_end=1230
-  _globals['_GETCODEDELIVERYREQUEST']._serialized_start=1232
-  _globals['_GETCODEDELIVERYREQUEST']._serialized_end=1282
-  _globals['_GETCODEDELIVERYRESPONSE']._serialized_start=1285
-  _globals['_GETCODEDELIVERYRESPONSE']._serialized_end=1452
-  _globals['_CLERKSERVICE']._serialized_start=1970
-  _globals['_CLERKSERVICE']._serialized_end=2611
+  _globals['_OPENCUSTOMERSESSIONREQUEST']._serialized_end=709
+  _globals['_OPENCUSTOMERSESSIONRESPONSE']._serialized_start=712
+  _globals['_OPENCUSTOMERSESSIONRESPONSE']._serialized_end=862
+  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_start=864
+  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_end=917
+  _globals['_GETCUSTOMERPROFILERESPONSE']._serialized_start=920
+  _globals['_GETCUSTOMERPROFILERESPONSE']._serialized_end=1158
+  _globals['_RESETSERVICEPASSWORDREQUEST']._serialized_start=1160
+  _globals['_RESETSERVICEPASSWORDREQUEST']._serialized_end=1245
+  _globals['_RESETSERVICEPASSWORDRESPONSE']._serialized_start=1247
+  _globals['_RESETSERVICEPASSWORDRESPONSE']._serialized_end=1296
+  _globals['_CLOSECUSTOMERSESSIONREQUEST']._serialized_start=1298
+  _globals['_CLOSECUSTOMERSESSIONREQUEST']._serialized_end=1353
+  _globals['_CLOSECUSTOMERSESSIONRESPONSE']._serialized_start=1355
+  _globals['_CLOSECUSTOMERSESSIONRESPONSE']._serialized_end=1385
+  _globals['_GETCODEDELIVERYREQUEST']._serialized_start=1387
+  _globals['_GETCODEDELIVERYREQUEST']._serialized_end=1437
+  _globals['_GETCODEDELIVERYRESPONSE']._serialized_start=1440
+  _globals['_GETCODEDELIVERYRESPONSE']._serialized_end=1607
+  _globals['_CLERKSERVICE']._serialized_start=2375
+  _globals['_CLERKSERVICE']._serialized_end=3016
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,16 @@ class DocumentSex(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_SEX_FEMALE: _ClassVar[DocumentSex]
     DOCUMENT_SEX_MALE: _ClassVar[DocumentSex]
 
+class SessionPurpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_PURPOSE_UNSPECIFIED: _ClassVar[SessionPurpose]
+    SESSION_PURPOSE_PASSWORD_RESET: _ClassVar[SessionPurpose]
+    SESSION_PURPOSE_PLAN_CHANGE: _ClassVar[SessionPurpose]
+    SESSION_PURPOSE_BILL_ENQUIRY: _ClassVar[SessionPurpose]
+    SESSION_PURPOSE_SIM_REPLACEMENT: _ClassVar[SessionPurpose]
+    SESSION_PURPOSE_COMPLAINT: _ClassVar[SessionPurpose]
+    SESSION_PURPOSE_OTHER: _ClassVar[SessionPurpose]
+
 class CodeDeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CODE_DELIVERY_STATE_UNSPECIFIED: _ClassVar[CodeDeliveryState]
@@ -37,6 +47,13 @@ ID_DOCUMENT_TYPE_RESIDENT_ID_CARD: IdDocumentType
 DOCUMENT_SEX_UNSPECIFIED: DocumentSex
 DOCUMENT_SEX_FEMALE: DocumentSex
 DOCUMENT_SEX_MALE: DocumentSex
+SESSION_PURPOSE_UNSPECIFIED: SessionPurpose
+SESSION_PURPOSE_PASSWORD_RESET: SessionPurpose
+SESSION_PURPOSE_PLAN_CHANGE: SessionPurpose
+SESSION_PURPOSE_BILL_ENQUIRY: SessionPurpose
+SESSION_PURPOSE_SIM_REPLACEMENT: SessionPurpose
+SESSION_PURPOSE_COMPLAINT: SessionPurpose
+SESSION_PURPOSE_OTHER: SessionPurpose
 CODE_DELIVERY_STATE_UNSPECIFIED: CodeDeliveryState
 CODE_DELIVERY_STATE_NONE: CodeDeliveryState
 CODE_DELIVERY_STATE_QUEUED: CodeDeliveryState
@@ -82,22 +99,28 @@ class PasswordAndCodeProof(_message.Message):
     def __init__(self, service_password: _Optional[str] = ..., one_time_code: _Optional[str] = ...) -> None: ...
 
 class OpenCustomerSessionRequest(_message.Message):
-    __slots__ = ("msisdn", "id_document", "password_and_code")
+    __slots__ = ("msisdn", "id_document", "password_and_code", "purpose", "reason")
     MSISDN_FIELD_NUMBER: _ClassVar[int]
     ID_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_AND_CODE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     msisdn: str
     id_document: IdDocumentProof
     password_and_code: PasswordAndCodeProof
-    def __init__(self, msisdn: _Optional[str] = ..., id_document: _Optional[_Union[IdDocumentProof, _Mapping]] = ..., password_and_code: _Optional[_Union[PasswordAndCodeProof, _Mapping]] = ...) -> None: ...
+    purpose: SessionPurpose
+    reason: str
+    def __init__(self, msisdn: _Optional[str] = ..., id_document: _Optional[_Union[IdDocumentProof, _Mapping]] = ..., password_and_code: _Optional[_Union[PasswordAndCodeProof, _Mapping]] = ..., purpose: _Optional[_Union[SessionPurpose, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class OpenCustomerSessionResponse(_message.Message):
-    __slots__ = ("customer_session", "idle_timeout")
+    __slots__ = ("customer_session", "idle_timeout", "purpose")
     CUSTOMER_SESSION_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     customer_session: str
     idle_timeout: _duration_pb2.Duration
-    def __init__(self, customer_session: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    purpose: SessionPurpose
+    def __init__(self, customer_session: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., purpose: _Optional[_Union[SessionPurpose, str]] = ...) -> None: ...
 
 class GetCustomerProfileRequest(_message.Message):
     __slots__ = ("customer_session",)
@@ -106,7 +129,7 @@ class GetCustomerProfileRequest(_message.Message):
     def __init__(self, customer_session: _Optional[str] = ...) -> None: ...
 
 class GetCustomerProfileResponse(_message.Message):
-    __slots__ = ("msisdn_masked", "name_masked", "document_number_masked", "address_district", "plan_name", "account_status", "proved_by")
+    __slots__ = ("msisdn_masked", "name_masked", "document_number_masked", "address_district", "plan_name", "account_status", "proved_by", "purpose")
     MSISDN_MASKED_FIELD_NUMBER: _ClassVar[int]
     NAME_MASKED_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_NUMBER_MASKED_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +137,7 @@ class GetCustomerProfileResponse(_message.Message):
     PLAN_NAME_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_STATUS_FIELD_NUMBER: _ClassVar[int]
     PROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     msisdn_masked: str
     name_masked: str
     document_number_masked: str
@@ -121,7 +145,8 @@ class GetCustomerProfileResponse(_message.Message):
     plan_name: str
     account_status: str
     proved_by: str
-    def __init__(self, msisdn_masked: _Optional[str] = ..., name_masked: _Optional[str] = ..., document_number_masked: _Optional[str] = ..., address_district: _Optional[str] = ..., plan_name: _Optional[str] = ..., account_status: _Optional[str] = ..., proved_by: _Optional[str] = ...) -> None: ...
+    purpose: SessionPurpose
+    def __init__(self, msisdn_masked: _Optional[str] = ..., name_masked: _Optional[str] = ..., document_number_masked: _Optional[str] = ..., address_district: _Optional[str] = ..., plan_name: _Optional[str] = ..., account_status: _Optional[str] = ..., proved_by: _Optional[str] = ..., purpose: _Optional[_Union[SessionPurpose, str]] = ...) -> None: ...
 
 class ResetServicePasswordRequest(_message.Message):
     __slots__ = ("customer_session", "new_service_password")

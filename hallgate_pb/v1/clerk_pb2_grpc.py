@@ -84,8 +84,10 @@ class ClerkServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def OpenCustomerSession(self, request, context):
-        """OpenCustomerSession proves ownership by the owner's ID document or by service password + code.
-        Any mismatch gives one UNAUTHENTICATED answer and counts towards the number's lock.
+        """OpenCustomerSession proves ownership by the owner's ID document or by service password + code,
+        for a stated purpose. Any mismatch gives one UNAUTHENTICATED answer and counts towards the
+        number's lock. A session may make only the calls its purpose allows (PERMISSION_DENIED,
+        reason PURPOSE_MISMATCH, otherwise).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,7 +102,8 @@ class ClerkServiceServicer:
 
     def ResetServicePassword(self, request, context):
         """ResetServicePassword sets the password the customer typed on the PIN pad. Only in a session
-        opened with the owner's ID document (R9 way 2); afterwards the customer uses a kiosk.
+        opened with the owner's ID document (R9 way 2) for SESSION_PURPOSE_PASSWORD_RESET; afterwards
+        the customer uses a kiosk.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

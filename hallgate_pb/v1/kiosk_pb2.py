@@ -26,17 +26,17 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hallgate/v1/kiosk.proto\x12\x0bhallgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x19RequestOneTimeCodeRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\"\x80\x01\n\x1aRequestOneTimeCodeResponse\x12\x31\n\x0e\x63ode_valid_for\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cresend_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x13\x41uthenticateRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x18\n\x10service_password\x18\x02 \x01(\t\x12\x15\n\rone_time_code\x18\x03 \x01(\t\"\x8d\x01\n\x14\x41uthenticateResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0cidle_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x16ListCallDetailsRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\r\n\x05month\x18\x02 \x01(\t\"C\n\x17ListCallDetailsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.hallgate.v1.CallDetail\"\xe9\x01\n\nCallDetail\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdirection\x18\x02 \x01(\x0e\x32\x1a.hallgate.v1.CallDirection\x12\x13\n\x0bother_party\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x05\x12#\n\x04kind\x18\x05 \x01(\x0e\x32\x15.hallgate.v1.CallKind\x12\x14\n\x0cvolume_bytes\x18\x06 \x01(\x03\x12\x12\n\ncharge_fen\x18\x07 \x01(\x03\")\n\x11\x45ndSessionRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\x14\n\x12\x45ndSessionResponse\"0\n\x18ListAccessHistoryRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"v\n\x0c\x41\x63\x63\x65ssRecord\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04hall\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0c\n\x04what\x18\x04 \x01(\t\x12\x0f\n\x07outcome\x18\x05 \x01(\t\"F\n\x19ListAccessHistoryResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.hallgate.v1.AccessRecord*i\n\rCallDirection\x12\x1e\n\x1a\x43\x41LL_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_DIRECTION_OUTGOING\x10\x01\x12\x1b\n\x17\x43\x41LL_DIRECTION_INCOMING\x10\x02*a\n\x08\x43\x61llKind\x12\x19\n\x15\x43\x41LL_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41LL_KIND_VOICE\x10\x01\x12\x11\n\rCALL_KIND_SMS\x10\x02\x12\x12\n\x0e\x43\x41LL_KIND_DATA\x10\x03\x32\xdf\x03\n\x0cKioskService\x12\x65\n\x12RequestOneTimeCode\x12&.hallgate.v1.RequestOneTimeCodeRequest\x1a\'.hallgate.v1.RequestOneTimeCodeResponse\x12S\n\x0c\x41uthenticate\x12 .hallgate.v1.AuthenticateRequest\x1a!.hallgate.v1.AuthenticateResponse\x12^\n\x0fListCallDetails\x12#.hallgate.v1.ListCallDetailsRequest\x1a$.hallgate.v1.ListCallDetailsResponse0\x01\x12M\n\nEndSession\x12\x1e.hallgate.v1.EndSessionRequest\x1a\x1f.hallgate.v1.EndSessionResponse\x12\x64\n\x11ListAccessHistory\x12%.hallgate.v1.ListAccessHistoryRequest\x1a&.hallgate.v1.ListAccessHistoryResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hallgate/v1/kiosk.proto\x12\x0bhallgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x19RequestOneTimeCodeRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\"\x80\x01\n\x1aRequestOneTimeCodeResponse\x12\x31\n\x0e\x63ode_valid_for\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cresend_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x13\x41uthenticateRequest\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x18\n\x10service_password\x18\x02 \x01(\t\x12\x15\n\rone_time_code\x18\x03 \x01(\t\"\x8d\x01\n\x14\x41uthenticateResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0cidle_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x16ListCallDetailsRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\r\n\x05month\x18\x02 \x01(\t\"C\n\x17ListCallDetailsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.hallgate.v1.CallDetail\"\xe9\x01\n\nCallDetail\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdirection\x18\x02 \x01(\x0e\x32\x1a.hallgate.v1.CallDirection\x12\x13\n\x0bother_party\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x05\x12#\n\x04kind\x18\x05 \x01(\x0e\x32\x15.hallgate.v1.CallKind\x12\x14\n\x0cvolume_bytes\x18\x06 \x01(\x03\x12\x12\n\ncharge_fen\x18\x07 \x01(\x03\")\n\x11\x45ndSessionRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\x14\n\x12\x45ndSessionResponse\"0\n\x18ListAccessHistoryRequest\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\"\x87\x01\n\x0c\x41\x63\x63\x65ssRecord\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04hall\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0c\n\x04what\x18\x04 \x01(\t\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\"F\n\x19ListAccessHistoryResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.hallgate.v1.AccessRecord*i\n\rCallDirection\x12\x1e\n\x1a\x43\x41LL_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_DIRECTION_OUTGOING\x10\x01\x12\x1b\n\x17\x43\x41LL_DIRECTION_INCOMING\x10\x02*a\n\x08\x43\x61llKind\x12\x19\n\x15\x43\x41LL_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41LL_KIND_VOICE\x10\x01\x12\x11\n\rCALL_KIND_SMS\x10\x02\x12\x12\n\x0e\x43\x41LL_KIND_DATA\x10\x03\x32\xdf\x03\n\x0cKioskService\x12\x65\n\x12RequestOneTimeCode\x12&.hallgate.v1.RequestOneTimeCodeRequest\x1a\'.hallgate.v1.RequestOneTimeCodeResponse\x12S\n\x0c\x41uthenticate\x12 .hallgate.v1.AuthenticateRequest\x1a!.hallgate.v1.AuthenticateResponse\x12^\n\x0fListCallDetails\x12#.hallgate.v1.ListCallDetailsRequest\x1a$.hallgate.v1.ListCallDetailsResponse0\x01\x12M\n\nEndSession\x12\x1e.hallgate.v1.EndSessionRequest\x1a\x1f.hallgate.v1.EndSessionResponse\x12\x64\n\x11ListAccessHistory\x12%.hallgate.v1.ListAccessHistoryRequest\x1a&.hallgate.v1.ListAccessHistoryResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hallgate.v1.kiosk_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLDIRECTION']._serialized_start=1188
-  _globals['_CALLDIRECTION']._serialized_end=1293
-  _globals['_CALLKIND']._serialized_start=1295
-  _globals['_CALLKIND']._serialized_end=1392
+  _globals['_CALLDIRECTION']._serialized_start=1206
+  _globals['_CALLDIRECTION']._serialized_end=1311
+  _globals['_CALLKIND']._serialized_start=1313
+  _globals['_CALLKIND']._serialized_end=1410
   _globals['_REQUESTONETIMECODEREQUEST']._serialized_start=105
   _globals['_REQUESTONETIMECODEREQUEST']._serialized_end=148
   _globals['_REQUESTONETIMECODERESPONSE']._serialized_start=151
@@ -57,10 +57,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENDSESSIONRESPONSE']._serialized_end=944
   _globals['_LISTACCESSHISTORYREQUEST']._serialized_start=946
   _globals['_LISTACCESSHISTORYREQUEST']._serialized_end=994
-  _globals['_ACCESSRECORD']._serialized_start=996
-  _globals['_ACCESSRECORD']._serialized_end=1114
-  _globals['_LISTACCESSHISTORYRESPONSE']._serialized_start=1116
-  _globals['_LISTACCESSHISTORYRESPONSE']._serialized_end=1186
-  _globals['_KIOSKSERVICE']._serialized_start=1395
-  _globals['_KIOSKSERVICE']._serialized_end=1874
+  _globals['_ACCESSRECORD']._serialized_start=997
+  _globals['_ACCESSRECORD']._serialized_end=1132
+  _globals['_LISTACCESSHISTORYRESPONSE']._serialized_start=1134
+  _globals['_LISTACCESSHISTORYRESPONSE']._serialized_end=1204
+  _globals['_KIOSKSERVICE']._serialized_start=1413
+  _globals['_KIOSKSERVICE']._serialized_end=1892
 # @@protoc_insertion_point(module_scope)

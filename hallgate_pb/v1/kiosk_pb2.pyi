@@ -114,18 +114,20 @@ class ListAccessHistoryRequest(_message.Message):
     def __init__(self, access_token: _Optional[str] = ...) -> None: ...
 
 class AccessRecord(_message.Message):
-    __slots__ = ("time", "hall", "channel", "what", "outcome")
+    __slots__ = ("time", "hall", "channel", "what", "outcome", "purpose")
     TIME_FIELD_NUMBER: _ClassVar[int]
     HALL_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     WHAT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     hall: str
     channel: str
     what: str
     outcome: str
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hall: _Optional[str] = ..., channel: _Optional[str] = ..., what: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+    purpose: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hall: _Optional[str] = ..., channel: _Optional[str] = ..., what: _Optional[str] = ..., outcome: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class ListAccessHistoryResponse(_message.Message):
     __slots__ = ("record",)

@@ -26,6 +26,8 @@ from tests.support.waiting import wait_for
 Code = grpc.StatusCode
 T07, T08, H002 = "clerk-H001-T07", "clerk-H001-T08", "clerk-H002-T01"
 MADE_UP = "A" * 43
+# The purpose the helpers open sessions for unless told (tests/e2e/test_session_purpose.py tests the others).
+PASSWORD_RESET = clerk_pb2.SESSION_PURPOSE_PASSWORD_RESET
 
 # Numbers of this file's own, so that password resets never touch numbers other tests use. Every
 # reset is undone at teardown (the billing simulator's data lives for the whole session).
@@ -51,22 +53,24 @@ class Counter:
         self.md = md
         self.stub = clerk_pb2_grpc.ClerkServiceStub(gw.channel_for(cert))
 
-    async def open_by_id(self, msisdn: str, doc: clerk_pb2.IdDocumentProof | None = None) -> str:
+    async def open_by_id(self, msisdn: str, doc: clerk_pb2.IdDocumentProof | None = None,
+                         purpose: int = PASSWORD_RESET, reason: str = "") -> str:
         doc = doc or id_card(self.gw.billing.owner_of(msisdn))
         reply = await self.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
-            msisdn=msisdn, id_document=doc), metadata=self.md)
+            msisdn=msisdn, id_document=doc, purpose=purpose, reason=reason), metadata=self.md)
         return str(reply.customer_session)
 
     async def request_code(self, msisdn: str) -> str:
         await self.stub.RequestCustomerCode(clerk_pb2.RequestCustomerCodeRequest(msisdn=msisdn), metadata=self.md)
         return await self.gw.last_code(msisdn)
 
-    async def open_by_password(self, msisdn: str, password: str | None = None, code: str | None = None) -> str:
+    async def open_by_password(self, msisdn: str, password: str | None = None, code: str | None = None,
+                               purpose: int = PASSWORD_RESET) -> str:
         code = code or await self.request_code(msisdn)
         reply = await self.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
             msisdn=msisdn, password_and_code=clerk_pb2.PasswordAndCodeProof(
-                service_password=password or self.gw.billing.password_for(msisdn), one_time_code=code)),
-            metadata=self.md)
+                service_password=password or self.gw.billing.password_for(msisdn), one_time_code=code),
+            purpose=purpose), metadata=self.md)
         return str(reply.customer_session)
 
     def profile(self, session: str, md=None):
@@ -131,7 +135,8 @@ async def test_every_clerk_rpc_needs_a_signed_in_clerk(gw):
         "RequestCustomerCode": lambda md: clerk.stub.RequestCustomerCode(
             clerk_pb2.RequestCustomerCodeRequest(msisdn=CUSTOMER), metadata=md),
         "OpenCustomerSession": lambda md: clerk.stub.OpenCustomerSession(
-            clerk_pb2.OpenCustomerSessionRequest(msisdn=CUSTOMER, id_document=doc), metadata=md),
+            clerk_pb2.OpenCustomerSessionRequest(msisdn=CUSTOMER, id_document=doc, purpose=PASSWORD_RESET),
+            metadata=md),
         "GetCustomerProfile": lambda md: clerk.profile(session, md),
         "ResetServicePassword": lambda md: clerk.reset(session, good_new_password(gw, CUSTOMER), md),
         "CloseCustomerSession": lambda md: clerk.close(session, md),
@@ -312,8 +317,8 @@ async def test_malformed_id_card_fields_are_invalid_argument(gw, field, value, e
 
 async def test_open_without_a_proof_is_invalid_argument(gw):
     clerk = await counter(gw)
-    e = await refused(clerk.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(msisdn=CUSTOMER),
-                                                     metadata=clerk.md))
+    e = await refused(clerk.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
+        msisdn=CUSTOMER, purpose=PASSWORD_RESET), metadata=clerk.md))
     assert violations(e) == ["proof"]
 
 

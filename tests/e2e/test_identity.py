@@ -63,7 +63,8 @@ def clerk_calls(channel: grpc.aio.Channel) -> dict[str, object]:
             clerk_pb2.RequestCustomerCodeRequest(msisdn=ORDINARY), timeout=5),
         "OpenCustomerSession": lambda: stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
             msisdn=ORDINARY, password_and_code=clerk_pb2.PasswordAndCodeProof(
-                service_password="123456", one_time_code="123456")), timeout=5),
+                service_password="123456", one_time_code="123456"),
+            purpose=clerk_pb2.SESSION_PURPOSE_PLAN_CHANGE), timeout=5),
         "GetCustomerProfile": lambda: stub.GetCustomerProfile(
             clerk_pb2.GetCustomerProfileRequest(customer_session=TOKEN), timeout=5),
         "ResetServicePassword": lambda: stub.ResetServicePassword(clerk_pb2.ResetServicePasswordRequest(

@@ -547,7 +547,8 @@ async def test_a_clerk_session_sees_nothing_of_a_legal_request(gw):
 
     async def profile() -> bytes:
         session = (await clerk.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
-            msisdn=ORDINARY, id_document=doc), metadata=md)).customer_session
+            msisdn=ORDINARY, id_document=doc, purpose=clerk_pb2.SESSION_PURPOSE_BILL_ENQUIRY),
+            metadata=md)).customer_session
         reply = await clerk.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=session),
                                                metadata=md)
         await clerk.CloseCustomerSession(clerk_pb2.CloseCustomerSessionRequest(customer_session=session),

@@ -213,8 +213,9 @@ def clerk_flow(d: Deployment, staff_id: str, msisdn: str) -> None:
     on_b = d.stub(d.b, clerk_pb2_grpc.ClerkServiceStub, CLERK_CERT)
     owner = BILLING.owner_of(msisdn)
     doc = id_card(owner)
-    session = on_b.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(msisdn=msisdn, id_document=doc),
-                                       metadata=md, timeout=10).customer_session
+    session = on_b.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
+        msisdn=msisdn, id_document=doc, purpose=clerk_pb2.SESSION_PURPOSE_BILL_ENQUIRY),
+        metadata=md, timeout=10).customer_session
     profile = on_a.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=session),
                                       metadata=md, timeout=10)
     assert profile.msisdn_masked == rules.mask_msisdn(msisdn)

@@ -184,7 +184,8 @@ async def prepare_live(target: Target, staff: Staff, live: Live) -> list[str]:
         try:
             raw = await target.channel(clerk_cert).unary_unary("/hallgate.v1.ClerkService/OpenCustomerSession")(
                 clerk_pb2.OpenCustomerSessionRequest(msisdn=SESSION_NUMBER, id_document=id_card(
-                    target.billing, SESSION_NUMBER)).SerializeToString(),
+                    target.billing, SESSION_NUMBER), purpose=clerk_pb2.SESSION_PURPOSE_PASSWORD_RESET
+                ).SerializeToString(),
                 metadata=(("authorization", f"Bearer {clerk}"),), timeout=DEADLINE)
             live.add("customer_session", clerk_pb2.OpenCustomerSessionResponse.FromString(raw).customer_session)
         except grpc.aio.AioRpcError as err:

@@ -243,7 +243,8 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
             owner = BILLING.owner_of(counter_id)
             doc = id_card(owner)
             by_id = clerk.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
-                msisdn=counter_id, id_document=doc), metadata=md, timeout=10).customer_session
+                msisdn=counter_id, id_document=doc, purpose=clerk_pb2.SESSION_PURPOSE_BILL_ENQUIRY),
+                metadata=md, timeout=10).customer_session
             used["customer session (ID card)"] = by_id
             clerk.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=by_id), metadata=md,
                                      timeout=10)
@@ -256,8 +257,8 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
             used["counter one-time code"] = pin_code
             by_pin = clerk.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
                 msisdn=counter_pin, password_and_code=clerk_pb2.PasswordAndCodeProof(
-                    service_password=BILLING.password_for(counter_pin), one_time_code=pin_code)),
-                metadata=md, timeout=10).customer_session
+                    service_password=BILLING.password_for(counter_pin), one_time_code=pin_code),
+                purpose=clerk_pb2.SESSION_PURPOSE_PLAN_CHANGE), metadata=md, timeout=10).customer_session
             used["customer session (PIN pad)"] = by_pin
             clerk.CloseCustomerSession(clerk_pb2.CloseCustomerSessionRequest(customer_session=by_pin), metadata=md,
                                        timeout=10)

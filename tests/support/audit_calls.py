@@ -68,7 +68,8 @@ class Counter:
         """Identify the owner by their ID card, view the profile, close the session."""
         doc = id_card(self.gw.billing.owner_of(msisdn))
         session = (await self.stub.OpenCustomerSession(clerk_pb2.OpenCustomerSessionRequest(
-            msisdn=msisdn, id_document=doc), metadata=self.md)).customer_session
+            msisdn=msisdn, id_document=doc, purpose=clerk_pb2.SESSION_PURPOSE_BILL_ENQUIRY),
+            metadata=self.md)).customer_session
         await self.stub.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(customer_session=session),
                                            metadata=self.md)
         await self.stub.CloseCustomerSession(clerk_pb2.CloseCustomerSessionRequest(customer_session=session),

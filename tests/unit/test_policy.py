@@ -12,7 +12,8 @@ import pytest
 
 import hallgate_pb.v1
 from gateway.domain.identity import Channel
-from gateway.domain.policy import POLICY, SIGN_IN_CHANNELS, Proof, Role
+from gateway.domain.policy import ANY_PURPOSE, POLICY, SIGN_IN_CHANNELS, Proof, Role
+from gateway.domain.purposes import SessionPurpose
 
 
 def pb2_modules() -> list[ModuleType]:
@@ -142,3 +143,31 @@ def test_every_role_signs_in_on_some_channel_and_counter_roles_on_clerk_terminal
         assert SIGN_IN_CHANNELS[role] == {Channel.CLERK}
     for role, channels in SIGN_IN_CHANNELS.items():
         assert Channel.KIOSK not in channels, role
+
+
+# --- purpose limitation (R2): which purposes a customer session must have been opened for ---------
+
+CUSTOMER_PROOFS = (Proof.CUSTOMER_SESSION, Proof.ID_DOCUMENT_SESSION)
+
+
+def test_every_customer_session_row_names_its_purposes_or_any_deliberately():
+    """None is "not said" (the authoriser refuses it); ANY_PURPOSE (empty) is said on purpose."""
+    for method, rule in POLICY.items():
+        if rule.proof in CUSTOMER_PROOFS:
+            assert rule.purposes is not None, f"{method}: name its purposes, or ANY_PURPOSE"
+            assert rule.purposes <= set(SessionPurpose), method
+        else:
+            assert rule.purposes is None, f"{method}: purposes only mean something inside a customer session"
+
+
+def test_every_purpose_is_allowed_somewhere_and_some_row_is_narrowed():
+    rows = [r for r in POLICY.values() if r.proof in CUSTOMER_PROOFS]
+    for purpose in SessionPurpose:
+        assert [r for r in rows if r.purposes == ANY_PURPOSE or purpose in (r.purposes or ())], purpose
+    assert [r for r in rows if r.purposes], "purpose limitation narrows at least one call"
+
+
+def test_a_reset_only_in_a_password_reset_session():
+    assert POLICY["/hallgate.v1.ClerkService/ResetServicePassword"].purposes == {SessionPurpose.PASSWORD_RESET}
+    for name in ("GetCustomerProfile", "CloseCustomerSession", "GetCodeDelivery"):
+        assert POLICY[f"/hallgate.v1.ClerkService/{name}"].purposes == ANY_PURPOSE, name
