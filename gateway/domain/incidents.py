@@ -346,7 +346,7 @@ def transition(inc: Incident, to: str, by: str, now: datetime, determined_at: da
     _raise(v)
     target = State(to)
     if target not in TRANSITIONS[inc.state]:
-        raise FailedPrecondition(f"{inc.state}_to_{target}")
+        raise FailedPrecondition("incident_transition_not_allowed")
     if target == State.NOTIFIED and inc.notice(NoticeKind.LAW_ENFORCEMENT) is None:
         raise FailedPrecondition("law_enforcement_not_notified")
     if target == State.CLOSED and inc.state == State.NOTIFIED and inc.notice(NoticeKind.CUSTOMERS) is None:
@@ -372,11 +372,11 @@ def record_notice(inc: Incident, kind: str, at: datetime | None, reference: str,
     _raise(v)
     assert at is not None
     if inc.state not in (State.CONTAINED, State.NOTIFIED) or inc.determined_at is None:
-        raise FailedPrecondition("not_determined" if inc.state == State.REPORTED else f"incident_{inc.state}")
+        raise FailedPrecondition("incident_not_determined" if inc.state == State.REPORTED else "incident_closed")
     if at < inc.determined_at:
         raise InvalidArgument([("at", "must not be before the breach was determined")])
     if inc.notice(NoticeKind(kind)) is not None:
-        raise FailedPrecondition(f"{kind}_already_notified")
+        raise FailedPrecondition("already_notified")
     if kind == NoticeKind.CUSTOMERS:
         le = inc.notice(NoticeKind.LAW_ENFORCEMENT)
         if le is None:
@@ -516,7 +516,7 @@ class IncidentDesk:
         inc = await self.get(incident_id)
         changed = make(inc)
         if not await self.store.update(changed, inc.version):
-            raise FailedPrecondition("concurrent_change")
+            raise FailedPrecondition("incident_changed")
         return changed
 
     async def add_step(self, incident_id: str, text: str, by: str) -> Incident:

@@ -68,6 +68,19 @@ REASON_MESSAGES = {
     "send_throttled": "a code was requested for this number recently; try again later",
     "locked": "too many failed attempts: this number is locked for self-service; try again later",
     "locked_now": "too many failed attempts: this number is locked for self-service; try again later",
+    # breach response (gateway/domain/incidents.py)
+    "no_such_incident": "no such incident",
+    "incident_closed": "the incident is closed",
+    "incident_transition_not_allowed": "incidents go reported, contained, notified, closed (or reported to closed)",
+    "incident_not_determined": "mark the incident contained, with the breach's determination time, first",
+    "law_enforcement_not_notified": "record the law-enforcement notification first",
+    "customers_not_notified": "record the customer notification first",
+    "law_enforcement_first": "law enforcement is notified before the customers",
+    "customers_too_early": "customers may be notified only from the incident's customers_from time",
+    "already_notified": "that notification is already recorded",
+    "not_affected_by_incident": "only subscribers this incident affects (ListAffected) may be revealed",
+    "incident_changed": "the incident changed meanwhile; reload it and try again",
+    "too_many_steps": "this incident has the most remediation steps it can hold",
 }
 
 INTERNAL = status_pb2.Status(code=Code.INTERNAL, message="internal error; nothing was released")

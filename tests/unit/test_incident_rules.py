@@ -346,7 +346,7 @@ async def test_a_change_computed_from_an_old_version_is_refused():
     store.get = stale_get  # type: ignore[method-assign]
     with pytest.raises(FailedPrecondition) as e:
         await desk.add_step(inc.incident_id, "step", "S1")
-    assert e.value.reason == "concurrent_change"
+    assert e.value.reason == "incident_changed"
     store.get = real_get  # type: ignore[method-assign]
     with pytest.raises(NotFound):
         await desk.get("INC-20260101-00000000")
