@@ -409,30 +409,43 @@ def actor_filter(s: Suspect) -> ac.AuditFilter:
     return ac.AuditFilter(hall=s.actor, start=s.start, end=end)
 
 
-def group_affected(records: Iterable[Mapping[str, str]]) -> tuple[list[Affected], int]:
-    """Every subscriber pseudonym the records name, with the masked number the trail shows for it,
-    its first and last event (the stream id's time) and how many events name it; oldest first.
-    Returns (subscribers, events read)."""
-    found: dict[str, Affected] = {}
-    n = 0
-    for rec in records:
-        n += 1
+class AffectedGrouper:
+    """Groups trail records as they stream past, in memory bounded by the subscribers found."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, Affected] = {}
+        self.read = 0
+
+    def add(self, rec: Mapping[str, str]) -> None:
+        self.read += 1
         refs = [r for r in rec.get("subscriber_ref", "").split(",") if r]
         if not refs:
-            continue
+            return
         masks = rec.get("subscriber", "").split(",")
         at = ac.time_of(rec["id"])
         for i, ref in enumerate(refs):
             mask = masks[i].strip() if len(masks) == len(refs) else ""
-            a = found.get(ref)
+            a = self.found.get(ref)
             if a is None:
-                found[ref] = Affected(ref, mask, at, at, 1)
+                self.found[ref] = Affected(ref, mask, at, at, 1)
             else:
                 a.events += 1
                 a.last = max(a.last, at)
                 a.first = min(a.first, at)
                 a.masked = a.masked or mask
-    return sorted(found.values(), key=lambda a: (a.first, a.subscriber_ref)), n
+
+    def result(self) -> list[Affected]:
+        return sorted(self.found.values(), key=lambda a: (a.first, a.subscriber_ref))
+
+
+def group_affected(records: Iterable[Mapping[str, str]]) -> tuple[list[Affected], int]:
+    """Every subscriber pseudonym the records name, with the masked number the trail shows for it,
+    its first and last event (the stream id's time) and how many events name it; oldest first.
+    Returns (subscribers, events read)."""
+    g = AffectedGrouper()
+    for rec in records:
+        g.add(rec)
+    return g.result(), g.read
 
 
 # --- ports -----------------------------------------------------------------------------------
@@ -533,10 +546,15 @@ class IncidentDesk:
             i, kind, at, reference, by, datetime.now(UTC), self.config, delay_customers_until))
 
     async def affected(self, incident_id: str) -> tuple[Incident, list[Affected], int]:
+        """Who the suspect's events in the window name, read from the trail as it streams. A window
+        with more than MAX_EVENTS_READ events is refused (`window_too_large`), never answered in part."""
         inc = await self.get(incident_id)
-        records = [r async for r in self.trail.query(actor_filter(inc.suspect), limit=MAX_EVENTS_READ)]
-        found, n = group_affected(records)
-        return inc, found, n
+        g = AffectedGrouper()
+        async for rec in self.trail.query(actor_filter(inc.suspect), limit=MAX_EVENTS_READ + 1):
+            g.add(rec)
+            if g.read > MAX_EVENTS_READ:
+                raise FailedPrecondition("window_too_large")
+        return inc, g.result(), g.read
 
     async def reveal(self, incident_id: str, refs: Sequence[str]) -> dict[str, str]:
         """The numbers behind `refs`, each of which must be a subscriber this incident affects."""

@@ -81,6 +81,7 @@ REASON_MESSAGES = {
     "not_affected_by_incident": "only subscribers this incident affects (ListAffected) may be revealed",
     "incident_changed": "the incident changed meanwhile; reload it and try again",
     "too_many_steps": "this incident has the most remediation steps it can hold",
+    "window_too_large": "the suspect's window holds too many events to list at once; report a narrower one",
 }
 
 INTERNAL = status_pb2.Status(code=Code.INTERNAL, message="internal error; nothing was released")

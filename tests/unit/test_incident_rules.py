@@ -371,3 +371,37 @@ def test_any_staff_member_reports_and_only_the_supervisor_changes_auditors_read(
     for name in ("AddRemediationStep", "Transition", "RecordNotification", "RevealNumbers"):
         assert POLICY[INCIDENT + name].channels == {Channel.AUDIT}
         assert POLICY[INCIDENT + name].roles == {Role.INFORMATION_SUPERVISOR}
+
+
+class ListTrail:
+    def __init__(self, records: list[dict[str, str]]) -> None:
+        self.records = records
+        self.asked: list[tuple[object, object]] = []
+
+    async def query(self, where, limit=None):
+        self.asked.append((where, limit))
+        for rec in self.records[:limit]:
+            yield rec
+
+
+async def test_affected_reads_the_suspects_window_and_refuses_a_window_too_large_to_answer_whole(monkeypatch):
+    import gateway.domain.incidents as mod
+
+    store = MemoryStore()
+    trail = ListTrail([rec(1000 + i, f"{i % 3:024x}", "138****0001") for i in range(5)])
+
+    async def alert(inc: Incident, kind: AlertKind, now: datetime) -> None:
+        return None
+
+    desk = IncidentDesk(store, trail, None, alert, CFG)
+    inc = await desk.report("leak", "terminal", "H001/clerk/T07", NOW - timedelta(days=1), NOW, "C2001", "clerk",
+                            now=NOW)
+    _, found, read = await desk.affected(inc.incident_id)
+    assert read == 5 and [a.events for a in found] == [2, 2, 1]
+    where, _ = trail.asked[-1]
+    assert (where.terminal, where.staff_id, where.start, where.end) == (
+        "H001/clerk/T07", None, NOW - timedelta(days=1), NOW + timedelta(milliseconds=1))
+    monkeypatch.setattr(mod, "MAX_EVENTS_READ", 4)
+    with pytest.raises(FailedPrecondition) as e:
+        await desk.affected(inc.incident_id)
+    assert e.value.reason == "window_too_large"
