@@ -10,16 +10,20 @@ value copied to another field does not open). Redis, a backup or an AOF alone di
 
 Who writes it: the audit Recorder (gateway/pipeline/audit.py) calls `note(ref, number)` for each
 number of each event. `note` is synchronous and O(1): a pseudonym this process has already written
-(a bounded LRU) is ignored; a new one is put in a bounded pending map that a background task writes
+this month (a bounded LRU) is ignored; a new one is put in a bounded pending map that a background task writes
 with HSETNX (idempotent across processes), off the call's path: a call never waits for it. If Redis
 is away or the pending map is full, the pseudonym is not marked written and is tried again the next
 time an event names it. So a number is revealable once any event naming it was recorded by a process
 whose write succeeded; a reveal that finds none says so (an empty number).
 
-    hg:{pseudonyms}:dir    hash    ref → hgbox1.<kid>.<sealed number>
+    hg:{pseudonyms}:dir:<YYYY-MM>    hash    ref → hgbox1.<kid>.<sealed number>, for the pseudonyms
+                                             events of that month (UTC) named
+    hg:{pseudonyms}:months           set     the months that have a hash
 
-Kept as long as the deployment (a pseudonym is as old as the trail that names it); the number
-itself is the operator's customer data, sealed.
+Retention (R8): an entry lives in the hash of each month an event named it, so a month's hash can be
+destroyed with that month's audit events: `dispose_before(cutoff)` removes every month that ended
+before the cutoff (the trail's retention cutoff), and the directory never outlives the trail that
+names its pseudonyms by more than a month. A reveal reads the months still kept.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import hashlib
 import hmac
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 import structlog
@@ -39,7 +44,8 @@ from gateway.domain import rules
 from gateway.domain.secretbox import SecretBox, SecretBoxError
 
 log = structlog.get_logger("hallgate.pseudonyms")
-KEY = "hg:{pseudonyms}:dir"
+PREFIX = "hg:{pseudonyms}:"
+MONTHS = PREFIX + "months"
 LABEL = b"hallgate/pseudonym-directory/v1"
 
 
@@ -61,36 +67,40 @@ class RedisPseudonymDirectory:
         self.batch = batch
         self._task: asyncio.Task[None] | None = None
 
-    def note(self, ref: str, msisdn: str) -> None:
+    def note(self, ref: str, msisdn: str, now: datetime | None = None) -> None:
         """Called on the call path: never blocks, never raises."""
-        if ref in self.seen:
-            self.seen.move_to_end(ref)
+        month = month_of(now or datetime.now(UTC))
+        seen = f"{month}|{ref}"
+        if seen in self.seen:
+            self.seen.move_to_end(seen)
             return
-        if ref in self.pending or len(self.pending) >= self.pending_limit or not rules.MSISDN_RE.fullmatch(msisdn):
+        if seen in self.pending or len(self.pending) >= self.pending_limit or not rules.MSISDN_RE.fullmatch(msisdn):
             return
-        self.pending[ref] = msisdn
+        self.pending[seen] = msisdn
         if self._task is None or self._task.done():
             try:
                 self._task = asyncio.get_running_loop().create_task(self._flush())
             except RuntimeError:  # no loop (a synchronous caller): the next event retries
-                self.pending.pop(ref, None)
+                self.pending.pop(seen, None)
 
     async def _flush(self) -> None:
         for _ in range(1 + self.pending_limit // self.batch):  # bounded: each round takes a batch
             if not self.pending:
                 return
-            refs = list(self.pending)[: self.batch]
-            items = [(ref, self.pending.pop(ref)) for ref in refs]
+            batch = list(self.pending)[: self.batch]
+            items = [(seen, self.pending.pop(seen)) for seen in batch]
             try:
                 pipe = self.r.pipeline(transaction=False)
-                for ref, msisdn in items:
-                    pipe.hsetnx(KEY, ref, self.box.seal(msisdn, f"pseudonym:{ref}"))
+                for seen, msisdn in items:
+                    month, ref = seen.split("|", 1)
+                    pipe.hsetnx(month_key(month), ref, self.box.seal(msisdn, f"pseudonym:{ref}"))
+                    pipe.sadd(MONTHS, month)
                 await pipe.execute()
             except (RedisError, OSError) as e:  # not marked: tried again when an event names it
                 log.warning("pseudonym_directory_unavailable", error_type=type(e).__name__, dropped=len(items))
                 return
-            for ref, _ in items:
-                self.seen[ref] = None
+            for seen, _ in items:
+                self.seen[seen] = None
             while len(self.seen) > self.seen_limit:
                 self.seen.popitem(last=False)
 
@@ -100,20 +110,65 @@ class RedisPseudonymDirectory:
             await asyncio.gather(self._task, return_exceptions=True)
 
     @guarded
+    async def months(self) -> list[str]:
+        return sorted(_s(m) for m in await self.r.smembers(MONTHS))  # type: ignore[misc]
+
+    @guarded
     async def reveal(self, refs: Sequence[str]) -> dict[str, str]:
-        """ref → number for each ref the directory holds and whose number checks against it."""
-        if not refs:
-            return {}
-        raw = await self.r.hmget(KEY, list(refs))  # type: ignore[misc]
+        """ref → number for each ref the directory holds (newest month first) and whose number
+        checks against it."""
         out: dict[str, str] = {}
-        for ref, sealed in zip(refs, raw, strict=True):
-            if sealed is None:
-                continue
-            try:
-                msisdn = self.box.open(sealed.decode() if isinstance(sealed, bytes) else sealed, f"pseudonym:{ref}")
-            except SecretBoxError:
-                log.error("pseudonym_directory_unreadable", subscriber_ref=ref)
-                continue
-            if hmac.compare_digest(rules.subscriber_ref(self.key, msisdn), ref):
-                out[ref] = msisdn
+        for month in reversed(await self.months()):
+            wanted = [r for r in dict.fromkeys(refs) if r not in out]
+            if not wanted:
+                break
+            raw = await self.r.hmget(month_key(month), wanted)  # type: ignore[misc]
+            for ref, sealed in zip(wanted, raw, strict=True):
+                if sealed is None:
+                    continue
+                try:
+                    msisdn = self.box.open(_s(sealed), f"pseudonym:{ref}")
+                except SecretBoxError:
+                    log.error("pseudonym_directory_unreadable", subscriber_ref=ref, month=month)
+                    continue
+                if hmac.compare_digest(rules.subscriber_ref(self.key, msisdn), ref):
+                    out[ref] = msisdn
         return out
+
+    @guarded
+    async def count_before(self, before: datetime) -> tuple[int, datetime | None]:
+        """How many months `dispose_before(before)` would destroy, and when the oldest began."""
+        due = [m for m in await self.months() if month_end(m) <= before]
+        return len(due), (datetime.strptime(due[0], "%Y-%m").replace(tzinfo=UTC) if due else None)
+
+    @guarded
+    async def dispose_before(self, before: datetime) -> list[str]:
+        """Destroy every month's hash whose month ended at or before `before` (R8: with the audit
+        events of that month). Returns the months destroyed."""
+        gone = []
+        for month in await self.months():
+            if month_end(month) <= before:
+                pipe = self.r.pipeline(transaction=True)
+                pipe.delete(month_key(month))
+                pipe.srem(MONTHS, month)
+                await pipe.execute()
+                gone.append(month)
+        return gone
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def month_of(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m")
+
+
+def month_key(month: str) -> str:
+    return f"{PREFIX}dir:{month}"
+
+
+def month_end(month: str) -> datetime:
+    """The first instant after the month (UTC)."""
+    y, m = (int(x) for x in month.split("-"))
+    return datetime(y + m // 12, m % 12 + 1, 1, tzinfo=UTC)

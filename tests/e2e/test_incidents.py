@@ -186,8 +186,11 @@ async def test_numbers_are_revealed_to_the_supervisor_only_and_the_reveal_is_aud
                                                                      subscriber_refs=["13800000001"]), metadata=sup.md))
     assert violations(e) == ["subscriber_refs"]
     # The directory holds nothing in the clear.
-    for value in (await gw.redis.hgetall("hg:{pseudonyms}:dir")).values():
-        assert value.startswith(b"hgbox1.") and ORDINARY.encode() not in value
+    stored_months = [k async for k in gw.redis.scan_iter("hg:{pseudonyms}:dir:*")]
+    assert stored_months
+    for key in stored_months:
+        for value in (await gw.redis.hgetall(key)).values():
+            assert value.startswith(b"hgbox1.") and ORDINARY.encode() not in value
 
 
 # --- the workflow, the auditor and the deadlines ---------------------------------------------------

@@ -12,8 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from adapters.pseudonyms import KEY as DIRECTORY_KEY
-from adapters.pseudonyms import RedisPseudonymDirectory
+from adapters.pseudonyms import RedisPseudonymDirectory, month_end, month_key
 from adapters.redis_client import connect
 from adapters.redis_incidents import RedisIncidentStore
 from gateway.domain import rules
@@ -115,25 +114,49 @@ async def test_the_directory_seals_numbers_and_reveals_only_matching_pseudonyms(
     numbers = ["13800000001", "13800000002"]
     refs = [rules.subscriber_ref(KEY, m) for m in numbers]
     for ref, m in zip(refs, numbers, strict=True):
-        directory.note(ref, m)
-        directory.note(ref, m)  # once pending, again ignored
-    directory.note(rules.subscriber_ref(KEY, "not-a-number"), "not-a-number")
+        directory.note(ref, m, NOW)
+        directory.note(ref, m, NOW)  # once pending, again ignored
+    directory.note(rules.subscriber_ref(KEY, "not-a-number"), "not-a-number", NOW)
     await directory.drain()
-    raw = await client.hgetall(DIRECTORY_KEY)
+    key = month_key("2026-11")
+    raw = await client.hgetall(key)
     assert sorted(k.decode() for k in raw) == sorted(refs)
     assert all(v.startswith(b"hgbox1.") and not any(m.encode() in v for m in numbers) for v in raw.values())
     assert await directory.reveal([*refs, "f" * 24]) == dict(zip(refs, numbers, strict=True))
     # A sealed value moved to another pseudonym does not open there.
-    await client.hset(DIRECTORY_KEY, "e" * 24, raw[refs[0].encode()])
+    await client.hset(key, "e" * 24, raw[refs[0].encode()])
     assert await directory.reveal(["e" * 24]) == {}
     # Another key (another deployment) opens nothing.
     assert await RedisPseudonymDirectory(client, b"x" * 32).reveal(refs) == {}
-    # Seen refs are not written again by this process.
-    await client.delete(DIRECTORY_KEY)
-    directory.note(refs[0], numbers[0])
+    # Seen this month: not written again by this process; next month: written to that month's hash.
+    await client.delete(key)
+    directory.note(refs[0], numbers[0], NOW)
     await directory.drain()
-    assert await client.hlen(DIRECTORY_KEY) == 0
+    assert await client.hlen(key) == 0
+    directory.note(refs[0], numbers[0], NOW + timedelta(days=3))  # December
+    await directory.drain()
+    assert await client.hlen(month_key("2026-12")) == 1
     assert all(k.startswith("hg:{pseudonyms}:") for k in await keys(client))
+    assert len({key_slot(k.encode()) for k in await keys(client)}) == 1
+
+
+async def test_the_directory_is_disposed_of_month_by_month_with_the_trail(client):
+    directory = RedisPseudonymDirectory(client, KEY)
+    old, new = "13800000001", "13800000002"
+    ref_old, ref_new = rules.subscriber_ref(KEY, old), rules.subscriber_ref(KEY, new)
+    directory.note(ref_old, old, datetime(2025, 10, 31, 23, tzinfo=UTC))
+    directory.note(ref_new, new, datetime(2025, 11, 1, tzinfo=UTC))
+    directory.note(ref_new, new, datetime(2026, 11, 2, tzinfo=UTC))
+    await directory.drain()
+    assert await directory.months() == ["2025-10", "2025-11", "2026-11"]
+    cutoff = datetime(2025, 11, 30, tzinfo=UTC)  # e.g. the trail's retention cutoff
+    assert await directory.count_before(cutoff) == (1, datetime(2025, 10, 1, tzinfo=UTC))
+    assert await directory.dispose_before(cutoff) == ["2025-10"]
+    assert await directory.dispose_before(cutoff) == []
+    assert await directory.reveal([ref_old, ref_new]) == {ref_new: new}
+    assert await directory.dispose_before(datetime(2025, 12, 1, tzinfo=UTC)) == ["2025-11"]
+    assert await directory.reveal([ref_new]) == {ref_new: new}  # still named in November 2026
+    assert month_end("2025-12") == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def test_the_directory_fails_soft_on_writes_and_closed_on_reads(own_redis):
@@ -144,7 +167,7 @@ async def test_the_directory_fails_soft_on_writes_and_closed_on_reads(own_redis)
         ref = rules.subscriber_ref(KEY, "13800000001")
         directory.note(ref, "13800000001")  # never raises on the call path
         await directory.drain()
-        assert ref not in directory.seen  # tried again when an event names it
+        assert not directory.seen and not directory.pending  # tried again when an event names it
         with pytest.raises(DependencyUnavailable):
             await directory.reveal([ref])
         with pytest.raises(DependencyUnavailable):
