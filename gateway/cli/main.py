@@ -15,7 +15,7 @@ if sys.argv[1:2] in (["serve"], ["sms-dispatch"]):
 
 import grpc
 
-from gateway.cli import admin, audit, clerk, kiosk, legal, serving
+from gateway.cli import admin, audit, clerk, incident, kiosk, legal, lending, retention, serving
 from gateway.cli.connect import describe_error
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hallgate", description=(
         "The hallgate command: serve the gateway, run the billing simulator, act as a terminal, administer."))
     sub = parser.add_subparsers(title="commands")
-    for module in (serving, kiosk, clerk, legal, audit, admin):
+    for module in (serving, kiosk, clerk, legal, lending, audit, incident, admin, retention):
         module.add_commands(sub)
     return parser
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -32,24 +32,36 @@ log = structlog.get_logger("hallgate.access")
 OPEN, CLOSE = "open", "close"
 
 
+class PseudonymNotes(Protocol):
+    def note(self, ref: str, msisdn: str) -> None:
+        """Remember ref → number (sealed, in the background); never blocks, never raises."""
+        ...
+
+
 class Recorder:
     """Builds, stores and logs a call's events, and what follows a stored one."""
 
-    def __init__(self, sink: AuditSink, key: bytes) -> None:
+    def __init__(self, sink: AuditSink, key: bytes, pseudonyms: PseudonymNotes | None = None) -> None:
         self.sink = sink
         self.key = key
         self.late = LateEvents(sink)
+        self.pseudonyms = pseudonyms  # the sealed pseudonym directory (adapters/pseudonyms.py): off the call path
 
     def event(self, call: CallContext, code: Code, phase: str = "", records: int | None = None,
               reason: str = "") -> AuditEvent:
         numbers = call.msisdns or ((call.msisdn,) if call.msisdn else ())
+        refs = [rules.subscriber_ref(self.key, m) for m in numbers]
+        if self.pseudonyms is not None:
+            for ref, number in zip(refs, numbers, strict=True):
+                self.pseudonyms.note(ref, number)
         return AuditEvent(
             at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             channel=call.channel or "unidentified", hall=call.hall, terminal=call.terminal,
-            staff_id=call.staff_id, role=call.role, proof=call.proof, peer=call.peer, method=call.method,
+            staff_id=call.staff_id, role=call.role, proof=call.proof, purpose=call.purpose,
+            purpose_reason=call.purpose_reason, peer=call.peer, method=call.method,
             call=call.call_id, phase=phase,
             subscriber=call.subscriber or (rules.mask_msisdn(call.msisdn) if call.msisdn else ""),
-            subscriber_ref=",".join(rules.subscriber_ref(self.key, m) for m in numbers),
+            subscriber_ref=",".join(refs),
             decision="allowed" if phase else decision_of(code),
             reason=reason or call.reason or ("ok" if code == Code.OK else code.name.lower()),
             detail=call.detail, code=code.name, records=call.records if records is None else records,

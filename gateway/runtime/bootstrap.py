@@ -30,7 +30,10 @@ from adapters.data_dir import ServeLock, check_supervised, tighten
 from adapters.document_store import FileDocumentStore
 from adapters.legal_store import RedisLegalStore
 from adapters.pg_documents import PgDocumentStore
+from adapters.pseudonyms import RedisPseudonymDirectory
 from adapters.redis_client import connect
+from adapters.redis_incidents import RedisIncidentStore
+from adapters.redis_lending import RedisLendingStore
 from adapters.redis_server import RedisServerProcess
 from adapters.redis_staff import RedisStaffStore
 from adapters.redis_state import RedisSignInState
@@ -39,15 +42,19 @@ from adapters.sms.queue import RedisSmsQueue
 from adapters.sms.sim_process import SmscSimProcess
 from gateway.api.audit import AuditServicer
 from gateway.api.clerk import ClerkServicer
+from gateway.api.incident import IncidentServicer
 from gateway.api.kiosk import KioskServicer
 from gateway.api.legal import LegalServicer
+from gateway.api.lending import LendingServicer
 from gateway.api.staff import StaffServicer
 from gateway.domain import delivery, effects
 from gateway.domain.clerk import ClerkConfig, ClerkDesk
 from gateway.domain.effects import DeferredSms
+from gateway.domain.incidents import IncidentConfig, IncidentDesk
 from gateway.domain.kiosk import KioskConfig, KioskFlows
 from gateway.domain.legal import LegalConfig, LegalDesk
 from gateway.domain.legal.ports import DocumentStore, LegalStore
+from gateway.domain.lending import LendingConfig, LendingDesk
 from gateway.domain.notices import NoticeConfig, Notices
 from gateway.domain.ports import (
     AuditSink,
@@ -66,6 +73,8 @@ from gateway.pipeline.authorize import AccessConfig, Authorizer
 from gateway.pipeline.run import Pipeline
 from gateway.runtime import logs, startup
 from gateway.runtime.edge import Edge
+from gateway.runtime.incidents import IncidentAlerts, IncidentCheck
+from gateway.runtime.lending import OverdueSweep
 from gateway.runtime.metrics import READY, CountingLegalStore, TimedAuditSink, dependency_checks, start_metrics_server
 from gateway.runtime.metrics import watch_readiness as watch_dependencies
 from gateway.runtime.settings import Settings
@@ -79,10 +88,14 @@ from hallgate_pb.v1 import (
     audit_pb2_grpc,
     clerk_pb2,
     clerk_pb2_grpc,
+    incident_pb2,
+    incident_pb2_grpc,
     kiosk_pb2,
     kiosk_pb2_grpc,
     legal_pb2,
     legal_pb2_grpc,
+    lending_pb2,
+    lending_pb2_grpc,
     staff_pb2,
     staff_pb2_grpc,
 )
@@ -94,6 +107,8 @@ SERVICES = [
     clerk_pb2.DESCRIPTOR.services_by_name["ClerkService"].full_name,
     legal_pb2.DESCRIPTOR.services_by_name["LegalService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    lending_pb2.DESCRIPTOR.services_by_name["LendingService"].full_name,
+    incident_pb2.DESCRIPTOR.services_by_name["IncidentService"].full_name,
 ]
 REGISTER_LEGAL_REQUEST = "/hallgate.v1.LegalService/RegisterRequest"
 
@@ -116,6 +131,9 @@ class Deps:
     documents: DocumentStore
     signer: delivery.Signer
     key: bytes
+    lending: RedisLendingStore
+    incidents: RedisIncidentStore
+    pseudonyms: RedisPseudonymDirectory  # ref → number, sealed (adapters/pseudonyms.py): RevealNumbers
 
 
 def staff_store(settings: Settings, client: aioredis.Redis, create_server_secret: bool = True) -> RedisStaffStore:
@@ -169,6 +187,8 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
         "legal_store": CountingLegalStore(RedisLegalStore(client)),
         "documents": document_store(settings),
         "signer": signer(settings), "key": settings.key_bytes(),
+        "lending": RedisLendingStore(client),
+        "incidents": RedisIncidentStore(client), "pseudonyms": RedisPseudonymDirectory(client, settings.key_bytes()),
     }
     unknown = set(overrides) - set(made)
     if unknown:
@@ -197,7 +217,7 @@ def call_pipeline(settings: Settings, deps: Deps) -> Pipeline:
     access = AccessConfig(trust_domain=settings.trust_domain, insecure_dev=settings.insecure_dev,
                           staff_idle=settings.staff_idle, customer_session_idle=settings.customer_session_idle)
     return Pipeline(Authorizer(access, deps.sessions, deps.revocations, deps.staff),
-                    Recorder(TimedAuditSink(deps.audit), deps.key))
+                    Recorder(TimedAuditSink(deps.audit), deps.key, pseudonyms=deps.pseudonyms))
 
 
 @dataclass(frozen=True)
@@ -210,9 +230,13 @@ class Services:
     clerk: ClerkServicer
     legal: LegalServicer
     audit: AuditServicer
+    lending: LendingServicer
+    incident: IncidentServicer
 
     def by_name(self) -> dict[str, Any]:
-        return dict(zip(SERVICES, (self.kiosk, self.staff, self.clerk, self.legal, self.audit), strict=True))
+        return dict(zip(SERVICES, (self.kiosk, self.staff, self.clerk, self.legal, self.audit, self.lending,
+                                      self.incident),
+                        strict=True))
 
 
 def notices(settings: Settings, deps: Deps) -> Notices:
@@ -227,6 +251,20 @@ def sms_worker(settings: Settings, deps: Deps) -> SmsWorker:
     return SmsWorker.from_settings(settings, deps.sms, notices(settings, deps), PrometheusSmsEvents())
 
 
+def overdue_sweep(settings: Settings, deps: Deps) -> OverdueSweep:
+    """This process's check for overdue archive loans (gateway/runtime/lending.py): each alerted
+    at most once a day across every process."""
+    return OverdueSweep(deps.lending, deps.audit, LendingConfig.from_settings(settings),
+                        every=settings.loan_overdue_check)
+
+
+def incident_desk(settings: Settings, deps: Deps) -> IncidentDesk:
+    """Breach response (R10): the register, the trail it reads who was affected from, the sealed
+    pseudonym directory for reveals, and the information supervisor's alerts (gateway/runtime/incidents.py)."""
+    config = IncidentConfig.from_settings(settings)
+    return IncidentDesk(deps.incidents, deps.audit_reader, deps.pseudonyms, IncidentAlerts(deps.audit, config), config)
+
+
 def build_services(settings: Settings, deps: Deps) -> Services:
     """The use cases over the ports, and their API handlers."""
     kiosk = KioskFlows(KioskConfig.from_settings(settings), deps.state, deps.billing, notices(settings, deps), deps.key,
@@ -238,7 +276,9 @@ def build_services(settings: Settings, deps: Deps) -> Services:
                                       kiosk.notices, deps.sessions)),
         legal=LegalServicer(LegalDesk(deps.legal_store, deps.documents, deps.billing, deps.signer,
                                       LegalConfig.from_settings(settings), people=deps.staff)),
-        audit=AuditServicer(deps.audit_reader, deps.key))
+        audit=AuditServicer(deps.audit_reader, deps.key),
+        lending=LendingServicer(LendingDesk(deps.lending, LendingConfig.from_settings(settings), people=deps.staff)),
+        incident=IncidentServicer(incident_desk(settings, deps)))
 
 
 def connection_age_options(settings: Settings) -> list[tuple[str, int]]:
@@ -272,6 +312,8 @@ def create_server(settings: Settings, deps: Deps, services: Services | None = No
     clerk_pb2_grpc.add_ClerkServiceServicer_to_server(services.clerk, server)
     legal_pb2_grpc.add_LegalServiceServicer_to_server(services.legal, server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(services.audit, server)
+    lending_pb2_grpc.add_LendingServiceServicer_to_server(services.lending, server)
+    incident_pb2_grpc.add_IncidentServiceServicer_to_server(services.incident, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -431,6 +473,10 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         probes = health_server(settings, health_servicer)
         sms = sms_worker(settings, deps)
         sms.start()
+        overdue = overdue_sweep(settings, deps)
+        overdue.start()
+        incident_check = IncidentCheck(incident_desk(settings, deps))  # deadlines: alerted once a day
+        incident_check.start()
         # Nothing here waits for Redis or billing: with either down the gateway serves, its
         # services NOT_SERVING (readiness) until they come; the deny-list loads in the background
         # and refuses calls until it has (fails closed).
@@ -465,6 +511,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
             await edge.close()
         await effects.drain()  # the SMS the last calls asked for are queued before the dispatchers stop
         await sms.stop()
+        await overdue.stop()
+        await incident_check.stop()
         if probes is not None:
             await probes.stop(0)
     finally:

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from adapters.billing_sim.data import SeededBilling
 from gateway.domain.identity import Channel
 from gateway.domain.policy import POLICY, SIGN_IN_CHANNELS, Role
-from hallgate_pb.v1 import clerk_pb2, legal_pb2
+from hallgate_pb.v1 import clerk_pb2, incident_pb2, legal_pb2
 from tests.support.clerk import id_card as clerk_id_card
 from tests.support.dates import month
 
@@ -176,13 +176,28 @@ def base_live(billing: SeededBilling) -> Live:
     for name in ("document_number", "name", "birth_date"):
         live.add(name, getattr(owner, name))
     live.seeds["hallgate.v1.RegisterRequestRequest"] = [register_seed()]
+    live.seeds["hallgate.v1.ReportIncidentRequest"] = [report_incident_seed()]
+    for name, values in {"summary": ["fuzz: a suspected leak"], "text": ["fuzz: a remediation step"],
+                         "reference": ["FUZZ-1"], "incident_id": ["INC-20260101-00000000"]}.items():
+        for v in values:
+            live.add(name, v)
     live.seeds["hallgate.v1.OpenCustomerSessionRequest"] = [clerk_pb2.OpenCustomerSessionRequest(
-        msisdn=SESSION_NUMBER, id_document=id_card(billing, SESSION_NUMBER))]
+        msisdn=SESSION_NUMBER, id_document=id_card(billing, SESSION_NUMBER),
+        purpose=clerk_pb2.SESSION_PURPOSE_COMPLAINT, reason="fuzz: the customer complains")]
     return live
 
 
 def id_card(billing: SeededBilling, msisdn: str) -> clerk_pb2.IdDocumentProof:
     return clerk_id_card(billing.owner_of(msisdn))
+
+
+def report_incident_seed() -> incident_pb2.ReportIncidentRequest:
+    """A report the incident desk accepts: a staff id and the last day."""
+    now = datetime.now(UTC)
+    suspect = incident_pb2.Suspect(kind=incident_pb2.ACTOR_KIND_STAFF, id="C1001")
+    suspect.start.FromDatetime(now - timedelta(days=1))
+    suspect.end.FromDatetime(now)
+    return incident_pb2.ReportIncidentRequest(summary="fuzz: a suspected leak", suspect=suspect)
 
 
 def register_seed() -> legal_pb2.RegisterRequestRequest:
