@@ -229,7 +229,8 @@ async def test_a_billing_outage_takes_out_only_the_services_that_need_billing(gw
     await seconds_until(gw, not_serving)
     assert await service_statuses(gw) == {"KioskService": not_serving, "ClerkService": not_serving,
                                           "LegalService": not_serving, "StaffService": serving,
-                                          "AuditService": serving}
+                                          "AuditService": serving, "LendingService": serving,
+                                          "IncidentService": serving}
     await billing.start_async()
     assert await seconds_until(gw, serving) < 1.0
     assert set((await service_statuses(gw)).values()) == {serving}
