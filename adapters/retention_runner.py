@@ -403,29 +403,15 @@ class RetentionRunner:
         await self.r.hdel(JOURNAL, did)  # type: ignore[misc]
 
 
-def optional_disposers(client: aioredis.Redis) -> list[Disposer]:
-    """The seam for the rules whose stores come from elsewhere (issue 15's lending register and
-    incidents): a store module that exists and offers the disposal method is wired in; one that does
-    not yet is listed by `hallgate retention status` as not wired. See WIRING."""
-    import importlib
+def register_disposers(client: aioredis.Redis, key: bytes | None) -> list[Disposer]:
+    """The registers that dispose of everything closed before a cutoff in one call: archive loans,
+    breach incidents and (given the server secret it is sealed under) the pseudonym directory."""
+    from adapters.pseudonyms import RedisPseudonymDirectory
+    from adapters.redis_incidents import RedisIncidentStore
+    from adapters.redis_lending import RedisLendingStore
 
-    out: list[Disposer] = []
-    for rule, module, cls, method in WIRING:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:  # not there yet (or broken): the rule shows as not wired
-            if not (isinstance(e, ModuleNotFoundError) and e.name == module):
-                log.error("retention_store_unavailable", rule=rule.name, module=module, error=str(e))
-            continue
-        kind = getattr(mod, cls, None)
-        if kind is None or not hasattr(kind, method):
-            continue
-        out.append(CutoffDisposer(rule, kind(client), method))
+    out: list[Disposer] = [CutoffDisposer(rt.LOANS, RedisLendingStore(client), "dispose_returned"),
+                           CutoffDisposer(rt.INCIDENTS, RedisIncidentStore(client), "dispose_closed")]
+    if key is not None:
+        out.append(CutoffDisposer(rt.PSEUDONYMS, RedisPseudonymDirectory(client, key), "dispose_before"))
     return out
-
-
-# (rule, store module, store class, its disposal method(before) -> count or ids)
-WIRING: tuple[tuple[rt.Rule, str, str, str], ...] = (
-    (rt.LOANS, "adapters.redis_lending", "RedisLendingStore", "dispose_returned"),
-    (rt.INCIDENTS, "adapters.redis_incidents", "RedisIncidentStore", "dispose_closed"),
-)

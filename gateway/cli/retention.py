@@ -48,7 +48,7 @@ def _runner(s: Settings, client: Any, max_batches: int = 1000) -> tuple[Any, Any
         LegalDisposer,
         RetentionRunner,
         SmsDeadLetterDisposer,
-        optional_disposers,
+        register_disposers,
     )
     from gateway.domain.legal import LegalConfig
     from gateway.runtime.bootstrap import audit_archive, audit_sink, document_store
@@ -58,13 +58,21 @@ def _runner(s: Settings, client: Any, max_batches: int = 1000) -> tuple[Any, Any
     documents: Any = document_store(s)
     disposers: list[Disposer] = [LegalDisposer(RedisLegalStore(client), documents, LegalConfig.from_settings(s)),
                                  SmsDeadLetterDisposer(client),
-                 *optional_disposers(client)]
+                                 *register_disposers(client, _server_secret(s))]
     runner = RetentionRunner(s, client, disposers, sink=audit_sink(s, client),
                              reader=ChainAuditReader(client, s.audit_chain, keys, archive=archive, kid=kid),
                              chain=s.audit_chain, keys=keys,
                              actor={"staff_id": os.environ.get("USER", "operator"), "role": "admin"},
                              max_batches=max_batches)
     return runner, (archive, documents)
+
+
+def _server_secret(s: Settings) -> bytes | None:
+    """The server secret the pseudonym directory is sealed under, if this host has it; a host command
+    never makes one (a new key would seal nothing and open nothing)."""
+    if s.secret_key or (Path(s.data_dir) / "secret.key").exists():
+        return s.key_bytes()
+    return None
 
 
 def _host(args: argparse.Namespace, work: Any) -> Any:

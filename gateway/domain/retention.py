@@ -94,10 +94,14 @@ LOANS = Rule("R8.loan", "archive loan record", "loan_retention_days", "the loan 
              "the lending register's dispose_returned (adapters/redis_lending.py)")
 INCIDENTS = Rule("R8.incident", "breach incident record", "incident_retention_days", "the incident closed",
                  How.DISPOSAL, "the incident register's dispose_closed (adapters/redis_incidents.py)")
+PSEUDONYMS = Rule("R8.pseudonyms", "pseudonym directory month (pseudonym -> the number, sealed; for breach "
+                  "response's reveal)", "audit_retention_months", "the month the pseudonyms were seen",
+                  How.DISPOSAL, "whole months, with the audit events that name them (adapters/pseudonyms.py "
+                  "dispose_before)")
 AUDIT = Rule("R8.audit", "audit trail events", "audit_retention_months", "the event appended", How.AUDIT,
              "`hallgate audit trim` (Redis only) or `hallgate audit dispose` (whole archive months), docs/audit.md")
 
-RULES: tuple[Rule, ...] = (LEGAL, SMS_DEAD, SMS_LIFE, SESSIONS, LOANS, INCIDENTS, AUDIT)
+RULES: tuple[Rule, ...] = (LEGAL, SMS_DEAD, SMS_LIFE, SESSIONS, LOANS, INCIDENTS, PSEUDONYMS, AUDIT)
 BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}
 
 

@@ -687,7 +687,7 @@ def test_gateway_reaches_only_dns_redis_postgres_billing_and_the_smsc() -> None:
 # ---------------------------------------------------------------------------------------------------
 # The audit jobs (80-audit-jobs.yaml)
 
-JOB_COMMANDS = {"cmd_archive", "cmd_dispose", "cmd_trim", "cmd_ship"}
+JOB_COMMANDS = {"cmd_archive", "cmd_dispose", "cmd_trim", "cmd_ship", "cmd_run"}  # cmd_run: `retention run`
 
 
 def job_argv(obj: dict[str, Any]) -> list[str]:
@@ -741,7 +741,9 @@ def test_jobs_use_their_own_account_without_token_or_rbac() -> None:
 def test_jobs_mount_only_the_secrets_they_need() -> None:
     needs = {"cmd_ship": {"redis-url"}, "cmd_trim": {"redis-url", "audit-hmac-key", "audit-retired-keys"},
              "cmd_archive": {"redis-url", "audit-hmac-key", "audit-retired-keys", "archive-url"},
-             "cmd_dispose": {"redis-url", "audit-hmac-key", "audit-retired-keys", "archive-url"}}
+             "cmd_dispose": {"redis-url", "audit-hmac-key", "audit-retired-keys", "archive-url"},
+             "cmd_run": {"redis-url", "audit-hmac-key", "audit-retired-keys", "archive-url", "secret-key",
+                         "letters-url"}}
     for obj in jobs():
         spec = pod_template(obj)["spec"]
         (container,) = spec["containers"]

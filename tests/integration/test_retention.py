@@ -29,6 +29,7 @@ from adapters.audit_reader import ChainAuditReader
 from adapters.document_store import FileDocumentStore
 from adapters.legal_store import ALL_KEY, RedisLegalStore, agency_key, case_key, history_key, request_key, state_key
 from adapters.pg_documents import PgDocumentStore
+from adapters.pseudonyms import RedisPseudonymDirectory
 from adapters.retention_runner import (
     JOURNAL,
     LOCK,
@@ -37,6 +38,7 @@ from adapters.retention_runner import (
     RetentionConflict,
     RetentionRunner,
     SmsDeadLetterDisposer,
+    register_disposers,
 )
 from adapters.sms.queue import DEAD
 from gateway.domain import audit_chain as ac
@@ -393,3 +395,29 @@ async def test_a_register_that_disposes_by_cutoff_plugs_in_and_is_recorded_first
     assert event["rule"] == "R8.loan" and event["count_due"] == "2"
     assert event["older_than"].startswith((RUN_AT - timedelta(days=30)).isoformat()[:16])
     assert (await runner.run()).disposals == ()
+
+
+async def test_the_registers_are_wired_and_the_pseudonym_directory_goes_by_month(world: World) -> None:
+    """register_disposers wires the lending register, the incidents and (with the server secret) the
+    pseudonym directory: a month of the directory older than the audit retention is disposed of,
+    recorded first; the current month stays."""
+    key = b"retention-test-server-secret"
+    directory = RedisPseudonymDirectory(world.r, key)
+    old, current = RUN_AT - timedelta(days=31 * 14), RUN_AT
+    directory.note("p" * 32, "13800000001", now=old)
+    directory.note("q" * 32, "13800000002", now=current)
+    await directory.drain()
+    settings = SETTINGS.with_(audit_retention_months=12)
+    wired = register_disposers(world.r, key)
+    assert {d.rule.name for d in wired} == {"R8.loan", "R8.incident", "R8.pseudonyms"}
+    assert {d.rule.name for d in register_disposers(world.r, None)} == {"R8.loan", "R8.incident"}
+    runner = RetentionRunner(settings, world.r, wired, sink=world.sink, reader=world.reader, chain=CHAIN, keys=KEYS,
+                             actor=ACTOR, clock=lambda: RUN_AT.timestamp())
+    status = {x.rule: x for x in await runner.status()}
+    assert status["R8.pseudonyms"].due == 1 and status["R8.loan"].due == 0 and status["R8.incident"].due == 0
+    result = await runner.run()
+    assert [d.rule for d in result.disposals] == ["R8.pseudonyms"]
+    assert await directory.months() == [current.strftime("%Y-%m")]
+    (event,) = await world.disposals()
+    assert event["rule"] == "R8.pseudonyms" and event["count_due"] == "1"
+    assert "13800000001" not in json.dumps(event)

@@ -21,7 +21,7 @@ NUMBER = re.compile(r"(?<![0-9a-f])1[3-9]\d{9}(?![0-9a-f])")
 def test_every_kind_the_issue_names_has_a_rule_with_a_declared_setting() -> None:
     names = {r.name for r in rt.RULES}
     assert names == {"R8.legal", "R8.sms-dead", "R8.sms-life", "R8.customer-session", "R8.loan", "R8.incident",
-                     "R8.audit"}
+                     "R8.pseudonyms", "R8.audit"}
     assert len(names) == len(rt.RULES)
     s = Settings()
     for r in rt.RULES:
@@ -74,7 +74,7 @@ def test_records_that_expire_by_ttl_never_outlive_their_retention() -> None:
     assert timedelta(seconds=MESSAGE_TTL) <= rt.SMS_LIFE.retention(s)
     assert "TTL" in rt.SMS_LIFE.note and "TTL" in rt.SESSIONS.note
     assert {r.name for r in rt.RULES if r.how is rt.How.DISPOSAL} == {"R8.legal", "R8.sms-dead", "R8.loan",
-                                                                      "R8.incident"}
+                                                                      "R8.incident", "R8.pseudonyms"}
 
 
 def test_a_disposal_id_depends_on_the_rule_and_the_records_only() -> None:
