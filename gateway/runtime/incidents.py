@@ -13,7 +13,6 @@ not be stored is given back, so the next check tries again).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from gateway.domain.audit_chain import AuditEvent
 from gateway.domain.incidents import AlertKind, Incident, IncidentConfig, IncidentDesk, deadlines
 from gateway.domain.ports import AuditSink
 from gateway.runtime.metrics import EVERY_SERVICE_NEEDS, SERVICE_NEEDS
+from gateway.runtime.periodic import Periodic
 
 log = structlog.get_logger("hallgate.incidents")
 METHOD = "maintenance/incidents"
@@ -71,35 +71,16 @@ class IncidentAlerts:
         INCIDENT_ALERTS.labels(kind=str(kind)).inc()
 
 
-class IncidentCheck:
+class IncidentCheck(Periodic):
     """The periodic deadline check of one process."""
+
+    check_name = "incident_check"
 
     def __init__(self, desk: IncidentDesk, every: float = CHECK_EVERY) -> None:
         self.desk = desk
         self.every = every
         self.task: asyncio.Task[Any] | None = None
 
-    async def run(self) -> None:
-        failing = False  # logged when it starts and when it ends, not at every check
-        while True:
-            try:
-                await self.desk.check_overdue()
-            except Exception as err:  # Redis or the trail away: the next check tries again
-                if not failing:
-                    failing = True
-                    log.warning("incident_check_failed", error_type=type(err).__name__)
-            else:
-                if failing:
-                    failing = False
-                    log.info("incident_check_recovered")
-            await asyncio.sleep(self.every)
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
-            self.task = None
+    async def once(self) -> Any:
+        return await self.desk.check_overdue()

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
@@ -24,6 +24,7 @@ from gateway.domain.audit_chain import AuditEvent
 from gateway.domain.lending import LendingConfig, Loan, day_of, overdue_detail
 from gateway.domain.ports import AuditSink
 from gateway.runtime.lending_metrics import LOAN_OVERDUE_ALERTS, LOANS_OVERDUE
+from gateway.runtime.periodic import Periodic
 
 log = structlog.get_logger("hallgate.lending")
 METHOD = "maintenance/lending"
@@ -42,13 +43,17 @@ def overdue_event(loan: Loan, now: datetime, day: str) -> AuditEvent:
 
 
 @dataclass
-class OverdueSweep:
+class OverdueSweep(Periodic):
     store: RedisLendingStore
     audit: AuditSink
     config: LendingConfig = field(default_factory=LendingConfig)
     every: float = 3600.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     task: asyncio.Task[Any] | None = None
+    check_name: ClassVar[str] = "loan_overdue_check"
+
+    async def once(self) -> list[str]:
+        return await self.sweep_once()
 
     async def sweep_once(self) -> list[str]:
         """One check; returns the loans this process alerted now."""
@@ -72,27 +77,3 @@ class OverdueSweep:
             alerted.append(loan.loan_id)
         return alerted
 
-    async def run(self) -> None:
-        failing = False  # logged when it starts and when it ends, not at every check
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception as err:  # Redis or the trail away: the next check tries again
-                if not failing:
-                    failing = True
-                    log.warning("loan_overdue_check_failed", error_type=type(err).__name__)
-            else:
-                if failing:
-                    failing = False
-                    log.info("loan_overdue_check_recovered")
-            await asyncio.sleep(self.every)
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
-            self.task = None
