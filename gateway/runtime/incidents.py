@@ -23,7 +23,6 @@ from prometheus_client import Counter
 from gateway.domain.audit_chain import AuditEvent
 from gateway.domain.incidents import AlertKind, Incident, IncidentConfig, IncidentDesk, deadlines
 from gateway.domain.ports import AuditSink
-from gateway.runtime.metrics import EVERY_SERVICE_NEEDS, SERVICE_NEEDS
 from gateway.runtime.periodic import Periodic
 
 log = structlog.get_logger("hallgate.incidents")
@@ -35,10 +34,6 @@ INCIDENT_ALERTS = Counter("hallgate_incident_alerts_total",
                           "Alerts to the information supervisor: incidents reported, law-enforcement notices "
                           "overdue, customer notices due (at most one per incident, kind and day).", ["kind"])
 
-# The register is in Redis: IncidentService is ready when Redis and the deny-list are. ListAffected
-# also reads the trail's archive when the window reaches into it; with the archive away that one call
-# answers UNAVAILABLE (fails closed) while reports and the rest go on.
-SERVICE_NEEDS.setdefault("hallgate.v1.IncidentService", EVERY_SERVICE_NEEDS)
 
 
 def alert_event(inc: Incident, kind: AlertKind, now: datetime, config: IncidentConfig) -> AuditEvent:

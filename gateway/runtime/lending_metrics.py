@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from gateway.runtime.metrics import EVERY_SERVICE_NEEDS, SERVICE_NEEDS
-
 LOANS_OVERDUE = Gauge("hallgate_loans_overdue", "Archive loans out past their due time (every hall), as of the "
                       "last overdue check.", multiprocess_mode="livemax")
 LOAN_OVERDUE_ALERTS = Counter("hallgate_loan_overdue_alerts_total",
                               "Overdue alerts raised for archive loans (at most one per loan per day across "
                               "every gateway process).")
 
-# The register lives in Redis alone: LendingService is ready when Redis and the deny-list are.
-SERVICE_NEEDS.setdefault("hallgate.v1.LendingService", EVERY_SERVICE_NEEDS)

@@ -240,6 +240,11 @@ SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
     "hallgate.v1.ClerkService": (*EVERY_SERVICE_NEEDS, "billing"),
     "hallgate.v1.LegalService": (*EVERY_SERVICE_NEEDS, "billing", "documents"),
     "hallgate.v1.AuditService": (*EVERY_SERVICE_NEEDS, "archive"),
+    # The lending and incident registers live in Redis alone. ListAffected also reads the trail's
+    # archive when its window reaches into it; with the archive away that one call answers
+    # UNAVAILABLE (fails closed) while reports and the rest go on.
+    "hallgate.v1.LendingService": EVERY_SERVICE_NEEDS,
+    "hallgate.v1.IncidentService": EVERY_SERVICE_NEEDS,
     READY: EVERY_SERVICE_NEEDS,
 }
 
