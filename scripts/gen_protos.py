@@ -2,6 +2,8 @@
 
 protoc writes absolute imports such as ``from hallgate.v1 import x_pb2``; they are rewritten into
 the ``hallgate_pb`` package so the generated code imports itself, not a top-level ``hallgate``.
+The public API (hallgate/v1) also gets connectrpc's ``*_connect.py`` (protoc-gen-connectrpc with
+``protobuf=google``), so the browser listener serves the very ``*_pb2`` messages gRPC does.
 Usage: python scripts/gen_protos.py [OUTPUT_DIR]   (default: the repository's hallgate_pb/)
 """
 
@@ -14,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 from grpc_tools import protoc
+
+PLUGIN = Path(sys.executable).parent / "protoc-gen-connectrpc"
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -28,6 +32,10 @@ def generate(out: Path) -> None:
                 f"--pyi_out={tmp}", f"--grpc_python_out={tmp}", *protos]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
+        public = [p for p in protos if p.startswith("hallgate/v1/")]
+        if protoc.main(["protoc", f"-I{PROTO_DIR}", f"-I{include}", f"--plugin=protoc-gen-connectrpc={PLUGIN}",
+                        f"--connectrpc_out={tmp}", "--connectrpc_opt=protobuf=google", *public]) != 0:
+            raise SystemExit("protoc-gen-connectrpc failed")
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(Path(tmp) / "hallgate", out)

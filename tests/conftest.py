@@ -28,11 +28,22 @@ from adapters.sms.queue import RedisSmsQueue
 from adapters.sms_outbox import read_outbox
 from gateway.domain import effects, passwords
 from gateway.domain.ports import StaffRecord
-from gateway.runtime.bootstrap import SERVICES, Deps, Services, build_deps, build_services, create_server, sms_worker
+from gateway.runtime.bootstrap import (
+    SERVICES,
+    Deps,
+    Services,
+    build_deps,
+    build_services,
+    call_pipeline,
+    create_server,
+    sms_worker,
+)
+from gateway.runtime.browser import browser_listener
 from gateway.runtime.edge import Edge
 from gateway.runtime.metrics import dependency_checks, watch_readiness
 from gateway.runtime.settings import Settings
 from gateway.runtime.sms import SmsWorker
+from gateway.transport.browser.listener import BrowserListener
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.outbox import CODE_RE
 from tests.support.postgres import fresh_database
@@ -107,6 +118,13 @@ class Harness:
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     sms: SmsWorker | None = None
     edge: Edge | None = None  # the PROXY-protocol front, when the settings have proxy_listen (edge.port)
+    browser: BrowserListener | None = None  # the browser listener, when the settings have browser_listen
+
+    @property
+    def browser_url(self) -> str:
+        """https://127.0.0.1:<port> of the browser listener (browser_listen="127.0.0.1:0")."""
+        assert self.browser is not None, "make_gateway(browser_listen='127.0.0.1:0', ...)"
+        return f"https://127.0.0.1:{self.browser.port}"
 
     def channel_for(self, cert: str) -> grpc.aio.Channel:
         """A new mutual-TLS channel presenting the named demo certificate (closed at teardown)."""
@@ -204,6 +222,9 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         await server.start()
         if edge is not None:
             await edge.start()
+        browser = browser_listener(settings, call_pipeline(settings, deps), services.by_name())
+        if browser is not None:
+            await browser.start()
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
         watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(client, billing))
                                       if readiness else asyncio.sleep(0))
@@ -218,6 +239,9 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
                              _cancel(refresher), _cancel(watcher), client.aclose], edge=edge)
         if edge is not None:
             h.closers.insert(0, edge.close)
+        if browser is not None:
+            h.browser = browser
+            h.closers.insert(0, lambda: browser.close(0))
         harnesses.append(h)
         return h
 

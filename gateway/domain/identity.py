@@ -4,7 +4,9 @@ spiffe://<trust domain>/hall/<hall>/kiosk/<id>     a self-service kiosk
 spiffe://<trust domain>/hall/<hall>/clerk/<id>     a clerk terminal at a hall counter
 spiffe://<trust domain>/branch/<branch>/legal/<id> the branch office's legal department
 spiffe://<trust domain>/branch/<branch>/audit/<id> the auditors
-Anything else identifies nobody.
+Anything else identifies nobody. The website (R9 way 2) has no certificate: a caller of the browser
+listener without one is the `web` channel when the website is switched on (WEB_IDENTITY), never
+anything more.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Channel(StrEnum):
     CLERK = "clerk"
     LEGAL = "legal"
     AUDIT = "audit"
+    WEB = "web"  # the operator's website: no client certificate (gateway/pipeline/web_gate.py)
 
 
 SITE_OF = {Channel.KIOSK: "hall", Channel.CLERK: "hall", Channel.LEGAL: "branch", Channel.AUDIT: "branch"}
@@ -47,3 +50,8 @@ def parse_spiffe(uri: str, trust_domain: str, serial: str = "") -> Identity | No
     if SITE_OF[channel] != m["site"]:
         return None
     return Identity(channel, m["hall"], f"{m['hall']}/{channel.value}/{m['id']}", uri, serial)
+
+
+# Every website visitor is this one terminal: a session made on the website is bound to it, so it is
+# usable on the website only (its token lives in an HttpOnly cookie), never at a kiosk, and back.
+WEB_IDENTITY = Identity(Channel.WEB, "web", "web/web/site", "")

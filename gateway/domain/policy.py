@@ -45,18 +45,22 @@ class Rule:
     # on rows that need no customer session. A customer-session row with None is refused, whatever
     # the session (deny by default; tests/unit/test_policy.py wants every such row to say).
     purposes: frozenset[SessionPurpose] | None = None
+    # On the website (no certificate: anyone on the internet) the call costs an SMS or tests a
+    # password: it needs the bot challenge and counts against the tighter per-address limit.
+    bot_check: bool = False
 
 
 ANY_PURPOSE: frozenset[SessionPurpose] = frozenset()
 
 
 def rule(channels: set[Channel], roles: set[Role] | None = None, proof: Proof = Proof.NONE,
-         purposes: set[SessionPurpose] | frozenset[SessionPurpose] | None = None) -> Rule:
+         purposes: set[SessionPurpose] | frozenset[SessionPurpose] | None = None, bot_check: bool = False) -> Rule:
     return Rule(frozenset(channels), frozenset(roles or ()), proof,
-                None if purposes is None else frozenset(purposes))
+                None if purposes is None else frozenset(purposes), bot_check)
 
 
-KIOSK = {Channel.KIOSK}
+# R9: the call-list path serves a subscriber at a self-service kiosk or on the operator's website.
+KIOSK = {Channel.KIOSK, Channel.WEB}
 CLERK = {Channel.CLERK}
 STAFF_CHANNELS = {Channel.CLERK, Channel.LEGAL, Channel.AUDIT}
 COUNTER = {Role.CLERK, Role.HALL_MANAGER}
@@ -76,8 +80,8 @@ HALL_MANAGERS = {Role.HALL_MANAGER}
 CUSTODIANS = {Role.CUSTODIAN}
 
 POLICY: dict[str, Rule] = {
-    "/hallgate.v1.KioskService/RequestOneTimeCode": rule(KIOSK),
-    "/hallgate.v1.KioskService/Authenticate": rule(KIOSK),
+    "/hallgate.v1.KioskService/RequestOneTimeCode": rule(KIOSK, bot_check=True),
+    "/hallgate.v1.KioskService/Authenticate": rule(KIOSK, bot_check=True),
     "/hallgate.v1.KioskService/ListCallDetails": rule(KIOSK, proof=Proof.OWNER_TOKEN),
     "/hallgate.v1.KioskService/EndSession": rule(KIOSK, proof=Proof.OWNER_TOKEN),
     "/hallgate.v1.KioskService/ListAccessHistory": rule(KIOSK, proof=Proof.OWNER_TOKEN),

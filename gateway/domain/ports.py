@@ -367,3 +367,21 @@ class AuditReader(Protocol):
 
 class AuditTrailReader(AuditReader, AccessLog, Protocol):
     """The trail as auditors read it and as a subscriber's own access history reads it."""
+
+
+class Throttle(Protocol):
+    """Counters shared by every gateway process, for limits on callers that have no account to lock
+    (the website's visitors, by address). Raises DependencyUnavailable when it cannot count."""
+
+    async def hit(self, key: str, limit: int, window: float) -> float:
+        """Count one call against `key` first, then answer: 0 while the window's count is within
+        `limit`, else the seconds until the window ends."""
+        ...
+
+
+class Challenge(Protocol):
+    """Bot defence for the website: a challenge a person's browser solved (a vendor's widget in
+    production, adapters/dev_challenge.py in development). Raises DependencyUnavailable when the
+    provider cannot answer."""
+
+    async def verify(self, token: str, client: str) -> bool: ...

@@ -1,7 +1,9 @@
 """Who is calling, and may they make this call: the policy table (gateway/domain/policy.py) enforced.
 
-Identity comes from the client certificate's SPIFFE ID (mutual TLS), or, in development mode
-only, from the `x-hallgate-dev-identity` header. Then, per the policy row: the channel, the staff
+Identity comes from the client certificate's SPIFFE ID (mutual TLS); on the browser listener
+without a certificate it is the website (when switched on, gateway/pipeline/web_gate.py, which also
+checks every browser call's origin and CSRF defence, and the website's limits and bot challenge);
+in development mode only, from the `x-hallgate-dev-identity` header. Then, per the policy row: the channel, the staff
 session (`authorization: Bearer …`, bound to this terminal) and its role, and the customer
 session named by the request's `customer_session` field (bound to this clerk and terminal), its
 proof and the purpose it was opened for (R2). Everything it learns goes into the call context, so
@@ -24,6 +26,7 @@ from gateway.domain.ports import Revocations, Sessions, StaffDirectory
 from gateway.domain.request_context import CallContext
 from gateway.pipeline.decoding import check_decoded
 from gateway.pipeline.facts import CallFacts
+from gateway.pipeline.web_gate import WebConfig, WebGate
 
 DEV_IDENTITY_HEADER = "x-hallgate-dev-identity"
 HALL_CHANNELS = {Channel.KIOSK, Channel.CLERK}
@@ -54,6 +57,8 @@ def identify(facts: CallFacts, config: AccessConfig) -> Identity | None:
             if found:
                 return found
         return None
+    if facts.browser is not None:
+        return None  # the website's identity, if any, is the WebGate's to give
     if config.insecure_dev and DEV_IDENTITY_HEADER in facts.metadata:
         return parse_spiffe(str(facts.metadata[DEV_IDENTITY_HEADER]), config.trust_domain)
     return None
@@ -63,21 +68,26 @@ class Authorizer:
     """Deny by default: a method without a policy row is refused, whoever asks."""
 
     def __init__(self, config: AccessConfig, sessions: Sessions, revocations: Revocations,
-                 directory: StaffDirectory, policy: dict[str, Rule] | None = None) -> None:
+                 directory: StaffDirectory, policy: dict[str, Rule] | None = None, web: WebGate | None = None
+                 ) -> None:
         self.config = config
+        self.web = web if web is not None else WebGate(WebConfig())
         self.sessions = sessions
         self.directory = directory
         self.revocations = revocations
         self.policy = POLICY if policy is None else policy
 
     async def authorize(self, facts: CallFacts, call: CallContext, request: Any) -> None:
-        identity = identify(facts, self.config)
+        identity = identify(facts, self.config) or self.web.identity(facts)
         if identity is None:
             raise Unauthenticated("no_identity")
         call.channel, call.hall, call.terminal = identity.channel.value, identity.hall, identity.terminal
-        if await self._revoked(identity):
-            raise Unauthenticated("revoked_terminal")
+        self.web.check_origin(facts)
         rule = self.policy.get(facts.method)
+        if identity.channel == Channel.WEB:
+            await self.web.admit(facts, rule)
+        elif await self._revoked(identity):
+            raise Unauthenticated("revoked_terminal")
         if rule is None:
             raise PermissionDenied("no_policy")
         if identity.channel not in rule.channels:

@@ -68,6 +68,11 @@ REASON_MESSAGES = {
     "send_throttled": "a code was requested for this number recently; try again later",
     "locked": "too many failed attempts: this number is locked for self-service; try again later",
     "locked_now": "too many failed attempts: this number is locked for self-service; try again later",
+    # the browser listener (gateway/pipeline/web_gate.py)
+    "origin_not_allowed": "requests from this origin are not accepted",
+    "csrf": "the request lacks its CSRF token: reload the page and try again",
+    "web_throttled": "too many requests from this address; try again later",
+    "challenge_failed": "the anti-robot check was not passed; try again",
     # breach response (gateway/domain/incidents.py)
     "no_such_incident": "no such incident",
     "incident_closed": "the incident is closed",

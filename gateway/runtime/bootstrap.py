@@ -27,6 +27,7 @@ from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_reader import ChainAuditReader
 from adapters.billing_client import GrpcBilling
 from adapters.data_dir import ServeLock, check_supervised, tighten
+from adapters.dev_challenge import DevChallenge
 from adapters.document_store import FileDocumentStore
 from adapters.legal_store import RedisLegalStore
 from adapters.pg_documents import PgDocumentStore
@@ -37,6 +38,7 @@ from adapters.redis_lending import RedisLendingStore
 from adapters.redis_server import RedisServerProcess
 from adapters.redis_staff import RedisStaffStore
 from adapters.redis_state import RedisSignInState
+from adapters.redis_throttle import RedisThrottle
 from adapters.revocations import RevocationList
 from adapters.sms.queue import RedisSmsQueue
 from adapters.sms.sim_process import SmscSimProcess
@@ -60,18 +62,22 @@ from gateway.domain.ports import (
     AuditSink,
     AuditTrailReader,
     Billing,
+    Challenge,
     Revocations,
     Sessions,
     SignInState,
     SmsOutbox,
     StaffDirectory,
+    Throttle,
 )
 from gateway.domain.secretbox import staff_box
 from gateway.domain.staff import StaffConfig, StaffDesk
 from gateway.pipeline.audit import Recorder
 from gateway.pipeline.authorize import AccessConfig, Authorizer
 from gateway.pipeline.run import Pipeline
+from gateway.pipeline.web_gate import WebGate
 from gateway.runtime import logs, startup
+from gateway.runtime.browser import browser_listener, web_config
 from gateway.runtime.edge import Edge
 from gateway.runtime.incidents import IncidentAlerts, IncidentCheck
 from gateway.runtime.lending import OverdueSweep
@@ -134,6 +140,8 @@ class Deps:
     lending: RedisLendingStore
     incidents: RedisIncidentStore
     pseudonyms: RedisPseudonymDirectory  # ref → number, sealed (adapters/pseudonyms.py): RevealNumbers
+    throttle: Throttle  # per-address limits of the website channel
+    challenge: Challenge | None  # the website's bot challenge (None: no website channel)
 
 
 def staff_store(settings: Settings, client: aioredis.Redis, create_server_secret: bool = True) -> RedisStaffStore:
@@ -189,6 +197,8 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
         "signer": signer(settings), "key": settings.key_bytes(),
         "lending": RedisLendingStore(client),
         "incidents": RedisIncidentStore(client), "pseudonyms": RedisPseudonymDirectory(client, settings.key_bytes()),
+        "throttle": RedisThrottle(client),
+        "challenge": DevChallenge(settings.web_challenge) if settings.web_challenge else None,
     }
     unknown = set(overrides) - set(made)
     if unknown:
@@ -216,7 +226,8 @@ def call_pipeline(settings: Settings, deps: Deps) -> Pipeline:
     """The one call pipeline (gateway/pipeline/), which every transport hands its calls to."""
     access = AccessConfig(trust_domain=settings.trust_domain, insecure_dev=settings.insecure_dev,
                           staff_idle=settings.staff_idle, customer_session_idle=settings.customer_session_idle)
-    return Pipeline(Authorizer(access, deps.sessions, deps.revocations, deps.staff),
+    return Pipeline(Authorizer(access, deps.sessions, deps.revocations, deps.staff,
+                               web=WebGate(web_config(settings), deps.throttle, deps.challenge)),
                     Recorder(TimedAuditSink(deps.audit), deps.key, pseudonyms=deps.pseudonyms))
 
 
@@ -469,8 +480,10 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         if settings.metrics_listen:
             endpoint = start_metrics_server(settings.metrics_listen)
         edge = Edge.of(settings)  # the PROXY-protocol front for the edge proxies, if proxy_listen is set
-        server, port, health_servicer = create_server(settings, deps, edge=edge)
+        services = build_services(settings, deps)  # the very objects every transport serves
+        server, port, health_servicer = create_server(settings, deps, services, edge=edge)
         probes = health_server(settings, health_servicer)
+        browser = browser_listener(settings, call_pipeline(settings, deps), services.by_name())
         sms = sms_worker(settings, deps)
         sms.start()
         overdue = overdue_sweep(settings, deps)
@@ -486,6 +499,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         await server.start()
         if edge is not None:
             await edge.start()
+        if browser is not None:
+            await browser.start()
         if probes is not None:
             await probes.start()
         host = settings.listen.rsplit(":", 1)[0]
@@ -507,6 +522,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
             task.cancel()
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grace_period)
+        if browser is not None:
+            await browser.close(settings.grace_period)
         if edge is not None:
             await edge.close()
         await effects.drain()  # the SMS the last calls asked for are queued before the dispatchers stop

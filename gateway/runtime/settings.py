@@ -29,6 +29,17 @@ class Settings:
     health_listen: str = ""
     proxy_listen: str = ""
     proxy_trusted: str = ""
+    browser_listen: str = ""
+    browser_tls_cert: str = ""
+    browser_tls_key: str = ""
+    browser_idle_timeout: float = 120
+    web_channel: bool = False
+    web_origins: str = ""
+    web_trusted_proxies: str = ""
+    web_client_ip_header: str = "x-forwarded-for"
+    web_calls_per_minute: int = 60
+    web_proofs_per_hour: int = 20
+    web_challenge: str = ""
     max_connection_age: float = 300
     max_connection_age_grace: float = 600
     tls_reload: float = 5.0
@@ -162,6 +173,25 @@ HELP: dict[str, str] = {
                      "(deploy/k8s/edge/)"),
     "proxy_trusted": ("comma-separated addresses or CIDRs of the edge proxies allowed to connect to proxy_listen; "
                       "a connection from anywhere else, or without a valid header, is closed"),
+    "browser_listen": ("HTTPS address serving browsers: the public API over Connect (JSON or binary), gRPC-Web and "
+                       "gRPC, and the self-service page (docs/browser.md); a hall client certificate is optional "
+                       "there and identifies a kiosk exactly as on listen; empty: none"),
+    "browser_tls_cert": "the browser listener's certificate chain (PEM; the website's public one); empty: tls_cert",
+    "browser_tls_key": "the browser listener's private key (PEM); empty: tls_key",
+    "browser_idle_timeout": ("seconds without input after which the self-service page clears the screen and ends "
+                             "the session (kiosks)"),
+    "web_channel": ("serve the website channel (R9): browser callers without a client certificate may use the "
+                    "kiosk path, with the per-address limits and the bot challenge below; off: they are refused"),
+    "web_origins": ("comma-separated origins (https://host[:port]) allowed to call the browser listener beside the "
+                    "site itself, for a page served elsewhere; every other cross-origin call is refused"),
+    "web_trusted_proxies": ("comma-separated addresses or CIDRs of the operator's own HTTP proxies in front of the "
+                            "browser listener: only from them is web_client_ip_header believed"),
+    "web_client_ip_header": "header in which a trusted proxy names the caller's address (rightmost untrusted hop)",
+    "web_calls_per_minute": "website calls one address (IPv6: its /64) may make per minute",
+    "web_proofs_per_hour": ("website code requests and sign-ins one address (IPv6: its /64) may make per hour; "
+                            "each also needs a solved bot challenge"),
+    "web_challenge": ("the website's bot challenge: dev-pass or dev-fail (the development one, told to pass or fail; "
+                      "only with --dev); empty: none, and the website channel refuses to start"),
     "max_connection_age": ("seconds a client connection lives before the server asks the client to reconnect "
                            "(GOAWAY), so clients spread over new pods; 0: forever"),
     "max_connection_age_grace": "seconds calls still running on an aged connection get before it is closed",

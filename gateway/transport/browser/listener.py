@@ -1,0 +1,178 @@
+"""The browser listener's sockets: TLS here, HTTP/1.1 and HTTP/2 by hypercorn, per connection.
+
+TLS is terminated by this module (asyncio with an ssl context) rather than by hypercorn's own
+server, for one reason: the application must know the client certificate a kiosk presented, and
+hypercorn does not tell it. So each accepted connection is handed to hypercorn's connection class
+(pinned: pyproject.toml) with the application wrapped to put the verified certificate into the
+request scope as the ASGI TLS extension (`scope["extensions"]["tls"]["client_cert_chain"]`).
+A certificate is optional here (the website has none) but, when given, must chain to the hall CA;
+the pipeline then identifies and checks it exactly as on gRPC (SPIFFE ID, revocation).
+
+The server certificate and key are re-read when their files change (tls_files.TlsFiles), for new
+connections; a changed hall CA bundle needs a restart here (OpenSSL adds to a trust store, it does
+not take away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+
+from gateway.transport.tls_files import TlsFiles, TlsMaterial
+
+log = structlog.get_logger("hallgate.browser")
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+def hypercorn_config(keep_alive: float = 30, read_timeout: int = 60) -> Config:
+    """Hypercorn's settings: no Server header, bounded idle and reads (a slow client cannot hold a
+    connection forever), its own logs through the stdlib logging the gateway renders as JSON."""
+    config = Config()
+    config.include_server_header = False
+    config.keep_alive_timeout = keep_alive
+    config.read_timeout = read_timeout
+    config.accesslog = None
+    config.errorlog = "-"
+    config.graceful_timeout = 5
+    return config
+
+
+def _load(context: ssl.SSLContext, material: TlsMaterial) -> None:
+    """Load a chain and key held in memory (memfds: nothing written to disk)."""
+    fds = []
+    try:
+        paths = []
+        for part in (material.chain, material.key):
+            fd = os.memfd_create("hallgate-tls", os.MFD_CLOEXEC)
+            fds.append(fd)
+            os.write(fd, part)
+            paths.append(f"/proc/self/fd/{fd}")
+        context.load_cert_chain(paths[0], paths[1])
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def server_context(material: TlsMaterial) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cadata=material.client_ca.decode())
+    _load(context, material)
+    return context
+
+
+class WithTls:
+    """Hypercorn's application wrapper for one connection: the application, with the connection's
+    client certificate in every request's scope."""
+
+    def __init__(self, app: Any, tls: dict[str, Any]) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any, sync_spawn: Callable[..., Any],
+                       call_soon: Callable[..., Any]) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": self.tls}}
+        await self.app(scope, receive, send)
+
+
+def _tls_extension(ssl_object: ssl.SSLObject | None) -> dict[str, Any]:
+    if ssl_object is None:
+        return {}
+    der = ssl_object.getpeercert(binary_form=True)
+    chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
+    return {"client_cert_chain": chain, "server_cert": None, "client_cert_name": None, "client_cert_error": None,
+            "tls_version": None, "cipher_suite": None}
+
+
+class BrowserListener:
+    """Serve `app` on `address` over TLS until `close`."""
+
+    def __init__(self, app: Any, address: str, files: TlsFiles, reuse_port: bool = False,
+                 config: Config | None = None) -> None:
+        self.app = app
+        self.address = address
+        self.files = files
+        self.reuse_port = reuse_port
+        self.config = config or hypercorn_config()
+        self.context = server_context(files.current)
+        self.worker = WorkerContext(None)
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.connections: set[asyncio.Task[Any]] = set()
+        self._reload: asyncio.Task[None] | None = None
+
+    def _socket(self) -> socket.socket:
+        host, _, port = self.address.rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, int(port)))
+        sock.listen(512)
+        sock.setblocking(False)
+        return sock
+
+    async def start(self) -> int:
+        sock = self._socket()
+        self.port = sock.getsockname()[1]
+        self.server = await asyncio.start_server(self._connection, sock=sock, ssl=self.context,
+                                                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        if self.files.every > 0:
+            self._reload = asyncio.create_task(self._watch())
+        log.info("browser_listening", address=f"{self.address.rpartition(':')[0]}:{self.port}")
+        return self.port
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        try:
+            app = WithTls(self.app, _tls_extension(writer.get_extra_info("ssl_object")))
+            loop = asyncio.get_running_loop()
+            await TCPServer(app, loop, self.config, self.worker, {}, reader, writer)  # type: ignore[arg-type]
+        finally:
+            self.connections.discard(task)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.files.every)
+            try:
+                material = self.files.check()
+                if material is not None:
+                    _load(self.context, material)  # the context new handshakes use
+            except Exception as err:
+                log.warning("browser_tls_reload_failed", error=type(err).__name__)
+
+    async def close(self, grace: float = 5.0) -> None:
+        if self._reload is not None:
+            self._reload.cancel()
+        if self.server is not None:
+            self.server.close()
+        await self.worker.terminated.set()
+        if self.connections:
+            _, pending = await asyncio.wait(list(self.connections), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+def files_of(cert: str, key: str, client_ca: str, every: float) -> TlsFiles:
+    return TlsFiles(Path(cert), Path(key), Path(client_ca), every)
