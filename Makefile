@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint protos bench bench-audit redis postgres clean fuzz lock sbom
+.PHONY: run test lint protos bench bench-audit redis postgres chromium clean fuzz lock sbom browser-screenshots
 
 # The venv holds exactly the hash-checked set of requirements-dev.lock (CI's `make test` included), then
 # hallgate itself, built with the locked setuptools (no unhashed download for the build either).
@@ -50,10 +50,18 @@ postgres:
 	  echo "installing Debian's postgresql"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
 
-run: $(STAMP) redis
-	$(BIN)/hallgate serve --dev
+# Debian's chromium, which the browser tests drive through Playwright (executable_path; Playwright never
+# downloads a browser here).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-test: $(STAMP) redis postgres lint
+# The self-service page and the website channel on https://127.0.0.1:8443/ beside gRPC (docs/browser.md).
+run: $(STAMP) redis
+	$(BIN)/hallgate serve --dev --browser-listen 127.0.0.1:8443 --web-channel --web-challenge dev-pass
+
+test: $(STAMP) redis postgres chromium lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -79,6 +87,10 @@ fuzz: $(STAMP) redis
 	$(BIN)/python -m tests.hostile.rpc_fuzz
 	VERIFIER_EXAMPLES=$${VERIFIER_EXAMPLES:-5000} $(BIN)/python -m pytest -q -p no:cacheprovider \
 	  tests/hostile/test_verifier_fuzz.py
+
+# Screenshots of the self-service page at each step, into docs/browser/ (shown in docs/browser.md).
+browser-screenshots: $(STAMP) redis chromium
+	HALLGATE_SCREENSHOTS=docs/browser $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
 
 clean:
 	rm -rf $(VENV) .hallgate .pytest_cache .mypy_cache .ruff_cache dist

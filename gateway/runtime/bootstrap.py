@@ -510,8 +510,12 @@ async def serve(settings: Settings, banner: bool = True) -> None:
                  mode="development" if settings.dev or not settings.tls_cert else "production",
                  health=settings.health_listen or None, ready_service=READY,
                  sms="embedded simulator" if runtime.smsc_child is not None else no_userinfo(settings.sms_url))
+        if browser is not None:
+            log.info("serving_browsers", address=f"{settings.browser_listen.rsplit(':', 1)[0]}:{browser.port}",
+                     web_channel=settings.web_channel)
         if banner:
-            print_banner(f"{host}:{port}", settings, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None)
+            print_banner(f"{host}:{port}", settings, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None,
+                         browser_port=browser.port if browser is not None else 0)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -546,11 +550,16 @@ def no_userinfo(url: str) -> str:
 
 
 def print_banner(address: str, settings: Settings, demo: list[tuple[str, str, str]],
-                 staff: list[tuple[str, str, str, str]] | None = None, simulated_sms: bool = False) -> None:
+                 staff: list[tuple[str, str, str, str]] | None = None, simulated_sms: bool = False,
+                 browser_port: int = 0) -> None:
     """What a person starting the gateway needs. Demo secrets only in development mode (--dev)."""
     transport = "mutual TLS" if settings.tls_cert else "PLAINTEXT"
     dev = settings.dev or not settings.tls_cert
     lines = [f"hallgate is serving on {address} ({transport}{', development mode' if dev else ''})"]
+    if browser_port:
+        where = f"https://{settings.browser_listen.rsplit(':', 1)[0]}:{browser_port}/"
+        lines.append(f"Browsers: {where} (Connect, gRPC-Web; the self-service page; "
+                     f"website channel {'on' if settings.web_channel else 'off'}; docs/browser.md)")
     if simulated_sms or not settings.sms_url.startswith("smpp://"):
         lines.append(f"SMS: {'the embedded SMSC simulator' if simulated_sms else settings.sms_url}; no real phone "
                      f"gets them. What the phones would show: {startup.outbox_path(settings)}   "

@@ -40,7 +40,8 @@ def check(settings: Settings) -> None:
     if settings.web_challenge.startswith("dev-") and not settings.dev:
         raise ValueError(f"HALLGATE_WEB_CHALLENGE={settings.web_challenge} is the development challenge: "
                          "only with --dev")
-    if settings.browser_listen and not (settings.browser_tls_cert or settings.tls_cert):
+    will_have_tls = settings.browser_tls_cert or settings.tls_cert or (settings.dev and not settings.insecure_dev)
+    if settings.browser_listen and not will_have_tls:
         raise ValueError("HALLGATE_BROWSER_LISTEN needs TLS (HALLGATE_BROWSER_TLS_CERT/KEY or HALLGATE_TLS_CERT/KEY): "
                          "browsers get the session cookie only over HTTPS")
 

@@ -15,10 +15,7 @@ from gateway.pipeline.facts import CallFacts
 from gateway.pipeline.run import Refusal
 from gateway.runtime.bootstrap import call_pipeline
 from tests.hostile.fuzz_cases import Rpc, public_rpcs
-
-CERTS = {"kiosk-H001-K01": None, "clerk-H001-T07": "clerk", "legal-B01-L01": "legal_officer",
-         "audit-B01-A01": "auditor"}
-HALLS = {"clerk": "H001", "legal_officer": "B01", "auditor": "B01"}
+from tests.support.parity import CERTS, HALLS, through_grpc
 
 
 def uris(pem: bytes) -> tuple[str, ...]:
@@ -41,20 +38,6 @@ def behaviour(gw: Any, rpc: Rpc) -> Any:
     """The servicer method the server registered for `rpc` (the very objects create_server got)."""
     service, method = rpc.method.rsplit("/", 2)[1:]
     return getattr(gw.services.by_name()[service], method)
-
-
-async def through_grpc(gw: Any, rpc: Rpc, cert: str, md: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
-    channel = gw.channel_for(cert)
-    try:
-        if rpc.streaming:
-            call = channel.unary_stream(rpc.method)(b"", metadata=md, timeout=10)
-            async for _ in call:
-                pass
-        else:
-            await channel.unary_unary(rpc.method)(b"", metadata=md, timeout=10)
-    except grpc.aio.AioRpcError as e:
-        return e.code()
-    return grpc.StatusCode.OK
 
 
 async def through_pipeline(gw: Any, rpc: Rpc, cert: str, md: tuple[tuple[str, str], ...]) -> grpc.StatusCode:

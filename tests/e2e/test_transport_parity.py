@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from gateway.domain.policy import POLICY
-from tests.e2e.test_pipeline_parity import CERTS, HALLS, through_grpc
 from tests.hostile.fuzz_cases import public_rpcs
 from tests.support.connect_client import Answer, browser_client, browser_headers
+from tests.support.parity import CERTS, HALLS, through_grpc
 
 # Not staff_id (each transport has its own staff member, so that a SignOut on one leaves the other's
 # session), nor the records an audit query read (the trail grew by the gRPC call's own events).

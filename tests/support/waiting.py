@@ -42,3 +42,17 @@ async def wait_for(predicate: Callable[[], Awaitable[object]], limit: float = 10
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not met in time ({limit}s)")
         await asyncio.sleep(every)
+
+
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+    """Wait until something accepts TCP connections on host:port."""
+    import socket
+
+    def accepts() -> bool | None:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return None
+
+    wait_until(f"{host}:{port} to accept connections", accepts, timeout, every=0.05)

@@ -71,18 +71,22 @@ def test_customer_session_rows_have_a_customer_session_field(method):
     assert rule.roles, "a customer session belongs to a signed-in clerk"
 
 
-def test_kiosk_rows_are_kiosk_only_and_need_no_staff():
+def test_kiosk_rows_are_the_kiosk_and_the_website_only_and_need_no_staff():
     rows = {m: r for m, r in POLICY.items() if m.startswith("/hallgate.v1.KioskService/")}
     assert set(rows) == set(SERVICES["KioskService"])
     for method, rule in rows.items():
-        assert rule.channels == {Channel.KIOSK}, method
+        assert rule.channels == {Channel.KIOSK, Channel.WEB}, method  # R9: a kiosk or the website
         assert not rule.roles, method
+    # What costs an SMS or tests a password needs the website's bot challenge and tighter limit.
+    assert {m.rsplit("/", 1)[1] for m, r in rows.items() if r.bot_check} == {"RequestOneTimeCode", "Authenticate"}
 
 
-def test_no_other_service_admits_the_kiosk_channel():
+def test_no_other_service_admits_the_kiosk_channel_or_the_website():
     for method, rule in POLICY.items():
         if not method.startswith("/hallgate.v1.KioskService/"):
             assert Channel.KIOSK not in rule.channels, method
+            assert Channel.WEB not in rule.channels, method
+            assert not rule.bot_check, method
 
 
 def test_clerk_rows_admit_the_clerk_channel_only_and_counter_roles_only():

@@ -146,6 +146,8 @@ class BrowserListener:
             app = WithTls(self.app, _tls_extension(writer.get_extra_info("ssl_object")))
             loop = asyncio.get_running_loop()
             await TCPServer(app, loop, self.config, self.worker, {}, reader, writer)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            pass  # closed by `close` after its grace: the connection ends here, nothing to report
         finally:
             self.connections.discard(task)
 
