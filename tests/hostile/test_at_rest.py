@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from adapters.redis_client import connect
+from adapters.redis_server import free_port
 from adapters.redis_staff import STAFF_INDEX, RedisStaffStore
 from adapters.sms_outbox import OUTBOX_NAME
 from gateway.domain import passwords
@@ -25,11 +26,13 @@ from gateway.domain.secretbox import SecretBox, SecretBoxError, is_sealed, staff
 from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.clerk import id_card
+from tests.support.connect_client import browser_client, browser_headers
 from tests.support.dates import month
 from tests.support.outbox import code_for
 from tests.support.processes import add_staff, hallgate, serve
 from tests.support.subscribers import BILLING
-from tests.support.tls import tls_env
+from tests.support.tls import KIOSK_CERT, tls_env
+from tests.support.waiting import wait_port
 
 KEY_A, KEY_B = "staff-key-a-" + "1" * 20, "staff-key-b-" + "2" * 20
 
@@ -222,7 +225,9 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
     the gateway's. The data directory's sms-outbox.jsonl is left out of the scan: it is what the
     simulated phones received, and holds the codes by design."""
     data = tmp_path / "d"
-    gw = serve(tmp_path, data, "--log-level", "debug", env=tls_env(pki))
+    browser_port = free_port()
+    gw = serve(tmp_path, data, "--log-level", "debug", "--browser-listen", f"127.0.0.1:{browser_port}",
+               env=tls_env(pki))
     outbox = data / OUTBOX_NAME
     kiosk_number, counter_id, counter_pin = "13800000141", "13800000142", "13800000143"
     staff_password = "Scan" + secrets.token_hex(6)
@@ -276,6 +281,23 @@ def test_no_secret_a_whole_session_used_is_in_redis_the_data_directory_or_the_lo
             assert list(kiosk.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(access_token=access, month=month()),
                                               timeout=30))
             kiosk.EndSession(kiosk_pb2.EndSessionRequest(access_token=access), timeout=10)
+        # The same path in a browser-based kiosk (Connect, JSON; the session in an HttpOnly cookie).
+        browser_number = "13800000144"
+        wait_port(browser_port)
+        web = browser_client(browser_port, pki, KIOSK_CERT)
+        kiosk_path = "/hallgate.v1.KioskService/"
+        assert web.unary(kiosk_path + "RequestOneTimeCode", kiosk_pb2.RequestOneTimeCodeRequest(
+            msisdn=browser_number), json_body=True, headers=browser_headers()).code == "ok"
+        browser_code = code_for(outbox, browser_number)
+        used["browser service password"] = BILLING.password_for(browser_number)
+        used["browser one-time code"] = browser_code
+        assert web.unary(kiosk_path + "Authenticate", kiosk_pb2.AuthenticateRequest(
+            msisdn=browser_number, service_password=BILLING.password_for(browser_number),
+            one_time_code=browser_code), json_body=True, headers=browser_headers()).code == "ok"
+        used["browser session cookie"] = web.cookies["__Host-hallgate-session"]
+        assert web.stream(kiosk_path + "ListCallDetails", kiosk_pb2.ListCallDetailsRequest(month=month()),
+                          json_body=True, headers=browser_headers()).messages
+        assert web.unary(kiosk_path + "EndSession", b"{}", json_body=True, headers=browser_headers()).code == "ok"
         # Redis as a thief of a backup, a replica or `DUMP` would see it: every key, uncompressed.
         with redis.Redis(unix_socket_path=str(data / "redis" / "redis.sock")) as r:
             r.config_set("rdbcompression", "no")
