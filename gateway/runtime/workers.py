@@ -210,7 +210,8 @@ class Supervisor:
                 os.close(read_end)
                 secrets.close()  # each worker has its own copies
             if await self._wait_ready() and banner:
-                print_banner(s.listen, s, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None)
+                print_banner(s.listen, s, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None,
+                             browser_port=int(s.browser_listen.rsplit(":", 1)[1]) if s.browser_listen else 0)
                 print(f"{len(self.workers)} worker processes: pids {' '.join(str(w.pid) for w in self.workers)}",
                       flush=True)
             failed = await self._wait_for_stop_or_death()
@@ -297,6 +298,8 @@ def check(settings: Settings) -> None:
         raise RuntimeError(f"listen {settings.listen!r}: expected host:port") from None
     if port == 0:
         raise RuntimeError("--workers needs a fixed listen port: with port 0 every worker would pick its own")
+    if settings.browser_listen and settings.browser_listen.endswith(":0"):
+        raise RuntimeError("--workers needs a fixed browser_listen port: with port 0 every worker would pick its own")
 
 
 async def run_workers(settings: Settings, command: list[str] | None = None, banner: bool = True) -> int:

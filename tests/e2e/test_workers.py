@@ -17,13 +17,14 @@ import pytest
 
 from adapters.redis_server import free_port
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
+from tests.support.connect_client import browser_client, browser_headers
 from tests.support.dates import month
 from tests.support.metrics import assert_no_subscriber_numbers, samples, scrape
 from tests.support.outbox import code_in
 from tests.support.processes import BillingProc, Proc
 from tests.support.subscribers import ORDINARY, SIM, password
 from tests.support.tls import KIOSK_CERT, client_credentials, tls_env
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_port, wait_until
 
 
 def worker_pids(proc: Proc, n: int, timeout: float = 10.0) -> dict[int, int]:
@@ -184,3 +185,40 @@ def test_workers_need_a_fixed_port(tmp_path: Path, shared) -> None:
         gw.kill()
     assert code == 1
     assert "fixed listen port" in gw.log.read_text()
+
+
+def test_both_workers_serve_the_browser_listener(tmp_path: Path, shared) -> None:
+    """--workers with --browser-listen: each worker listens on the browser port too (SO_REUSEPORT),
+    the kernel spreads connections over them, and every call is counted by the worker that served it."""
+    env, pki = shared
+    bport, mport = free_port(), free_port()
+    gw = Proc(["serve", "--workers", "2", "--listen", "{address}", "--browser-listen", f"127.0.0.1:{bport}",
+               "--metrics-listen", f"127.0.0.1:{mport}"], env, tmp_path / "gw.log")
+    try:
+        gw.wait_serving(pki)
+        wait_port(bport)
+        served: dict[str, float] = {}
+        for i in range(40):  # a fresh connection each: until both workers have served
+            answer = browser_client(bport, pki, KIOSK_CERT).unary(
+                "/hallgate.v1.KioskService/RequestOneTimeCode", kiosk_pb2.RequestOneTimeCodeRequest(
+                    msisdn=f"139{i:08d}"), headers=browser_headers())
+            assert answer.code == "ok", answer.error
+            served = worker_calls(mport)
+            if len(served) == 2 and all(v > 0 for v in served.values()):
+                break
+        assert sorted(served) == ["0", "1"] and all(v > 0 for v in served.values()), served
+    finally:
+        code = gw.stop(timeout=20)
+    assert code == 0, gw.log.read_text()[-3000:]
+
+
+def test_workers_need_a_fixed_browser_port(tmp_path: Path, shared) -> None:
+    env, _ = shared
+    gw = Proc(["serve", "--workers", "2", "--listen", "{address}", "--browser-listen", "127.0.0.1:0"], env,
+              tmp_path / "gw.log")
+    try:
+        code = gw.p.wait(timeout=20)
+    finally:
+        gw.kill()
+    assert code == 1
+    assert "fixed browser_listen port" in gw.log.read_text()
