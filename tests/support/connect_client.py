@@ -79,13 +79,27 @@ class ConnectClient:
     def __init__(self, port: int, ctx: ssl.SSLContext, host: str = "127.0.0.1", timeout: float = 30) -> None:
         self.port, self.ctx, self.host, self.timeout = port, ctx, host, timeout
         self.cookies: dict[str, str] = {}
+        self._conn: http.client.HTTPSConnection | None = None
+
+    def _send(self, path: str, body: bytes, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """On the kept-alive connection; once more on a new one if the server had closed it."""
+        for attempt in (0, 1):
+            if self._conn is None:
+                self._conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=self.timeout)
+            try:
+                self._conn.request("POST", path, body=body, headers=headers)
+                return self._conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, list[str]]:
-        conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=self.timeout)
+        jar = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         try:
-            jar = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-            conn.request("POST", path, body=body, headers={**({"Cookie": jar} if jar else {}), **headers})
-            r = conn.getresponse()
+            r = self._send(path, body, {**({"Cookie": jar} if jar else {}), **headers})
             data = r.read()
             cookies = r.headers.get_all("set-cookie") or []
             for c in cookies:
@@ -96,8 +110,16 @@ class ConnectClient:
                 else:
                     self.cookies[name] = value
             return r.status, {k.lower(): v for k, v in r.getheaders()}, data, cookies
-        finally:
-            conn.close()
+        except BaseException:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def unary(self, method: str, request: Any = b"", *, json_body: bool = False, headers: dict[str, str] | None = None
               ) -> Answer:
