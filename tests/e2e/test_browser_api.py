@@ -164,3 +164,14 @@ async def test_with_redis_gone_nothing_is_released_and_the_answer_says_unavailab
                                        kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY),
                                        headers=browser_headers())
     assert web_call.code == "unavailable"  # the website's throttle cannot count: refused, not waved through
+
+
+async def test_the_listener_sends_small_writes_at_once(make_gateway):
+    """TCP_NODELAY on the browser listener's connections: a response's head and body are written apart,
+    and without it each would wait out the client's delayed ACK (measured: 45 ms a call instead of 2)."""
+    import socket
+
+    gw = await web(make_gateway)
+    (listening,) = gw.browser.server.sockets
+    assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert listening.proto == socket.IPPROTO_TCP  # what asyncio looks at before setting it on each connection
