@@ -175,3 +175,56 @@ async def test_the_listener_sends_small_writes_at_once(make_gateway):
     (listening,) = gw.browser.server.sockets
     assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     assert listening.proto == socket.IPPROTO_TCP  # what asyncio looks at before setting it on each connection
+
+
+async def test_a_browser_that_goes_away_mid_stream_leaves_a_closing_event_with_what_left(make_gateway):
+    """The caller drops the connection after the first chunks of a 20,000-record month: the stream
+    stops, and its closing event says CANCELLED with the records that had left, not the whole month."""
+    import http.client
+
+    gw = await web(make_gateway)
+    token = await gw.sign_in(HEAVY)
+    total = gw.billing.record_count(HEAVY, month())
+    payload = kiosk_pb2.ListCallDetailsRequest(access_token=token, month=month()).SerializeToString()
+
+    def read_a_little_and_leave() -> int:
+        conn = http.client.HTTPSConnection("127.0.0.1", gw.browser.port, context=context(gw.pki, KIOSK_CERT),
+                                           timeout=20)
+        conn.request("POST", KIOSK + "ListCallDetails", body=struct.pack(">BI", 0, len(payload)) + payload,
+                     headers={"Content-Type": "application/connect+proto", "Cookie": f"__Host-hallgate-csrf={CSRF}",
+                              **browser_headers()})
+        r = conn.getresponse()
+        got = len(r.read(64 * 1024))
+        conn.sock.close()  # gone: no more reading, the socket closed under the server
+        conn.close()
+        return got
+
+    assert await asyncio.to_thread(read_a_little_and_leave) > 0
+
+    async def closing() -> dict[str, str] | None:
+        found = [e for e in await gw.audit_events() if e["method"].endswith("ListCallDetails") and e["phase"] == "close"]
+        return found[0] if found else None
+
+    for _ in range(200):
+        event = await closing()
+        if event is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert event is not None, "no closing event"
+    assert event["code"] == "CANCELLED"
+    assert 0 < int(event["records"]) < total
+
+
+async def test_a_connect_deadline_ends_the_stream_as_deadline_exceeded_on_record(make_gateway):
+    gw = await web(make_gateway)
+    token = await gw.sign_in(HEAVY)
+    client = browser_client(gw.browser.port, gw.pki, KIOSK_CERT)
+    answer = await asyncio.to_thread(client.stream, KIOSK + "ListCallDetails", kiosk_pb2.ListCallDetailsRequest(
+        access_token=token, month=month()), headers={**browser_headers(), "Connect-Timeout-Ms": "20"})
+    assert answer.code == "deadline_exceeded"
+    for _ in range(100):
+        events = [e for e in await gw.audit_events() if e["method"].endswith("ListCallDetails")]
+        if events and events[-1]["phase"] in ("close", ""):
+            break
+        await asyncio.sleep(0.05)
+    assert events[-1]["code"] == "DEADLINE_EXCEEDED"

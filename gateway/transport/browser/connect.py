@@ -250,7 +250,7 @@ class ConnectTransport:
 
     def _facts(self, method: str, kind: str, ctx: Any) -> CallFacts:
         def time_left() -> float | None:
-            left = ctx.timeout_ms()
+            left = ctx.timeout_ms
             return None if left is None else left / 1000
 
         return facts_of(method, kind, REQUEST.get(), self.config, time_left)
