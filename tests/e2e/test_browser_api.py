@@ -202,7 +202,8 @@ async def test_a_browser_that_goes_away_mid_stream_leaves_a_closing_event_with_w
     assert await asyncio.to_thread(read_a_little_and_leave) > 0
 
     async def closing() -> dict[str, str] | None:
-        found = [e for e in await gw.audit_events() if e["method"].endswith("ListCallDetails") and e["phase"] == "close"]
+        found = [e for e in await gw.audit_events()
+                 if e["method"].endswith("ListCallDetails") and e["phase"] == "close"]
         return found[0] if found else None
 
     for _ in range(200):
