@@ -38,6 +38,17 @@ API_LOAD_ERROR = re.compile(r"^Failed to load resource: the server responded wit
 expect.set_options(timeout=15_000)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives the self-service page in chromium (tests/browser)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.browser)
+
+
 @dataclass
 class Watch:
     """What went wrong on a page: console errors, uncaught exceptions, CSP violations."""
@@ -67,7 +78,15 @@ async def browser() -> AsyncIterator[Browser]:
         try:
             yield b
         finally:
-            await b.close()
+            await bounded(b.close(), "closing chromium")
+
+
+async def bounded(step: Awaitable[Any], what: str, seconds: float = 30.0) -> None:
+    """A teardown step that may not hang the run: past `seconds` it fails, naming itself."""
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        raise AssertionError(f"{what} took over {seconds:g} s") from None
 
 
 OpenPage = Callable[..., Awaitable[Page]]
@@ -101,7 +120,7 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
 
     yield factory
     for context in contexts:
-        await context.close()
+        await bounded(context.close(), "closing a browser context")
     problems = [p for w in watches for p in w.problems]
     assert not problems, "the page logged errors:\n" + "\n".join(problems)
 

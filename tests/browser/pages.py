@@ -61,9 +61,21 @@ class SelfService:
         return next((c for c in await self.context.cookies() if c["name"] == SESSION_COOKIE), None)
 
     async def sign_out(self) -> None:
+        """Sign out; returns once the screen is cleared and EndSession's answer has cleared the cookie."""
         await self.page.click("#step-calls:not([hidden]) #sign-out")
         await expect(self.page.locator("#step-number")).to_be_visible()
         await expect(self.page.locator("#notice")).to_be_visible()
+        await self.session_ended()
+
+    async def session_ended(self, seconds: float = 10.0) -> None:
+        """Wait (bounded) until the session cookie is gone: the page clears the screen first and
+        calls EndSession after, whose answer clears the cookie."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            if await self.session_cookie() is None:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def audit_until(h: Any, want: Any, seconds: float = 10.0) -> list[dict[str, str]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from tests.browser.conftest import KIOSK, OpenPage, shot
 from tests.browser.pages import SelfService, audit_until, calls
 from tests.browser.test_flow import web_gateway
 from tests.support.dates import month
+from tests.support.processes import BillingProc
 from tests.support.subscribers import ORDINARY, UNKNOWN
 
 pytestmark = pytest.mark.timeout(180)
@@ -160,3 +163,27 @@ async def test_a_clerk_terminal_is_refused(make_gateway: Any, open_page: OpenPag
     page = await open_page(h, kiosk=True, viewport=KIOSK, cert="clerk-H001-T07")
     await SelfService(page).request_code(ORDINARY)
     await expect(page.locator("#error")).to_contain_text("无权")
+
+
+@pytest.fixture
+async def billing_proc(tmp_path: Path) -> AsyncIterator[BillingProc]:
+    """A billing simulator in its own process, which the test may kill."""
+    proc = await BillingProc(tmp_path / "billing.log").start_async()
+    try:
+        yield proc
+    finally:
+        proc.kill()
+
+
+async def test_a_billing_outage_reads_unavailable(make_gateway: Any, open_page: OpenPage,
+                                                  billing_proc: BillingProc) -> None:
+    h = await web_gateway(make_gateway, billing_target=billing_proc.address, billing_timeout=1.0)
+    page = await open_page(h)
+    ui = SelfService(page)
+    await ui.sign_in(h, ORDINARY)
+    billing_proc.kill()
+    await page.click(f"#months button[data-month='{month(-1)}']")
+    await expect(page.locator("#calls-status")).to_have_attribute("data-state", "stopped")
+    await expect(page.locator("#error")).to_contain_text("服务暂时不可用")
+    await expect(page.locator("#step-calls")).to_be_visible()  # still signed in: the customer may try again
+    await shot(page, "12-unavailable")

@@ -54,6 +54,7 @@ async def test_an_idle_kiosk_clears_the_screen_and_ends_the_session(make_gateway
     events = await audit_until(h, lambda ev: ("EndSession", "OK") in calls(ev, "kiosk"))
     assert ("EndSession", "OK") in calls(events, "kiosk"), calls(events, "kiosk")
     assert await list_calls_with(h, token, which) == "unauthenticated"
+    await ui.session_ended()
     assert await ui.session_cookie() is None
 
 
@@ -69,3 +70,16 @@ async def test_input_keeps_the_page(make_gateway: Any, open_page: OpenPage) -> N
     await expect(warning).to_be_hidden()
     await expect(page.locator("#step-calls")).to_be_visible()
     assert await ui.session_cookie() is not None
+
+
+async def test_leaving_the_page_ends_the_session(make_gateway: Any, open_page: OpenPage) -> None:
+    h = await make_gateway(browser_listen="127.0.0.1:0")
+    page = await open_page(h, kiosk=True, viewport=KIOSK)
+    ui = SelfService(page)
+    await ui.sign_in(h, ORDINARY)
+    token = (await ui.session_cookie() or {}).get("value")
+    assert token
+    await page.goto("about:blank")  # pagehide: EndSession, sent so that it outlives the page
+    events = await audit_until(h, lambda ev: ("EndSession", "OK") in calls(ev, "kiosk"))
+    assert ("EndSession", "OK") in calls(events, "kiosk"), calls(events, "kiosk")
+    assert await list_calls_with(h, token, month(-1)) == "unauthenticated"

@@ -54,11 +54,11 @@ function aborted() {
   return new DOMException("aborted", "AbortError");
 }
 
-async function post(method, body, contentType, signal) {
+async function post(method, body, contentType, signal, keepalive = false) {
   try {
     return await fetch(SERVICE + method, {
       method: "POST", headers: headers(contentType), body, credentials: "same-origin", cache: "no-store",
-      redirect: "error", signal,
+      redirect: "error", signal, keepalive,
     });
   } catch (e) {
     if (signal && signal.aborted) throw aborted();
@@ -83,9 +83,10 @@ async function errorOf(response) {
   return fromJson(err, response.status);
 }
 
-/** A unary call: the response message, or throws ApiError. */
-export async function unary(method, request = {}, { signal } = {}) {
-  const response = await post(method, JSON.stringify(request), "application/json", signal);
+/** A unary call: the response message, or throws ApiError. `keepalive`: the call outlives the page
+ * (EndSession as the page goes away). */
+export async function unary(method, request = {}, { signal, keepalive = false } = {}) {
+  const response = await post(method, JSON.stringify(request), "application/json", signal, keepalive);
   if (!response.ok) throw await errorOf(response);
   try {
     return await response.json();

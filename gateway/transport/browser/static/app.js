@@ -369,8 +369,10 @@ function renderCallsStatus() {
   status.dataset.state = c.state;
   status.dataset.count = String(c.count);
   status.dataset.month = c.month;
-  const key = c.state === "loading" ? "loading" : c.state === "stopped" ? "loadStopped" : c.count ? "loaded" : "empty";
+  const key = c.state === "loading" ? "loading" : c.state === "stopped" ? (c.count ? "loadStopped" : "loadFailed")
+    : c.count ? "loaded" : "empty";
   status.textContent = t(key, { month: formatMonth(c.month), count: formatCount(c.count) });
+  $("calls").hidden = c.count === 0 && c.state !== "loading";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,9 +481,9 @@ function clearAll() {
   hideIdleWarning();
 }
 
-async function endSession() {
+async function endSession(keepalive = false) {
   try {
-    await unary("EndSession", {});
+    await unary("EndSession", {}, { keepalive });
   } catch {
     // The session is gone either way once the cookie is cleared or the token has expired;
     // the screen is cleared regardless.
@@ -600,7 +602,7 @@ async function start() {
   $("calls-viewport").addEventListener("scroll", touched, { passive: true });
   // Leaving the page (closing the tab, navigating away) must not leave a session behind.
   window.addEventListener("pagehide", () => {
-    if (state.signedIn) endSession();
+    if (state.signedIn) endSession(true);
   });
 
   renderAll();
