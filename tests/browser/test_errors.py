@@ -187,3 +187,15 @@ async def test_a_billing_outage_reads_unavailable(make_gateway: Any, open_page: 
     await expect(page.locator("#error")).to_contain_text("服务暂时不可用")
     await expect(page.locator("#step-calls")).to_be_visible()  # still signed in: the customer may try again
     await shot(page, "12-unavailable")
+
+
+async def test_a_lost_csrf_cookie_asks_for_a_reload(make_gateway: Any, open_page: OpenPage) -> None:
+    h = await web_gateway(make_gateway)
+    page = await open_page(h)
+    await page.context.clear_cookies(name="__Host-hallgate-csrf")
+    await SelfService(page).request_code(ORDINARY)
+    await expect(page.locator("#error")).to_contain_text("请刷新页面")
+    await page.reload()  # the page sets a new one: the call goes through again
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await SelfService(page).request_code(ORDINARY)
+    await expect(page.locator("#step-proof")).to_be_visible()
