@@ -33,6 +33,7 @@ const state = {
   history: null, // {state, count}
   loader: null, // AbortController of the stream in progress
   lastInput: Date.now(),
+  epoch: 0, // bumps whenever the screen is cleared: an answer to a call made before is dropped
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -194,15 +195,17 @@ async function requestCode(event) {
   clearMessage();
   clearFieldErrors();
   setBusy(true);
+  const epoch = state.epoch;
   try {
     const answer = await unary("RequestOneTimeCode", { msisdn });
+    if (epoch !== state.epoch) return;
     state.msisdn = msisdn;
     state.codeSent = { msisdn, valid: seconds(answer.codeValidFor, 300) };
     state.resendAt = Date.now() + seconds(answer.resendAfter, 60) * 1000;
     renderCodeSent();
     showStep("proof");
   } catch (err) {
-    explain(err, "code");
+    if (epoch === state.epoch) explain(err, "code");
   } finally {
     setBusy(false);
     renderResend();
@@ -237,16 +240,24 @@ async function authenticate(event) {
   clearMessage();
   clearFieldErrors();
   setBusy(true);
+  const epoch = state.epoch;
   try {
     await unary("Authenticate", {
       msisdn: state.msisdn, servicePassword: digits($("password").value), oneTimeCode: digits($("code").value),
     });
+    if (epoch !== state.epoch) {
+      // The screen was cleared (idle, sign-out) while this sign-in was on its way: it must not
+      // come back to life on an empty screen. End the session it opened.
+      await endSession();
+      return;
+    }
     state.signedIn = true;
     $("form-proof").reset();
     renderMonths();
     showStep("calls");
     $("months").querySelector("button")?.focus({ preventScroll: true });
   } catch (err) {
+    if (epoch !== state.epoch) return;
     if (err instanceof ApiError && err.code !== "invalid_argument") $("form-proof").reset();
     explain(err, "authenticate");
   } finally {
@@ -458,6 +469,7 @@ function renderHistoryStatus() {
 // Leaving: sign-out, idle, expiry. Everything the customer entered or was shown goes.
 
 function clearAll() {
+  state.epoch++;
   if (state.loader) state.loader.abort();
   state.loader = null;
   state.signedIn = false;
