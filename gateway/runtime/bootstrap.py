@@ -525,9 +525,9 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         for task in tasks:
             task.cancel()
         await health_servicer.enter_graceful_shutdown()
-        await server.stop(settings.grace_period)
-        if browser is not None:
-            await browser.close(settings.grace_period)
+        # Both transports stop taking calls at once and give the running ones the same grace period.
+        await asyncio.gather(server.stop(settings.grace_period),
+                             browser.close(settings.grace_period) if browser is not None else asyncio.sleep(0))
         if edge is not None:
             await edge.close()
         await effects.drain()  # the SMS the last calls asked for are queued before the dispatchers stop

@@ -61,6 +61,23 @@ APPLICATIONS: dict[str, Any] = {
 CHALLENGE_HEADER = "x-hallgate-challenge"
 CSRF_HEADER = "x-csrf-token"
 MAX_HEADER_TEXT = 4096
+TIMEOUT_HEADERS = (b"connect-timeout-ms", b"grpc-timeout")
+GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def timeout_of(headers: Mapping[str, str]) -> float | None:
+    """The caller's timeout in seconds, from Connect's `connect-timeout-ms` or gRPC's `grpc-timeout`.
+    The transport applies it itself (the library never sees it), so a call whose time runs out is
+    always ended inside the pipeline, on record, never before it (docs/browser.md)."""
+    raw = headers.get("connect-timeout-ms", "")
+    if raw:
+        return int(raw) / 1000 if raw.isdigit() and len(raw) <= 10 else 0.0
+    raw = headers.get("grpc-timeout", "")
+    if raw:
+        value, unit = raw[:-1], raw[-1:]
+        return int(value) * GRPC_TIMEOUT_UNITS[unit] if value.isdigit() and len(value) <= 8 and \
+            unit in GRPC_TIMEOUT_UNITS else 0.0
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,10 @@ class HttpRequest:
     cookies: Mapping[str, str]
     client_cert_pem: bytes = b""
     site: str = ""
+    deadline: float | None = None  # the caller's deadline on the event loop's clock (None: none)
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - asyncio.get_running_loop().time()
 
 
 REQUEST: ContextVar[HttpRequest] = ContextVar("hallgate_browser_request")
@@ -227,6 +248,7 @@ class ServicerContext:
 Unary = Callable[[Any, Any], Awaitable[Any]]
 Streaming = Callable[[Any, Any], AsyncIterator[Any]]
 _END = object()
+DEADLINE_MESSAGE = "the caller's deadline passed"
 
 
 class ConnectTransport:
@@ -248,21 +270,20 @@ class ConnectTransport:
         """The application serving the method at `path`, or None for a method no service has."""
         return self.apps.get(path)
 
-    def _facts(self, method: str, kind: str, ctx: Any) -> CallFacts:
-        def time_left() -> float | None:
-            left = ctx.timeout_ms
-            return None if left is None else left / 1000
-
-        return facts_of(method, kind, REQUEST.get(), self.config, time_left)
+    def _facts(self, method: str, kind: str, http: HttpRequest) -> CallFacts:
+        return facts_of(method, kind, http, self.config, http.time_left)
 
     async def unary(self, method: str, behaviour: Unary, request: Any, ctx: Any) -> Any:
         http = REQUEST.get()
         session_cookie.fill_token(request, http.cookies)
         try:
-            response = await self.pipeline.unary(self._facts(method, "unary", ctx), request,
-                                                 lambda r: behaviour(r, ServicerContext(http.headers)))
+            async with asyncio.timeout_at(http.deadline):
+                response = await self.pipeline.unary(self._facts(method, "unary", http), request,
+                                                     lambda r: behaviour(r, ServicerContext(http.headers)))
         except Refusal as r:
             raise connect_error(r.status) from None
+        except TimeoutError:
+            raise ConnectError(ConnectCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE) from None
         cookie = session_cookie.on_response(method, response)
         if cookie is not None:
             ctx.response_headers.add("set-cookie", cookie)
@@ -271,7 +292,7 @@ class ConnectTransport:
     async def stream(self, method: str, behaviour: Streaming, request: Any, ctx: Any) -> AsyncIterator[Any]:
         http = REQUEST.get()
         session_cookie.fill_token(request, http.cookies)
-        facts = self._facts(method, "server_stream", ctx)
+        facts = self._facts(method, "server_stream", http)
         handover: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         taken = asyncio.Event()
 
@@ -282,7 +303,9 @@ class ConnectTransport:
 
         async def produce() -> None:
             try:
-                await self.pipeline.stream(facts, request, lambda r: behaviour(r, ServicerContext(http.headers)), send)
+                async with asyncio.timeout_at(http.deadline):
+                    await self.pipeline.stream(facts, request, lambda r: behaviour(r, ServicerContext(http.headers)),
+                                               send)
             finally:
                 handover.put_nowait(_END) if handover.empty() else None
 
@@ -297,6 +320,8 @@ class ConnectTransport:
             await producer
         except Refusal as r:
             raise connect_error(r.status) from None
+        except TimeoutError:
+            raise ConnectError(ConnectCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE) from None
         finally:
             if not producer.done():
                 producer.cancel()

@@ -15,6 +15,7 @@ browser needs to keep both safe.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import secrets
@@ -27,7 +28,7 @@ from typing import Any
 import structlog
 
 from gateway.transport.browser import session_cookie
-from gateway.transport.browser.connect import REQUEST, ConnectTransport, HttpRequest
+from gateway.transport.browser.connect import REQUEST, TIMEOUT_HEADERS, ConnectTransport, HttpRequest, timeout_of
 
 log = structlog.get_logger("hallgate.browser")
 
@@ -149,9 +150,14 @@ class Site:
         tls = scope.get("extensions", {}).get("tls") or {}
         chain = tls.get("client_cert_chain") or []
         client = scope.get("client")
-        http = HttpRequest(peer=(client[0], client[1]) if client else None, headers=headers,
-                           cookies=session_cookie.cookies(headers.get("cookie", "")),
-                           client_cert_pem=chain[0].encode() if chain else b"", site=site)
+        jar = session_cookie.cookies(headers.get("cookie", ""))
+        timeout = timeout_of(headers)
+        http = HttpRequest(peer=(client[0], client[1]) if client else None,
+                           headers=session_cookie.headers_with_credentials(headers, jar), cookies=jar,
+                           client_cert_pem=chain[0].encode() if chain else b"", site=site,
+                           deadline=None if timeout is None else asyncio.get_running_loop().time() + timeout)
+        # The deadline is the transport's to apply (connect.timeout_of): the library does not see it.
+        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in TIMEOUT_HEADERS]}
         token = REQUEST.set(http)
         try:
             app = self.transport.app_for(scope["path"])
@@ -177,7 +183,7 @@ class Site:
         file, kind = self.static[path]
         body = file.read_bytes()
         out = [*extra, (b"content-type", kind.encode()), (b"cache-control", b"no-cache")]
-        if path in ("/", "/index.html"):
+        if kind.startswith("text/html"):  # a page: it gets the CSRF cookie it echoes
             jar = session_cookie.cookies(headers.get("cookie", ""))
             if not jar.get(session_cookie.CSRF):
                 # Not HttpOnly: the page reads it to send it back in X-CSRF-Token (a double submit).
