@@ -51,11 +51,11 @@ postgres:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
 
 # Debian's chromium, which the browser tests drive through Playwright (executable_path; Playwright never
-# downloads a browser here).
+# downloads a browser here), and a CJK font so the Chinese interface renders in its screenshots.
 chromium:
-	@command -v chromium >/dev/null || { \
-	  echo "installing Debian's chromium"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null && ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium and fonts-wqy-microhei"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-wqy-microhei; }
 
 # The self-service page and the website channel on https://127.0.0.1:8443/ beside gRPC (docs/browser.md).
 run: $(STAMP) redis

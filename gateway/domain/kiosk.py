@@ -20,15 +20,16 @@ from gateway.domain.ports import AccessLog, Billing, Session, SignInState
 CALL_LIST_SCOPE = "call_list"
 # What a subscriber is shown of each audited method; anything else never appears in their history.
 HISTORY_WORDS = {
-    "/hallgate.v1.KioskService/ListCallDetails": "call list viewed at a self-service kiosk",
-    "/hallgate.v1.KioskService/Authenticate": "sign-in at a self-service kiosk",
-    "/hallgate.v1.KioskService/ListAccessHistory": "access history viewed at a self-service kiosk",
+    "/hallgate.v1.KioskService/ListCallDetails": "call list viewed {where}",
+    "/hallgate.v1.KioskService/Authenticate": "sign-in {where}",
+    "/hallgate.v1.KioskService/ListAccessHistory": "access history viewed {where}",
     "/hallgate.v1.ClerkService/OpenCustomerSession": "identified at a service hall counter",
     "/hallgate.v1.ClerkService/GetCustomerProfile": "profile viewed at a service hall counter",
     "/hallgate.v1.ClerkService/ResetServicePassword": "service password reset at a service hall counter",
     "/hallgate.v1.ClerkService/GetCodeDelivery": "code SMS delivery checked at a service hall counter",
 }
-HISTORY_CHANNELS = {"kiosk", "clerk"}
+# The channels a subscriber sees in their history, and where each is (R9: a kiosk or the website).
+HISTORY_CHANNELS = {"kiosk": "at a self-service kiosk", "web": "on the website", "clerk": "at a service hall counter"}
 LIST_CALL_DETAILS = "/hallgate.v1.KioskService/ListCallDetails"
 
 __all__ = ["CALL_LIST_SCOPE", "Grant", "KioskConfig", "KioskFlows", "Texts"]
@@ -122,6 +123,7 @@ class KioskFlows:
             what = HISTORY_WORDS.get(e.get("method", ""))
             if what is None or e.get("channel") not in HISTORY_CHANNELS:
                 continue
+            what = what.format(where=HISTORY_CHANNELS[e["channel"]])
             if e.get("phase") == "close":
                 released[e.get("call", "")] = e.get("records", "0")
                 continue

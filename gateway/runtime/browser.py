@@ -4,8 +4,10 @@ pipeline and the very servicers gRPC serves, on its own address and certificate.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from gateway.domain import rules
 from gateway.domain.client_address import networks
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.web_gate import WebConfig
@@ -57,7 +59,9 @@ def browser_listener(settings: Settings, pipeline: Pipeline, services: Mapping[s
                            ceiling=max(settings.max_message_bytes, *large.values()))
     site = Site(ConnectTransport(pipeline, services, config),
                 PageConfig(web_channel=settings.web_channel, idle_timeout=settings.browser_idle_timeout,
-                           retention_months=settings.retention_months, challenge=settings.web_challenge),
+                           retention_months=settings.retention_months, challenge=settings.web_challenge,
+                           # the month window as the server checks it: in the operator's time zone
+                           today=lambda: rules.local_today(datetime.now(UTC), settings.timezone)),
                 origins=origins(settings))
     files = files_of(settings.browser_tls_cert or settings.tls_cert, settings.browser_tls_key or settings.tls_key,
                      settings.tls_client_ca, settings.tls_reload)

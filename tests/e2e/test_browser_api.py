@@ -225,10 +225,10 @@ async def test_a_connect_deadline_ends_the_stream_as_deadline_exceeded_on_record
     client = browser_client(gw.browser.port, gw.pki, KIOSK_CERT)
     request = kiosk_pb2.ListCallDetailsRequest(access_token=token, month=month())
 
-    async def call(timeout: str) -> tuple[str, list[dict[str, str]]]:
+    async def call(limit_ms: str) -> tuple[str, list[dict[str, str]]]:
         seen = len(await gw.audit_events())
         answer = await asyncio.to_thread(client.stream, KIOSK + "ListCallDetails", request,
-                                         headers={**browser_headers(), "Connect-Timeout-Ms": timeout})
+                                         headers={**browser_headers(), "Connect-Timeout-Ms": limit_ms})
         for _ in range(100):
             events = (await gw.audit_events())[seen:]
             if events and events[-1]["phase"] in ("close", ""):

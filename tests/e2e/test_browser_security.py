@@ -188,6 +188,8 @@ async def test_the_page_sets_a_csrf_cookie_and_the_session_cookie_is_http_only(m
     assert {"HttpOnly", "Secure", "SameSite=Strict", "Path=/"} <= flags
     history = await asyncio.to_thread(client.stream, KIOSK + "ListAccessHistory", b"", headers=browser_headers())
     assert history.code == "ok"  # the cookie carried the session
+    words = [kiosk_pb2.ListAccessHistoryResponse.FromString(m).record.what for m in history.messages]
+    assert "sign-in on the website" in words  # the website's own visits are in the owner's history
     token = client.cookies["__Host-hallgate-session"]
     end = await asyncio.to_thread(client.unary, KIOSK + "EndSession", b"", headers=browser_headers())
     assert end.code == "ok" and any("Max-Age=0" in c for c in end.set_cookies)
@@ -276,3 +278,24 @@ async def test_a_storm_across_two_processes_gets_exactly_the_limit(two_web_gatew
     codes = await asyncio.to_thread(storm)
     assert Counter(codes) == {"invalid_argument": 20, "resource_exhausted": 40}
 
+
+
+async def test_the_page_config_gives_the_month_window_the_server_checks(make_gateway):
+    """`today` in the operator's time zone (as rules.check_month uses), not the host's."""
+    from datetime import UTC, datetime
+
+    from gateway.domain import rules
+
+    gw = await web(make_gateway, timezone="Pacific/Kiritimati")  # UTC+14: most often another day than UTC
+    import http.client
+
+    def config() -> dict[str, Any]:
+        conn = http.client.HTTPSConnection("127.0.0.1", gw.browser.port, context=context(), timeout=10)
+        conn.request("GET", "/page-config.json")
+        body = conn.getresponse().read()
+        conn.close()
+        return json.loads(body)
+
+    got = await asyncio.to_thread(config)
+    assert got["today"] == rules.local_today(datetime.now(UTC), "Pacific/Kiritimati").isoformat()
+    assert got["retentionMonths"] == gw.settings.retention_months and got["channel"] == "web"

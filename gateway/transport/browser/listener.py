@@ -112,7 +112,7 @@ class BrowserListener:
         self.worker = WorkerContext(None)
         self.server: asyncio.Server | None = None
         self.port = 0
-        self.connections: set[asyncio.Task[Any]] = set()
+        self.connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._reload: asyncio.Task[None] | None = None
 
     def _socket(self) -> socket.socket:
@@ -144,7 +144,7 @@ class BrowserListener:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self.connections.add(task)
+        self.connections[task] = writer
         try:
             app = WithTls(self.app, _tls_extension(writer.get_extra_info("ssl_object")))
             loop = asyncio.get_running_loop()
@@ -152,7 +152,7 @@ class BrowserListener:
         except asyncio.CancelledError:
             pass  # closed by `close` after its grace: the connection ends here, nothing to report
         finally:
-            self.connections.discard(task)
+            self.connections.pop(task, None)
 
     async def _watch(self) -> None:
         while True:
@@ -172,9 +172,17 @@ class BrowserListener:
         await self.worker.terminated.set()
         if self.connections:
             _, pending = await asyncio.wait(list(self.connections), timeout=grace)
+            # Past the grace: the connections are cut (their transports aborted, so no read or write
+            # can wait on) and their tasks cancelled. A cancellation can be lost on Python 3.11 inside
+            # asyncio.wait_for (which hypercorn reads with); the aborted transport ends them anyway.
             for task in pending:
+                writer = self.connections.get(task)
+                if writer is not None:
+                    writer.transport.abort()
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            _, stuck = await asyncio.wait(pending, timeout=5) if pending else (set(), set())
+            if stuck:
+                log.warning("browser_connections_left", count=len(stuck))
         if self.server is not None:
             await self.server.wait_closed()
 
