@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +27,7 @@ from adapters.redis_client import connect
 from adapters.redis_staff import PersonTaken, RedisStaffStore, StaffExists, normalize_employee_no
 from adapters.revocations import RevocationList
 from adapters.sms_outbox import read_outbox
+from gateway.cli.connect import ask_new
 from gateway.domain import passwords
 from gateway.domain.errors import DependencyUnavailable
 from gateway.domain.policy import Role
@@ -81,6 +82,7 @@ def add_commands(sub: Any) -> None:
         with_store(p)
         p.set_defaults(run=run)
     ls = st.add_parser("list", help="list staff (never secrets): the person, and how each TOTP secret is stored")
+    ls.add_argument("--json", action="store_true", help="one JSON object per account")
     with_store(ls)
     ls.set_defaults(run=cmd_staff_list)
     en = st.add_parser("set-employee-no", help="give an account from before employee numbers its person's number")
@@ -154,10 +156,7 @@ def _enrolment(record: StaffRecord, qr: bool) -> None:
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("password (letters and digits, at least 8): ")
-    if getpass.getpass("again: ") != first:
-        raise RuntimeError("the passwords differ")
-    return first
+    return ask_new("password (letters and digits, at least 8): ", "password", "--password-stdin")
 
 
 def cmd_staff_add(args: argparse.Namespace) -> int:
@@ -241,6 +240,11 @@ def cmd_staff_list(args: argparse.Namespace) -> int:
     for r, at_rest in _run(args, work):
         age = (time.time() - r.password_changed_at) / 86400
         state = "disabled" if r.disabled else "active"
+        if args.json:
+            print(json.dumps({"staff_id": r.staff_id, "name": r.name, "role": r.role, "hall": r.hall, "state": state,
+                              "employee_no": r.employee_no, "totp_at_rest": at_rest,
+                              "password_age_days": round(age, 1)}, ensure_ascii=False))
+            continue
         person = f"employee {r.employee_no}" if r.employee_no else "own person (no employee no.)"
         print(f"{r.staff_id:10} {r.role:15} {r.hall or '-':6} {state:8} {person:30} totp {at_rest:28} "
               f"password {age:.0f} days old  {r.name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -16,9 +17,50 @@ from google.protobuf import timestamp_pb2
 
 from gateway.cli import connect
 from gateway.runtime.settings import from_env
-from hallgate_pb.v1 import audit_pb2, audit_pb2_grpc
+from hallgate_pb.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    clerk_pb2,
+    incident_pb2,
+    kiosk_pb2,
+    legal_pb2,
+    lending_pb2,
+    staff_pb2,
+)
 
 FILTERS = ("msisdn", "staff_id", "terminal", "hall", "method", "decision", "channel")
+SERVICE_MODULES = (kiosk_pb2, clerk_pb2, staff_pb2, legal_pb2, lending_pb2, audit_pb2, incident_pb2)
+
+
+def methods() -> dict[str, list[str]]:
+    """{service: [method, ...]} of the public API (hallgate.v1), in the order of the proto files."""
+    return {s.name: [m.name for m in s.methods]
+            for module in SERVICE_MODULES for s in module.DESCRIPTOR.services_by_name.values()}
+
+
+def full_method(name: str) -> str:
+    """A method as the audit trail records it: `ListCallDetails`, `KioskService/ListCallDetails`,
+    `hallgate.v1.KioskService/ListCallDetails` or `/hallgate.v1.KioskService/ListCallDetails` are
+    all `/hallgate.v1.KioskService/ListCallDetails`; a name outside the API with a slash (the
+    maintenance events' `maintenance/lending`) stands as given."""
+    name = name.strip()
+    if not name:
+        return ""
+    known = {f"/hallgate.v1.{service}/{m}": (service, m) for service, ms in methods().items() for m in ms}
+    bare = name.lstrip("/").removeprefix("hallgate.v1.")
+    found = [full for full, (service, m) in known.items() if bare in (m, f"{service}/{m}")]
+    if len(found) == 1:
+        return found[0]
+    if "/" in name:
+        return name
+    raise argparse.ArgumentTypeError("no such method in the API: see `--help` for the list (the short form, "
+                                     "ListCallDetails, or the full one, /hallgate.v1.KioskService/ListCallDetails)")
+
+
+def method_help() -> str:
+    listed = "; ".join(f"{service}: {', '.join(ms)}" for service, ms in methods().items())
+    return (f"a method, short (ListCallDetails) or full (/hallgate.v1.KioskService/ListCallDetails); the API's "
+            f"methods are {listed}")
 
 
 def add_commands(sub: Any) -> None:
@@ -30,12 +72,17 @@ def add_commands(sub: Any) -> None:
                                 ("export", "write matching events as JSON Lines", cmd_export)):
         p = au.add_parser(name, help=helptext)
         for f in FILTERS:
-            p.add_argument("--" + f.replace("_", "-"), dest=f, default="")
+            if f == "method":
+                p.add_argument("--method", type=full_method, default="", metavar="METHOD", help=method_help())
+            else:
+                p.add_argument("--" + f.replace("_", "-"), dest=f, default="")
         p.add_argument("--since", help="ISO time, e.g. 2026-11-01T00:00:00+08:00")
         p.add_argument("--until", help="ISO time")
         p.add_argument("--limit", type=int, default=0)
         p.add_argument("--out", help="file to write (export); default standard output")
         p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (tail)")
+        if name != "export":
+            p.add_argument("--json", action="store_true", help="one JSON object per event (its stored fields)")
         p.set_defaults(run=run)
     ve = au.add_parser("verify", help="verify the chain; exit 1 and name the first broken event if not intact")
     ve.add_argument("--start-seq", type=int, default=0, help="verify exactly this range (no verified position "
@@ -45,6 +92,7 @@ def add_commands(sub: Any) -> None:
                     help="host: verify the whole chain from its start, straight from Redis, printing progress, "
                          "and record the verified position (default: incremental, over the audit channel)")
     ve.add_argument("--progress-every", type=int, default=10_000, help="--full: a progress line every N events")
+    ve.add_argument("--json", action="store_true", help="the result as one JSON document (not with --full)")
     ve.set_defaults(run=cmd_verify)
 
     env = from_env()
@@ -57,6 +105,7 @@ def add_commands(sub: Any) -> None:
     sh.add_argument("--out", help="JSON Lines file (appended; exactly once); default standard output")
     sh.add_argument("--once", action="store_true", help="ship what is there and stop")
     st = au.add_parser("status", help="host: the chain's head, checkpoint and length")
+    st.add_argument("--json", action="store_true", help="one JSON document")
     ri = au.add_parser("reindex", help="host: build the query indexes of a chain written before they existed "
                                        "(idempotent, resumes where it stopped)")
     ri.add_argument("--batch", type=int, default=1000, help="stream entries per round trip [1000]")
@@ -84,7 +133,10 @@ def _ts(text: str | None) -> timestamp_pb2.Timestamp | None:
     if not text:
         return None
     t = timestamp_pb2.Timestamp()
-    when = datetime.fromisoformat(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise RuntimeError("--since and --until take an ISO time, e.g. 2026-11-01T00:00:00+08:00") from None
     t.FromDatetime(when if when.tzinfo else when.replace(tzinfo=UTC))
     return t
 
@@ -112,12 +164,16 @@ def _line(event: audit_pb2.AuditEvent) -> str:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    req = audit_pb2.QueryEventsRequest(filter=_filter(args), limit=args.limit)  # a bad time: before connecting
     with connect.channel(args) as channel:
         stub = audit_pb2_grpc.AuditServiceStub(channel)
-        req = audit_pb2.QueryEventsRequest(filter=_filter(args), limit=args.limit)
         for reply in stub.QueryEvents(req, metadata=connect.staff_metadata(args), timeout=300):
-            print(_line(reply.event))
+            print(_json_line(reply.event) if args.json else _line(reply.event))
     return 0
+
+
+def _json_line(event: audit_pb2.AuditEvent) -> str:
+    return json.dumps({"seq": event.seq, "id": event.id, **dict(event.fields)}, ensure_ascii=False, sort_keys=True)
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -130,7 +186,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             for reply in stub.QueryEvents(req, metadata=connect.staff_metadata(args), timeout=60):
                 if reply.event.id not in seen:
                     seen.add(reply.event.id)
-                    print(_line(reply.event), flush=True)
+                    print(_json_line(reply.event) if args.json else _line(reply.event), flush=True)
                     since = reply.event.fields.get("at", since)
             time.sleep(args.interval)
 
@@ -167,11 +223,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.start_seq or args.end_seq:
             print("--full verifies the whole chain: leave out --start-seq/--end-seq", file=sys.stderr)
             return 2
+        if args.json:
+            print("--full prints its progress as text: leave out --json", file=sys.stderr)
+            return 2
         return _verify_full(args)
     with connect.channel(args) as channel:
         r = audit_pb2_grpc.AuditServiceStub(channel).VerifyChain(
             audit_pb2.VerifyChainRequest(start_seq=args.start_seq, end_seq=args.end_seq),
             metadata=connect.staff_metadata(args), timeout=600)
+    if args.json:
+        print(json.dumps({"ok": r.ok, "checked": r.checked, "verified_from": r.verified_from,
+                          "first_bad_seq": r.first_bad_seq, "first_bad_id": r.first_bad_id, "reason": r.reason,
+                          "verified_position_rejected": r.verified_position_rejected}, indent=2))
+        return 0 if r.ok else 1
     if r.verified_position_rejected:
         print(f"WARNING: the stored verified position was not trusted ({r.verified_position_rejected}); "
               "verified from the start instead")
@@ -273,7 +337,24 @@ def cmd_ship(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from adapters.audit.queries import chain_status
 
-    print(_host(args, lambda client: chain_status(client, from_env().audit_chain)))
+    chain = from_env().audit_chain
+    st = _host(args, lambda client: chain_status(client, chain))
+    head = None if st.head is None else {"seq": st.head.seq, "id": st.head.id}
+    cp = st.checkpoint
+    checkpoint = None if cp is None else {"seq": cp.seq, "id": cp.id, "at": cp.at, "kid": cp.kid,
+                                          "trim_event_seq": cp.trim_event_seq}
+    if args.json:
+        print(json.dumps({"chain": chain, "events_in_redis": st.length, "head": head, "checkpoint": checkpoint},
+                         indent=2))
+        return 0
+    print(f"{'chain':16} {chain}")
+    print(f"{'events in Redis':16} {st.length:,}")
+    print(f"{'head':16} " + ("none: no event yet" if st.head is None else
+                             f"seq {st.head.seq:,} (entry {st.head.id or '-'})"))
+    print(f"{'checkpoint':16} " + ("none: nothing trimmed yet" if cp is None else
+                                  f"seq {cp.seq:,} (entry {cp.id}) at {cp.at}, key {cp.kid}"
+                                  + (f", recorded by event seq {cp.trim_event_seq:,}" if cp.trim_event_seq else "")))
+    print("(not verified here: `hallgate audit verify` checks the chain)")
     return 0
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from google.protobuf import json_format
 
 from gateway.cli import connect
 from gateway.domain.purposes import PURPOSES, REASON_MAX
@@ -43,6 +44,8 @@ def add_commands(sub: Any) -> None:
                                 ("close", "close the customer session", cmd_close)):
         p = cs.add_parser(name, help=helptext)
         p.add_argument("--session", required=True, help="customer session token from `open`")
+        if name == "profile":
+            p.add_argument("--json", action="store_true", help="the profile as one JSON document")
         p.set_defaults(run=run)
     cd = cs.add_parser("code-delivery", help="did the last code SMS to the customer's phone arrive? (no text, no code)")
     cd.add_argument("--session", required=True, help="customer session token from `open`")
@@ -50,7 +53,7 @@ def add_commands(sub: Any) -> None:
     cd.set_defaults(run=cmd_code_delivery)
     rp = cs.add_parser("reset-password", help="reset the service password (ID-document sessions only)")
     rp.add_argument("--session", required=True)
-    rp.add_argument("--new-password", help="typed by the customer on the PIN pad (prompted for if omitted)")
+    rp.add_argument("--new-password", help="typed by the customer on the PIN pad (prompted for twice if omitted)")
     rp.set_defaults(run=cmd_reset)
 
 
@@ -76,8 +79,9 @@ def cmd_open(args: argparse.Namespace) -> int:
             sex=SEXES.get(args.sex or "", clerk_pb2.DOCUMENT_SEX_UNSPECIFIED)))
     else:
         req.password_and_code.CopyFrom(clerk_pb2.PasswordAndCodeProof(
-            service_password=args.service_password or getpass.getpass("service password (customer): "),
-            one_time_code=args.code or getpass.getpass("code (customer): ")))
+            service_password=args.service_password or connect.ask("service password (customer): ",
+                                                                  "service password", "--service-password"),
+            one_time_code=args.code or connect.ask("code (customer): ", "code", "--code")))
     reply = _clerk(args, lambda s: s.OpenCustomerSession(req, metadata=connect.staff_metadata(args), timeout=15))
     print(reply.customer_session)
     return 0
@@ -86,6 +90,9 @@ def cmd_open(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     p = _clerk(args, lambda s: s.GetCustomerProfile(clerk_pb2.GetCustomerProfileRequest(
         customer_session=args.session), metadata=connect.staff_metadata(args), timeout=10))
+    if args.json:
+        print(json_format.MessageToJson(p, indent=2, preserving_proto_field_name=True))
+        return 0
     for field in ("msisdn_masked", "name_masked", "document_number_masked", "address_district", "plan_name",
                   "account_status", "proved_by"):
         print(f"{field:24} {getattr(p, field)}")
@@ -106,7 +113,8 @@ def cmd_code_delivery(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    new = args.new_password or getpass.getpass("new service password (customer, 6 digits): ")
+    new = args.new_password or connect.ask_new("new service password (customer, 6 digits): ", "new service password",
+                                               "--new-password")
     reply = _clerk(args, lambda s: s.ResetServicePassword(clerk_pb2.ResetServicePasswordRequest(
         customer_session=args.session, new_service_password=new), metadata=connect.staff_metadata(args), timeout=15))
     print(reply.next_step)

@@ -49,9 +49,11 @@ def add_commands(sub: Any) -> None:
     ls = ic.add_parser("list", help="list incidents, newest first, with their deadlines")
     ls.add_argument("--state", choices=sorted(STATES), default="")
     ls.add_argument("--overdue", action="store_true", help="only incidents with a deadline passed")
+    ls.add_argument("--json", action="store_true", help="one JSON object per incident")
     ls.set_defaults(run=cmd_list)
     gt = ic.add_parser("get", help="show an incident: steps, notifications, history, deadlines")
     gt.add_argument("incident_id")
+    gt.add_argument("--json", action="store_true", help="the incident as JSON (Incident)")
     gt.set_defaults(run=cmd_get)
     st = ic.add_parser("step", help="record a remediation step (by: you)")
     st.add_argument("incident_id")
@@ -96,6 +98,50 @@ def _show(inc: incident_pb2.Incident) -> None:
     print(json_format.MessageToJson(inc, indent=2, preserving_proto_field_name=True))
 
 
+def _at(ts: timestamp_pb2.Timestamp) -> str:
+    return "-" if not ts.seconds and not ts.nanos else f"{ts.ToDatetime(tzinfo=UTC):%Y-%m-%d %H:%M}Z"
+
+
+def _name(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix).lower().replace("_", " ")
+
+
+def _text(inc: incident_pb2.Incident) -> str:
+    """An incident for a person to read: what, who is suspected, deadlines, steps, notices, history."""
+    s, d = inc.suspect, inc.deadlines
+    rows = [("incident", inc.incident_id), ("state", _name(incident_pb2.IncidentState, inc.state, "INCIDENT_STATE_")),
+            ("summary", inc.summary),
+            ("suspect", f"{_name(incident_pb2.ActorKind, s.kind, 'ACTOR_KIND_')} {s.id}, {_at(s.start)} to "
+                        f"{_at(s.end)}"),
+            ("reported", f"by {inc.reported_by} ({inc.reporter_role}) at {_at(inc.reported_at)}"),
+            ("determined", _at(inc.determined_at))]
+    if d.HasField("law_enforcement_due"):
+        rows.append(("law enforcement", f"notify by {_at(d.law_enforcement_due)}"
+                                        + ("  OVERDUE" if d.law_enforcement_overdue else "")))
+    if d.HasField("customers_from"):
+        rows.append(("customers", f"notify from {_at(d.customers_from)}"
+                                  + ("  OVERDUE" if d.customers_overdue else "")))
+    if inc.HasField("closed_at"):
+        rows.append(("closed", _at(inc.closed_at)))
+    lines = [f"{k:16} {v}" for k, v in rows]
+    if inc.steps:
+        lines.append("steps")
+        lines += [f"  {_at(st.at)}  by {st.by}: {st.text}" for st in inc.steps]
+    if inc.notifications:
+        lines.append("notifications")
+        for n in inc.notifications:
+            delay = (f"; customers not before {_at(n.delay_customers_until)}"
+                     if n.HasField("delay_customers_until") else "")
+            lines.append(f"  {_at(n.at)}  {_name(incident_pb2.NotificationKind, n.kind, 'NOTIFICATION_KIND_')}: "
+                         f"{n.reference} (recorded by {n.recorded_by}){delay}")
+    if inc.history:
+        lines.append("history")
+        lines += [f"  {_at(h.at)}  {_name(incident_pb2.IncidentState, h.from_state, 'INCIDENT_STATE_')} -> "
+                  f"{_name(incident_pb2.IncidentState, h.to_state, 'INCIDENT_STATE_')} by {h.by}"
+                  + (f": {h.reason}" if h.reason else "") for h in inc.history]
+    return "\n".join(lines)
+
+
 def _line(inc: incident_pb2.Incident) -> str:
     d = inc.deadlines
     due = ""
@@ -122,7 +168,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         reply = _call(args, "ListIncidents", incident_pb2.ListIncidentsRequest(
             state=STATES.get(args.state, 0), overdue_only=args.overdue, page_size=200, page_token=token))
         for inc in reply.incidents:
-            print(_line(inc))
+            print(json_format.MessageToJson(inc, indent=None, preserving_proto_field_name=True) if args.json
+                  else _line(inc))
             shown += 1
         token = reply.next_page_token
         if not token:
@@ -131,7 +178,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    _show(_call(args, "GetIncident", incident_pb2.GetIncidentRequest(incident_id=args.incident_id)))
+    inc = _call(args, "GetIncident", incident_pb2.GetIncidentRequest(incident_id=args.incident_id))
+    if args.json:
+        _show(inc)
+    else:
+        print(_text(inc))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +33,12 @@ def add_commands(sub: Any) -> None:
     ca.add_argument("--json", action="store_true", help="one JSON object per record")
     ca.add_argument("--timezone", default=from_env().timezone, help="time zone to show times in [HALLGATE_TIMEZONE]")
     ca.set_defaults(run=cmd_calls)
+    hi = ks.add_parser("history", help="who accessed this subscriber's data, when, where and why "
+                                       "(ListAccessHistory), newest first")
+    hi.add_argument("--token", required=True, help="access token from `authenticate`")
+    hi.add_argument("--json", action="store_true", help="one JSON object per access")
+    hi.add_argument("--timezone", default=from_env().timezone, help="time zone to show times in [HALLGATE_TIMEZONE]")
+    hi.set_defaults(run=cmd_history)
     en = ks.add_parser("end", help="end the session: the token dies")
     en.add_argument("--token", required=True)
     en.set_defaults(run=cmd_end)
@@ -53,8 +58,8 @@ def cmd_request_code(args: argparse.Namespace) -> int:
 
 
 def cmd_authenticate(args: argparse.Namespace) -> int:
-    password = args.password or getpass.getpass("service password: ")
-    code = args.code or getpass.getpass("one-time code: ")
+    password = args.password or connect.ask("service password: ", "service password", "--password")
+    code = args.code or connect.ask("one-time code: ", "one-time code", "--code")
     req = kiosk_pb2.AuthenticateRequest(msisdn=args.msisdn, service_password=password, one_time_code=code)
     r = _kiosk(args, lambda s: s.Authenticate(req, timeout=15))
     print(r.access_token)
@@ -85,6 +90,27 @@ def format_record(rec: kiosk_pb2.CallDetail, zone: ZoneInfo) -> str:
     amount = f"{rec.volume_bytes / 1e6:.1f} MB" if rec.kind == kiosk_pb2.CALL_KIND_DATA else f"{rec.duration_seconds}s"
     return (f"{rec.start_time.ToDatetime(tzinfo=zone):%Y-%m-%d %H:%M:%S}  {kind:5} {direction:8} "
             f"{rec.other_party or '-':11}  {amount:>10}  {rec.charge_fen / 100:8.2f} CNY")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    req = kiosk_pb2.ListAccessHistoryRequest(access_token=args.token)
+    zone = ZoneInfo(args.timezone)
+
+    def run(stub: kiosk_pb2_grpc.KioskServiceStub) -> int:
+        count = 0
+        for reply in stub.ListAccessHistory(req, timeout=60):
+            count += 1
+            rec = reply.record
+            if args.json:
+                print(json_format.MessageToJson(rec, indent=None, preserving_proto_field_name=True))
+            else:
+                purpose = f"  ({rec.purpose})" if rec.purpose else ""
+                print(f"{rec.time.ToDatetime(tzinfo=zone):%Y-%m-%d %H:%M:%S}  {rec.hall or '-':6} {rec.channel:6} "
+                      f"{rec.outcome:8} {rec.what}{purpose}")
+        print(f"{count} accesses", file=sys.stderr)
+        return 0
+
+    return int(_kiosk(args, run))
 
 
 def cmd_end(args: argparse.Namespace) -> int:

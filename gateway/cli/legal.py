@@ -9,8 +9,10 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from google.protobuf import json_format
 
@@ -30,7 +32,8 @@ def add_commands(sub: Any) -> None:
                                      "legal-B01-L01", "a legal officer, approver or auditor")
     rg = lg.add_parser("register", help="register a request from a JSON file (RegisterRequestRequest without the "
                                         "letter's content) and the scanned letter")
-    rg.add_argument("request_json", help='e.g. {"agency": {"kind": "AGENCY_KIND_PUBLIC_SECURITY", ...}, ...}')
+    rg.add_argument("request_json", help="the request as JSON; `hallgate legal example-request` writes one to start "
+                                         "from, with today's dates")
     rg.add_argument("--letter", required=True, help="the scanned letter (PDF, JPEG or PNG)")
     rg.set_defaults(run=cmd_register)
     for name in DECISIONS:
@@ -38,13 +41,23 @@ def add_commands(sub: Any) -> None:
         p.add_argument("request_id")
         p.add_argument("--reason", required=True)
         p.set_defaults(run=cmd_decide, decision=name)
+    ex = lg.add_parser("example-request", help="print an example request (JSON for `register`) with dates "
+                                               "relative to today: the letter dated a few days ago, the window "
+                                               "the two calendar months before this one")
+    ex.add_argument("--target-number", default="13800000002", help="the number asked about [13800000002]")
+    ex.add_argument("--out", help="file to write [standard output]")
+    ex.add_argument("--timezone", default=from_env().timezone, help="the operator's time zone [HALLGATE_TIMEZONE]")
+    ex.set_defaults(run=cmd_example_request)
     ls = lg.add_parser("list", help="list requests")
     ls.add_argument("--state", default="", help="e.g. AWAITING_APPROVAL")
     ls.add_argument("--case-number", default="")
     ls.add_argument("--agency-name", default="")
+    ls.add_argument("--json", action="store_true", help="one JSON object per request")
     ls.set_defaults(run=cmd_list)
     gt = lg.add_parser("get", help="show a request with its history")
     gt.add_argument("request_id")
+    gt.add_argument("--json", action="store_true", help="the request as JSON (LegalRequest)")
+    gt.add_argument("--timezone", default=from_env().timezone, help="time zone to show times in [HALLGATE_TIMEZONE]")
     gt.set_defaults(run=cmd_get)
     fu = lg.add_parser("fulfil", help="fulfil an approved request into a delivery package directory")
     fu.add_argument("request_id")
@@ -76,8 +89,82 @@ def _show(request: legal_pb2.LegalRequest) -> None:
     print(json_format.MessageToJson(request, indent=2, preserving_proto_field_name=True))
 
 
+def _enum(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix).lower().replace("_", " ")
+
+
+def _when(ts: Any, zone: ZoneInfo) -> str:
+    return "-" if not ts.seconds and not ts.nanos else f"{ts.ToDatetime(tzinfo=zone):%Y-%m-%d %H:%M %Z}"
+
+
+def _text(r: legal_pb2.LegalRequest, tz: str) -> str:
+    """A request for a person to read: what was asked, by whom, its state and its history."""
+    zone = ZoneInfo(tz)
+    rows = [("request", r.request_id), ("state", legal_pb2.RequestState.Name(r.state).removeprefix("REQUEST_STATE_")),
+            ("agency", f"{r.agency.name} ({_enum(legal_pb2.AgencyKind, r.agency.kind, 'AGENCY_KIND_')}, "
+                       f"{_enum(legal_pb2.AgencyLevel, r.agency.level, 'AGENCY_LEVEL_')} level)"),
+            ("letter", f"{r.letter.reference} of {r.letter.date}, {r.letter.media_type}, {r.letter.size_bytes:,} "
+                       f"bytes, sha256 {r.letter.sha256}"),
+            ("legal basis", r.legal_basis), ("case number", r.case_number),
+            ("officers", "; ".join(f"{o.name} (badge {o.badge_number})" for o in r.officers)),
+            ("targets", ", ".join(r.targets)),
+            ("categories", ", ".join(_enum(legal_pb2.DataCategory, c, "DATA_CATEGORY_") for c in r.categories)),
+            ("window", f"{_when(r.window.start, zone)} to {_when(r.window.end, zone)}"),
+            ("registered", f"by {r.registered_by} at {_when(r.registered_at, zone)}")]
+    if r.approved_by:
+        rows.append(("approved", f"by {r.approved_by} at {_when(r.approved_at, zone)}, lapses "
+                                 f"{_when(r.approval_expires_at, zone)} unless fulfilled"))
+    lines = [f"{k:12} {v}" for k, v in rows]
+    if r.history:
+        lines.append("history")
+        for t in r.history:
+            to_state = legal_pb2.RequestState.Name(t.to_state).removeprefix("REQUEST_STATE_")
+            lines.append(f"  {_when(t.at, zone)}  {to_state:26} by {t.actor_staff_id} ({t.actor_role})"
+                         + (f": {t.reason}" if t.reason else ""))
+    return "\n".join(lines)
+
+
+def example_request(today: date, tz: str, target: str = "13800000002") -> dict[str, Any]:
+    """A request that registers today: the letter dated three days ago (at most today), the window
+    the two calendar months before the current one, in the operator's zone (never in the future,
+    within the billing simulator's six months)."""
+    zone = ZoneInfo(tz)
+    this_month = datetime(today.year, today.month, 1, tzinfo=zone)
+    back = today.year * 12 + today.month - 1 - 2
+    start = datetime(back // 12, back % 12 + 1, 1, tzinfo=zone)
+    return {
+        "agency": {"kind": "AGENCY_KIND_PUBLIC_SECURITY", "name": "Beijing Municipal Public Security Bureau",
+                   "level": "AGENCY_LEVEL_PREFECTURE"},
+        "letter": {"reference": f"JG-{today.year}-0412", "date": (today - timedelta(days=3)).isoformat(),
+                   "media_type": "application/pdf"},
+        "legal_basis": "Criminal Procedure Law art. 54; Telecommunications Regulations art. 66",
+        "case_number": f"BJ-{today.year}-XS-0098",
+        "officers": [{"name": "Wang Jun", "badge_number": "110233"}, {"name": "Li Na", "badge_number": "110417"}],
+        "targets": [target],
+        "categories": ["DATA_CATEGORY_SUBSCRIBER_INFO", "DATA_CATEGORY_CALL_DETAILS"],
+        "window": {"start": start.isoformat(), "end": this_month.isoformat()},
+    }
+
+
+def cmd_example_request(args: argparse.Namespace) -> int:
+    today = datetime.now(ZoneInfo(args.timezone)).date()
+    text = json.dumps(example_request(today, args.timezone, args.target_number), ensure_ascii=False, indent=2) + "\n"
+    json_format.Parse(text, legal_pb2.RegisterRequestRequest())  # what `register` will read
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"example request written to {args.out}; register it with `hallgate legal register {args.out} "
+              "--letter docs/examples/letter.pdf`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_register(args: argparse.Namespace) -> int:
-    req = json_format.Parse(Path(args.request_json).read_text(), legal_pb2.RegisterRequestRequest())
+    try:
+        req = json_format.Parse(Path(args.request_json).read_text(), legal_pb2.RegisterRequestRequest())
+    except json_format.ParseError as e:
+        raise RuntimeError(f"{args.request_json} is not a request in JSON ({e}); `hallgate legal example-request` "
+                           "writes one to start from") from None
     req.letter.content = Path(args.letter).read_bytes()
     channel, stub = _stub(args)
     with channel:
@@ -104,6 +191,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     with channel:
         reply = stub.ListRequests(req, metadata=connect.staff_metadata(args), timeout=30)
     for r in reply.requests:
+        if args.json:
+            print(json_format.MessageToJson(r, indent=None, preserving_proto_field_name=True))
+            continue
         print(f"{r.request_id}  {legal_pb2.RequestState.Name(r.state).removeprefix('REQUEST_STATE_'):24} "
               f"case {r.case_number:16} {r.agency.name}")
     return 0
@@ -114,7 +204,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     with channel:
         reply = stub.GetRequest(legal_pb2.GetRequestRequest(request_id=args.request_id),
                                 metadata=connect.staff_metadata(args), timeout=30)
-    _show(reply.request)
+    if args.json:
+        _show(reply.request)
+    else:
+        print(_text(reply.request, args.timezone))
     return 0
 
 

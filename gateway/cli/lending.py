@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 
 from gateway.cli import connect
 from gateway.runtime.settings import from_env
@@ -63,6 +63,8 @@ def add_commands(sub: Any) -> None:
     ll.set_defaults(run=cmd_list)
     for p in (wh, hb, od, ll):
         p.add_argument("--timezone", default=from_env().timezone, help="time zone to show times in [HALLGATE_TIMEZONE]")
+        p.add_argument("--json", action="store_true", help="JSON for machines: one object per loan (where: one "
+                                                           "document)")
 
 
 def _call(args: argparse.Namespace, call: Callable[[lending_pb2_grpc.LendingServiceStub], Any]) -> Any:
@@ -129,6 +131,9 @@ def cmd_custody(args: argparse.Namespace) -> int:
 def cmd_where(args: argparse.Namespace) -> int:
     reply = _call(args, lambda s: s.GetDocument(lending_pb2.GetDocumentRequest(archive_id=args.archive_id),
                                                 metadata=_md(args), timeout=15))
+    if args.json:
+        print(json_format.MessageToJson(reply, indent=2, preserving_proto_field_name=True))
+        return 0
     doc, loan = reply.document, reply.current_loan
     kind = lending_pb2.DocumentKind.Name(doc.kind).removeprefix("DOCUMENT_KIND_").lower()
     print(f"{doc.archive_id} ({kind}, hall {doc.hall}): {doc.description}")
@@ -147,7 +152,8 @@ def _print_loans(args: argparse.Namespace, req: lending_pb2.ListLoansRequest) ->
         req.page_token = token
         reply = _call(args, lambda s: s.ListLoans(req, metadata=_md(args), timeout=15))
         for loan in reply.loans:
-            print(_line(loan, args.timezone))
+            print(json_format.MessageToJson(loan, indent=None, preserving_proto_field_name=True) if args.json
+                  else _line(loan, args.timezone))
         token, pages = reply.next_page_token, pages + 1
         if not token:
             break

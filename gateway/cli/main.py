@@ -14,17 +14,21 @@ if sys.argv[1:2] in (["serve"], ["sms-dispatch"]):
     logs.quiet_grpc_core()
 
 import grpc
+from redis.exceptions import RedisError
 
-from gateway.cli import admin, audit, clerk, incident, kiosk, legal, lending, retention, serving
-from gateway.cli.connect import describe_error
+from gateway.cli import admin, audit, clerk, incident, kiosk, legal, lending, parsing, retention, serving
+from gateway.cli.connect import describe_error, describe_unreachable
+from gateway.domain.errors import DependencyUnavailable
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hallgate", description=(
+    parser = parsing.Parser(prog="hallgate", description=(
         "The hallgate command: serve the gateway, run the billing simulator, act as a terminal, administer."))
+    parsing.add_global_options(parser)
     sub = parser.add_subparsers(title="commands")
     for module in (serving, kiosk, clerk, legal, lending, audit, incident, admin, retention):
         module.add_commands(sub)
+    parsing.share_connection_options(parser)
     return parser
 
 
@@ -35,17 +39,23 @@ def main(argv: list[str] | None = None) -> int:
 
         return smsc_sim(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parsing.parse(parser, argv)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
     try:
         return int(args.run(args) or 0)
     except grpc.RpcError as err:
-        print(describe_error(err), file=sys.stderr)
+        print(describe_error(err, getattr(args, "target", "")), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except EOFError:  # a prompt's input ended (stdin closed)
+        print("error: the input ended before the answer was typed", file=sys.stderr)
+        return 1
+    except (DependencyUnavailable, RedisError) as err:  # one line for the operator, not a traceback
+        print(f"error: {describe_unreachable(err, args)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `hallgate kiosk calls … | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

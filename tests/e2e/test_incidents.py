@@ -385,4 +385,4 @@ async def test_the_cli_reports_works_and_lists_an_incident(gw, capsys):
     await gw.deps.pseudonyms.drain()
     assert ORDINARY in await run("reveal", incident_id, ref)
     assert incident_id in await run("list", "--state", "contained")
-    assert '"disabled C1001"' in await run("get", incident_id)
+    assert '"disabled C1001"' in await run("get", incident_id, "--json")
