@@ -101,7 +101,9 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     watches: list[Watch] = []
 
     async def factory(h: Any, kiosk: bool = False, viewport: dict[str, int] | None = None,
-                      cert: str = KIOSK_CERT) -> Page:
+                      cert: str = KIOSK_CERT, clock: bool = False) -> Page:
+        """`clock`: the page's timers and Date under Playwright's clock (page.clock.fast_forward),
+        so an idle timeout is reached without waiting for it."""
         options: dict[str, Any] = {"ignore_https_errors": True, "viewport": viewport or (KIOSK if kiosk else DESKTOP),
                                    "locale": "zh-CN", "timezone_id": "Asia/Shanghai", "service_workers": "block"}
         if kiosk:
@@ -114,6 +116,8 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
         watches.append(watch)
         page.on("console", watch.console)
         page.on("pageerror", watch.page_error)
+        if clock:
+            await page.clock.install()
         await page.goto(h.browser_url + "/", wait_until="load")
         await expect(page.locator("body")).to_have_attribute("data-ready", "true")
         return page

@@ -4,9 +4,12 @@ contract with these tests; the texts change with the language)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from playwright.async_api import BrowserContext, Page, expect
+
+from tests.support.connect_client import browser_client, browser_headers
 
 SESSION_COOKIE = "__Host-hallgate-session"
 
@@ -99,3 +102,16 @@ def in_order(seen: list[tuple[str, str]], wanted: list[tuple[str, str]]) -> bool
     """`wanted` occurs in `seen` in this order (other events between allowed)."""
     it = iter(seen)
     return all(any(s == w for s in it) for w in wanted)
+
+
+async def web_gateway(make_gateway: Any, **overrides: Any) -> Any:
+    return await make_gateway(browser_listen="127.0.0.1:0", web_channel=True, web_challenge="dev-pass", **overrides)
+
+
+async def list_calls_with(h: Any, token: str, which: str) -> str:
+    """ListCallDetails outside the browser with this session token: its Connect code."""
+    client = browser_client(h.browser.port)
+    client.cookies[SESSION_COOKIE] = token
+    answer = await asyncio.to_thread(client.stream, "/hallgate.v1.KioskService/ListCallDetails",
+                                     json.dumps({"month": which}).encode(), json_body=True, headers=browser_headers())
+    return answer.code

@@ -14,8 +14,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import KIOSK, OpenPage, shot
-from tests.browser.pages import SelfService, audit_until, calls
-from tests.browser.test_flow import web_gateway
+from tests.browser.pages import SelfService, audit_until, calls, web_gateway
 from tests.support.dates import month
 from tests.support.processes import BillingProc
 from tests.support.subscribers import ORDINARY, UNKNOWN

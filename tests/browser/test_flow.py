@@ -3,8 +3,6 @@ call list → sign out, on the website channel and on a hall kiosk (client certi
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 from typing import Any
 
@@ -12,27 +10,13 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import KIOSK, PHONE, OpenPage, shot
-from tests.browser.pages import SESSION_COOKIE, SelfService, audit_until, calls, in_order
-from tests.support.connect_client import browser_client, browser_headers
+from tests.browser.pages import SESSION_COOKIE, SelfService, audit_until, calls, in_order, list_calls_with, web_gateway
 from tests.support.dates import month
 from tests.support.subscribers import ORDINARY
 
 pytestmark = pytest.mark.timeout(180)
 
 FLOW = [("RequestOneTimeCode", "OK"), ("Authenticate", "OK"), ("ListCallDetails", "OK"), ("EndSession", "OK")]
-
-
-async def web_gateway(make_gateway: Any, **overrides: Any) -> Any:
-    return await make_gateway(browser_listen="127.0.0.1:0", web_channel=True, web_challenge="dev-pass", **overrides)
-
-
-async def list_calls_with(h: Any, token: str, which: str) -> str:
-    """ListCallDetails outside the browser with this session token: its Connect code."""
-    client = browser_client(h.browser.port)
-    client.cookies[SESSION_COOKIE] = token
-    answer = await asyncio.to_thread(client.stream, "/hallgate.v1.KioskService/ListCallDetails",
-                                     json.dumps({"month": which}).encode(), json_body=True, headers=browser_headers())
-    return answer.code
 
 
 async def whole_flow(h: Any, page: Page, channel: str, shots: list[str]) -> None:

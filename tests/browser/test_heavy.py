@@ -10,8 +10,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import OpenPage, shot
-from tests.browser.pages import SelfService
-from tests.browser.test_flow import web_gateway
+from tests.browser.pages import SelfService, web_gateway
 from tests.support.dates import month
 from tests.support.subscribers import HEAVY
 
