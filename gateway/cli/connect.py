@@ -179,7 +179,7 @@ HINTS = {
     # which credential failed), so the CLI cannot tell; it says what to do in both cases.
     "BAD_STAFF_CREDENTIALS": ("the staff id, password or TOTP code was not accepted (the gateway does not say "
                               "which). A TOTP code works only once: if you just used this code, wait for the next "
-                              "one (a new code every 30 s) and sign in with it"),
+                              "one (a new code every 30 s) and try again with it"),
     "PASSWORD_EXPIRED": "change it with `hallgate <clerk|legal|lending|audit|incident> change-password STAFF_ID`",
     "STAFF_SIGN_IN_REQUIRED": "give --staff-token (from `sign-in`) or set HALLGATE_STAFF_TOKEN; a token dies after "
                               "15 minutes idle",
