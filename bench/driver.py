@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from connectrpc.errors import ConnectError
 
+from bench.connect_path import ConnectPaths
 from hallgate_pb.billing.v1 import billing_pb2, billing_pb2_grpc
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
 
 CALL_TIMEOUT = 30.0
+CONNECT = {"connect-proto": "proto", "connect-json": "json"}  # scenario (x)'s targets: the browser listener
 MAX_PAGES = 200  # a month of at most 400,000 records at 2,000 a page; more means a stuck server
 CODE_RE = re.compile(r"code is (\d{6})")
 
@@ -50,7 +53,8 @@ class Outcome:
 
 
 # One unit of work: (worker index, item index) -> records it returned. Raising grpc.aio.AioRpcError
-# with an expected code counts as an expected refusal, any other exception as an error.
+# (or a Connect error) with an expected code counts as an expected refusal, any other exception as
+# an error.
 Op = Callable[[int, int], Awaitable[int]]
 
 
@@ -74,6 +78,13 @@ async def bounded(op: Op, concurrency: int, duration: float, max_count: int,
                     out.latencies[e.code().name].append(time.perf_counter() - t0)
                 else:
                     out.errors[e.code().name] += 1
+                continue
+            except ConnectError as e:
+                name = e.code.name
+                if name in expected:
+                    out.latencies[name].append(time.perf_counter() - t0)
+                else:
+                    out.errors[name] += 1
                 continue
             except (BenchError, grpc.aio.UsageError) as e:
                 out.errors[type(e).__name__ + ": " + str(e)[:60]] += 1
@@ -178,6 +189,10 @@ class Driver:
         self.outboxes = {name: tails[path] for name, path in paths.items()}
         # Development mode: the kiosk names itself in a header (on mTLS its certificate does).
         self.metadata = (("x-hallgate-dev-identity", cfg["identity"]),) if cfg.get("identity") else None
+        # The mTLS gateway's browser listener, over Connect with the same kiosk certificate (scenario x).
+        self.connect = ConnectPaths(cfg["browser"], Path(cfg["pki"]), cfg["kiosk_cert"],
+                                    http2=cfg.get("browser_http2", False),
+                                    client=cfg.get("connect_client", "thin")) if cfg.get("browser") else None
 
     def outbox_of(self, target: str) -> OutboxTail:
         return self.outboxes.get(target, self.outbox)
@@ -188,6 +203,8 @@ class Driver:
     async def close(self) -> None:
         for channel in self.all_channels():
             await channel.close()
+        if self.connect is not None:
+            await self.connect.close()
 
     async def run(self, task: dict[str, Any]) -> Outcome:
         kind = task["kind"]
@@ -209,8 +226,13 @@ class Driver:
         kind = t["kind"]
         # Code requests and sign-ins go to `target` (a gateway; "gateway" by default), and its
         # codes are read from the outbox that gateway's SMS land in.
-        kiosk = self.kiosks.get(t.get("target", "gateway"), self.kiosk)
-        outbox = self.outbox_of(t.get("target", "gateway"))
+        target = t.get("target", "gateway")
+        kiosk = self.kiosks.get(target, self.kiosk)
+        outbox = self.outbox_of(target)
+        codec = CONNECT.get(target)
+        if codec and self.connect is None:
+            raise BenchError("no browser listener to send Connect calls to")
+        connect = self.connect
 
         async def issue(w: int, i: int) -> int:
             await kiosk.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=items[i]),
@@ -220,7 +242,14 @@ class Driver:
 
         async def auth(w: int, i: int) -> int:
             msisdn, password, code = items[i]
-            out.tokens.append((msisdn, await self._authenticate(msisdn, password, code, kiosk)))
+            if codec:
+                assert connect is not None
+                token = await connect.authenticate(codec, w, msisdn, password, code)
+                if not token:
+                    raise BenchError("no session cookie")
+                out.tokens.append((msisdn, token))
+                return 0
+            out.tokens.append((msisdn, await self._authenticate(msisdn, password, code, kiosk, target)))
             return 0
 
         async def verify(w: int, i: int) -> int:
@@ -241,6 +270,12 @@ class Driver:
             if t.get("spread"):  # client w always on connection w mod N: each connection carries its share
                 stubs = self.spread[t["target"]]
                 return await self._list_gateway(token, t["month"], stub=stubs[w % len(stubs)])
+            if codec:
+                assert connect is not None
+                records = await connect.list_calls(codec, w, token, t["month"])
+                if not records:
+                    raise BenchError("empty month")
+                return records
             if t["target"] in self.kiosks:
                 return await self._list_gateway(token, t["month"], t.get("slow", 0.0), t["target"])
             return await self._list_billing(t["target"], msisdn, t["month"], t["page_size"])
@@ -260,9 +295,11 @@ class Driver:
         expected = frozenset({"UNAUTHENTICATED", "RESOURCE_EXHAUSTED"}) if kind == "wrong" else frozenset()
         return ops[kind], expected, out
 
-    async def _authenticate(self, msisdn: str, password: str, code: str, kiosk: Any = None) -> str:
+    async def _authenticate(self, msisdn: str, password: str, code: str, kiosk: Any = None,
+                            target: str = "gateway") -> str:
         req = kiosk_pb2.AuthenticateRequest(msisdn=msisdn, service_password=password, one_time_code=code)
-        reply = await (kiosk or self.kiosk).Authenticate(req, timeout=CALL_TIMEOUT, metadata=self.metadata)
+        metadata = None if target == "gateway-tls" else self.metadata  # on mTLS the certificate names the kiosk
+        reply = await (kiosk or self.kiosk).Authenticate(req, timeout=CALL_TIMEOUT, metadata=metadata)
         if not reply.access_token:
             raise BenchError("no access token")
         return str(reply.access_token)

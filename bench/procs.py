@@ -32,6 +32,7 @@ class Child:
     log: Path
     port: int
     workers: list[int] = field(default_factory=list)  # a supervisor's worker processes (`serve --workers`)
+    browser_port: int = 0  # its browser listener (`serve --browser-listen`, HTTPS), if it has one
 
     @property
     def pid(self) -> int:
@@ -41,16 +42,20 @@ class Child:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def wait_listening(self, timeout: float = 20.0) -> None:
+        """Until the port (and the browser port, if it has one) accepts connections."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.tail()}")
+        for port in (self.port, self.browser_port):
+            while port:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{self.name} did not listen on 127.0.0.1:{port} within {timeout}s:\n"
+                                           f"{self.tail()}") from None
+                    time.sleep(0.05)
 
     def wait_workers(self, count: int, timeout: float = 30.0) -> None:
         """Until this supervisor has `count` worker processes and each of them listens on the port
@@ -148,6 +153,11 @@ class Stack:
         """The name of the gateway with `--workers N`, if there is one."""
         return next((c.name for c in self.children if c.workers), "")
 
+    def browser_port(self, name: str) -> int:
+        """The browser listener's port of gateway `name` (0: it has none, or it is not running)."""
+        child = next((c for c in self.children if c.name == name), None)
+        return child.browser_port if child is not None and self.pki is not None else 0
+
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.child(name).port}"
 
@@ -198,9 +208,14 @@ class Stack:
         return answer.decode().strip()
 
     def _gateway(self, name: str, data_dir: Path, billing_port: int, flags: list[str],
-                 src: Path | None = None) -> Child:
+                 src: Path | None = None, browser: bool = False) -> Child:
+        """A gateway; with `browser`, where it has `serve --browser-listen`, also serving browsers
+        (Connect, gRPC-Web) on a port of its own, over the same TLS material as its gRPC port."""
         assert self.redis is not None
         port = free_port()
+        browser_port = free_port() if browser and "--browser-listen" in serve_flags(src) else 0
+        if browser_port:
+            flags = [*flags, "--browser-listen", f"127.0.0.1:{browser_port}"]
         has = serve_flags(src)
         sms: list[str] = []
         env: dict[str, str] = {}
@@ -212,7 +227,7 @@ class Stack:
             self.outboxes[name] = self.outbox
         else:  # an older gateway: its own file outbox in its own data directory
             self.outboxes[name] = data_dir / "sms-outbox.jsonl"
-        return self._spawn(name, [
+        child = self._spawn(name, [
             HALLGATE, "serve", "--listen", f"127.0.0.1:{port}", "--redis-url", self.redis.url,
             "--billing-target", f"127.0.0.1:{billing_port}", "--data-dir", str(data_dir),
             "--secret-key", "bench", "--log-level", "warning", "--log-format", "json",
@@ -221,6 +236,8 @@ class Stack:
             "--send-min-interval", "0", "--send-max-per-hour", "1000000000", "--grace-period", "1",
             # Development material (CA, legal signing key) where the gateway needs the flag for it.
             *(["--dev"] if "--dev" in has else []), *sms, *flags], port, src, env)
+        child.browser_port = browser_port
+        return child
 
     def start(self, tls: bool = True) -> Stack:
         redis_dir = self.workdir / "redis"
@@ -249,8 +266,10 @@ class Stack:
             self.identity = f"spiffe://hallgate.example/{KIOSK_PATH}"
             plain = ["--insecure-dev", "--trust-domain", "hallgate.example"]
             if tls:
+                # On mTLS, and serving browsers too: the Connect scenarios compare the two
+                # transports of this one gateway, the same kiosk certificate on both.
                 started.append(self._gateway("gateway-tls", self.workdir / "gateway-tls", billing_port,
-                                             ["--trust-domain", "hallgate.example"]))
+                                             ["--trust-domain", "hallgate.example"], browser=True))
         started.append(self._gateway("gateway", self.data_dir, billing_port, plain))
         for n, src in enumerate(self.candidates, 1):
             # Same Redis and secret key: tokens and codes from any of the gateways work on all.

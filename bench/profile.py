@@ -16,7 +16,12 @@ AREAS = [
     # Handle._run's own time is C it calls: cygrpc's coroutines and gRPC core (sendmsg, wake-ups).
     ("gRPC: cygrpc + core, run by the loop", ("grpc/_cython", "grpc/aio", "/grpc/", "asyncio/events.py")),
     ("redis-py client", ("redis/",)),
+    # The browser listener's stack (scenario x): JSON by json_format is pure Python, apart from protobuf.
+    ("protobuf JSON (json_format, Timestamp.ToJsonString)", ("protobuf/json_format.py", "well_known_types.py")),
     ("protobuf", ("google/protobuf", "_pb2")),
+    ("HTTP: hypercorn, h11, h2", ("hypercorn/", "h11/", "h2/", "hpack/", "wsgiref/", "http/cookies.py")),
+    ("connectrpc (Connect protocol)", ("connectrpc/",)),
+    ("TLS: asyncio's SSL protocol", ("asyncio/sslproto.py", "ssl.py")),
     ("structlog", ("structlog/",)),
     ("asyncio event loop", ("asyncio/", "selectors.py")),
     ("stdlib: thread pool, json, hmac", ("concurrent/futures", "threading.py", "json/", "hmac.py", "hashlib")),

@@ -7,10 +7,12 @@ process, prints one table and the targets, and stops every process it started (b
 ends. Figures also go to bench/results/latest.json.
 
     .venv/bin/python -m bench.run                      # everything, about three minutes
-    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, w, auth, a, c, s, t
+    .venv/bin/python -m bench.run --only b,redis       # some scenarios: d, redis, b, x, w, auth, a, c, s, t
+    .venv/bin/python -m bench.run --only b,x,auth      # gRPC beside Connect (binary, JSON) on the browser listener
     .venv/bin/python -m bench.run --only w             # --workers 2 against one worker
     .venv/bin/python -m bench.run --profile 10         # py-spy on the gateway under scenario (b)
     .venv/bin/python -m bench.run --profile 10 --profile-workers   # ... on the workers of --workers 2
+    .venv/bin/python -m bench.run --profile 10 --profile-connect json   # ... on the mTLS gateway under Connect JSON
     .venv/bin/python -m bench.run --only b --candidate ../copy-with-a-change   # A/B a gateway change
     .venv/bin/python -m bench.run --only s,t --candidate /tmp/hallgate-base   # the SMS path against a base
 
@@ -40,6 +42,7 @@ from typing import Any
 import grpc
 
 from bench import driver as driver_module
+from bench.connect_path import describe as connect_client
 from bench.procs import KIOSK_CERT, REPO, Stack
 from bench.profile import summarize
 from bench.report import Figure, error_lines, table, targets_table
@@ -88,9 +91,10 @@ class DriverProcess:
 
 
 def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: int = 16,
-            target: str = "gateway") -> str:
+            target: str = "gateway", load: str = "") -> str:
     """py-spy on the gateway (on each worker of a `--workers` one) while scenario (b) runs against
-    it; returns where the time went, the workers' samples merged."""
+    it (or against `load`: "connect-proto"/"connect-json", its browser listener, scenario x);
+    returns where the time went, the workers' samples merged."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         return "py-spy not installed (.venv/bin/pip install py-spy)"
@@ -105,7 +109,7 @@ def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: 
     errors = b""
     try:
         time.sleep(0.5)  # let py-spy attach before the load starts
-        fig = bench.list_once(clients, seconds + 1.5, target)
+        fig = bench.list_once(clients, seconds + 1.5, load or target, server=target)
         for proc in procs:
             errors += proc.communicate(timeout=seconds + 30)[1]
     finally:
@@ -120,7 +124,8 @@ def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: 
     for part in parts:
         part.unlink()
     who = f"each of the {len(pids)} workers of {target}" if child.workers else "the gateway"
-    summary = (f"py-spy --gil on {who}, scenario (b) at {clients} clients: {fig.rate:,.0f} req/s, "
+    scenario = f"scenario (x) over {load}" if load else "scenario (b)"
+    summary = (f"py-spy --gil on {who}, {scenario} at {clients} clients: {fig.rate:,.0f} req/s, "
                f"{fig.server_cpu_ms:.2f} ms gateway CPU per call, "
                f"{sum(fig.errors.values())} errors while sampled\n" + summarize(raw))
     out.write_text(summary + "\n")
@@ -164,14 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-workers", action="store_true",
                    help="profile the workers of the `--workers` gateway instead (load over --connections channels)")
     p.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
-    p.add_argument("--budget", type=float, default=270, help="seconds the whole run may take [270]")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds the whole run may take [270, and 60 more when scenario x runs]")
     p.add_argument("--only", metavar="LIST",
-                   help="comma-separated subset of d,redis,b,w,auth,a,c,s,t (default: all); s: the SMS path "
-                        "(code request known/unknown at answer floor 0, against each --candidate; code on the phone)")
+                   help="comma-separated subset of d,redis,b,x,w,auth,a,c,s,t (default: all); s: the SMS path "
+                        "(code request known/unknown at answer floor 0, against each --candidate; code on the phone); "
+                        "x: ListCallDetails and Authenticate on the mTLS gateway over gRPC and over its browser "
+                        "listener with Connect, binary and JSON (bench/connect_path.py)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="worker processes of the scaled gateway in scenario w [2]")
     p.add_argument("--connections", type=int, default=8, metavar="N",
                    help="channels (TCP connections) per gateway in scenario w, clients spread over them [8]")
+    p.add_argument("--profile-connect", choices=("grpc", "proto", "json"),
+                   help="with --profile: sample the mTLS gateway instead, under ListCallDetails over gRPC or over "
+                        "its browser listener with Connect (binary or JSON)")
+    p.add_argument("--connect-http2", action="store_true",
+                   help="scenario x: one HTTP/2 connection per client instead of HTTP/1.1")
+    p.add_argument("--connect-client", choices=("thin", "connectrpc"), default="thin",
+                   help="scenario x's load client: the thin one of bench/connect_path.py [thin], or connectrpc's "
+                        "generated client (slower: the driver becomes the bottleneck on JSON)")
     p.add_argument("--candidate", type=Path, metavar="DIR", action="append", default=[],
                    help="also run the gateway of this checkout (a copy with a proposed change) in scenarios (b) "
                         "and (s); repeatable")
@@ -180,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0, load_before = time.monotonic(), loadavg()
     only = set(args.only.split(",")) if args.only else None
+    if args.budget is None:
+        args.budget = 270 + (60 if only is None or "x" in only else 0)
     workers = args.workers if (args.profile_workers if args.profile else only is None or "w" in only) else 0
     workdir = Path(tempfile.mkdtemp(prefix="hallgate-bench-"))
     stack = Stack(workdir, candidates=[c.resolve() for c in args.candidate], workers=workers)
@@ -194,18 +212,29 @@ def main(argv: list[str] | None = None) -> int:
         cfg = {"targets": addresses | {"direct": stack.address("billing")}, "outbox": str(stack.outbox),
                "outboxes": {name: str(stack.outbox_of(name)) for name in addresses if name.startswith("gateway")},
                "identity": stack.identity, "pki": str(stack.pki or ""), "kiosk_cert": KIOSK_CERT,
-               "spread": spread, "connections": args.connections}
+               "spread": spread, "connections": args.connections,
+               "browser": f"127.0.0.1:{browser}" if (browser := stack.browser_port("gateway-tls")) else "",
+               "browser_http2": args.connect_http2, "connect_client": args.connect_client}
         driver = DriverProcess(cfg).start()
         assert driver.proc.pid is not None
         bench = Scenarios(stack, driver.run, driver.proc.pid, scale=0.5 if args.quick else 1.0,
                           deadline=t0 + args.budget, connections=args.connections)
+        bench.facts["connect_client"] = connect_client(args.connect_client, args.connect_http2)
         if args.profile:
             bench.prepare()
             target = stack.scaled if args.profile_workers else "gateway"
             if not target:
                 raise RuntimeError("--profile-workers: this gateway has no `serve --workers`")
             name = f"profile-{'workers-' * args.profile_workers}{args.profile_clients}.txt"
-            print(profile(stack, bench, args.profile, RESULTS / name, args.profile_clients, target))
+            load = ""
+            if args.profile_connect:
+                if not stack.browser_port("gateway-tls"):
+                    raise RuntimeError("--profile-connect: no mTLS gateway with a browser listener")
+                target = "gateway-tls"
+                load = "gateway-tls" if args.profile_connect == "grpc" else f"connect-{args.profile_connect}"
+                bench.connect_ready()  # the clients' connections open before sampling
+                name = f"profile-connect-{args.profile_connect}-{args.profile_clients}.txt"
+            print(profile(stack, bench, args.profile, RESULTS / name, args.profile_clients, target, load))
             return 0
         figures, targets = bench.all(only)
     except BaseException:
@@ -224,17 +253,19 @@ def main(argv: list[str] | None = None) -> int:
     print(table(figures))
     for line in error_lines(figures):
         print(line)
-    for key in ("sms_table", "timing_table"):
+    for key in ("connect_table", "sms_table", "timing_table"):
         if bench.facts.get(key):
             print("\n" + bench.facts[key])
     print()
     print(targets_table(targets))
-    write_json(args.json, figures, targets, environment(args.connections, load_before), bench.facts.get("sms"))
+    write_json(args.json, figures, targets, environment(args.connections, load_before), bench.facts.get("sms"),
+               {"client": bench.facts["connect_client"], "ratios": bench.facts["connect"]}
+               if bench.facts.get("connect") else None)
     return 1 if any(f.errors for f in figures) else 0
 
 
 def write_json(path: Path, figures: list[Figure], targets: list[Target], env: str,
-               sms: dict[str, Any] | None = None) -> None:
+               sms: dict[str, Any] | None = None, connect: dict[str, Any] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "at": datetime.now(UTC).isoformat(timespec="seconds"), "environment": env,
@@ -250,6 +281,7 @@ def write_json(path: Path, figures: list[Figure], targets: list[Target], env: st
         "targets": [{"name": t.name, "wanted": t.wanted, "measured": t.measured, "verdict": t.verdict}
                     for t in targets],
         "sms_path": sms,
+        "connect_path": connect,
     }, indent=1) + "\n")
 
 

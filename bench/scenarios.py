@@ -22,7 +22,7 @@ from bench.procs import Stack, serve_flags
 from bench.report import Figure, ratio
 from bench.sms_path import Gateway
 from bench.sms_path import measure as measure_sms
-from bench.targets import AUTH, LIST, MONTH_BIG, SPREAD, Target, find, targets
+from bench.targets import AUTH, CONNECT_AUTH, CONNECT_LIST, LIST, MONTH_BIG, SPREAD, Target, find, targets
 from bench.timing import measure as measure_timing
 from gateway.domain import rules
 
@@ -34,6 +34,9 @@ PAGE = 1000  # billing page size: the gateway's --billing-page-size default, use
 SLOW = 0.1  # seconds the slow reader sleeps between chunks
 PATHS = {"gateway": "gateway", "proxy": "bare proxy", "direct": "billing direct"}
 SERVER = {"direct": "billing"}  # the process a driver target talks to, where the names differ
+# Scenario (x): one gateway (the mTLS one, serving browsers too), its two transports, one kiosk certificate.
+TRANSPORTS = {"gateway-tls": "gRPC (mTLS)", "connect-proto": "Connect binary (proto)",
+              "connect-json": "Connect JSON"}
 
 Runner = Callable[[dict[str, Any], float], dict[str, Any]]
 
@@ -90,8 +93,8 @@ class Scenarios:
         self.figures.append(f)
         return f
 
-    def codes(self, numbers: list[str]) -> dict[str, str]:
-        result = self.task("issue", 32, 60, len(numbers), items=numbers)
+    def codes(self, numbers: list[str], clients: int = 32) -> dict[str, str]:
+        result = self.task("issue", clients, 60, len(numbers), items=numbers)
         self.issued.add(result)
         if result["errors"] or len(result["codes"]) != len(numbers):
             raise RuntimeError(f"issuing codes failed: {result['errors']}")
@@ -125,12 +128,17 @@ class Scenarios:
         """Every scenario (or those named in `only`); the heavy month first, while the gateway's heap
         is still small."""
         self.prepare()
-        steps = {"d": self.heavy_month, "redis": self.redis_commands, "b": self.list_calls,
-                 "w": self.scale_out, "auth": self.authenticate, "a": self.sessions, "c": self.wrong_passwords,
-                 "s": self.sms_path, "t": self.timing}
-        for name, step in steps.items():
+        steps = [("d", self.heavy_month), ("redis", self.redis_commands), ("b", self.list_calls),
+                 ("x", self.connect_list), ("w", self.scale_out), ("auth", self.authenticate),
+                 ("x", self.connect_auth), ("a", self.sessions), ("c", self.wrong_passwords), ("s", self.sms_path),
+                 ("t", self.timing)]
+        for name, step in steps:
             if only is None or name in only:
+                began = time.monotonic()
                 step()
+                self.log(f"[{name}: {time.monotonic() - began:.0f} s]")
+        if self.facts.get("connect"):
+            self.facts["connect_table"] = self._connect_table()
         self.figures.append(self.issued)
         return self.figures, self.targets()
 
@@ -187,6 +195,99 @@ class Scenarios:
                     f.note = f"{ratio(f, figs['direct']):.0%} of direct"
                 if path not in ("proxy", "direct"):
                     f.note = f"{ratio(f, figs['proxy']):.0%} of proxy, " + f.note
+
+    # --- (x) the Connect path --------------------------------------------------------------------
+
+    def connect_ready(self) -> bool:
+        if not self.stack.browser_port("gateway-tls"):
+            self.log("(x) Connect: not measured (no mTLS gateway with `serve --browser-listen`)")
+            return False
+        if not self.facts.get("connect_warm"):  # one connection per client, opened before any is timed
+            for path in ("connect-proto", "connect-json"):
+                self.task("list", max(CLIENTS), 5.0, 2 * max(CLIENTS), items=self.subjects, target=path)
+            self.facts["connect_warm"] = True
+        return True
+
+    def _compare(self, figs: dict[str, Figure]) -> None:
+        """Notes: each Connect row against the gRPC row measured beside it; everyone's driver CPU."""
+        grpc_fig = figs["gateway-tls"]
+        for path, f in figs.items():
+            driver = 1000 * f.cpu["driver"] / max(f.answered, 1)
+            f.note = f"driver {driver:.2f} ms/call"
+            if path == "gateway-tls":
+                continue
+            rates = ratio(f, grpc_fig)
+            p50 = f.p50 / grpc_fig.p50 if grpc_fig.p50 else 0.0
+            p99 = f.p99 / grpc_fig.p99 if grpc_fig.p99 else 0.0
+            f.note = f"{rates:.2f}x gRPC's rate, p50 {p50:.2f}x, p99 {p99:.2f}x; " + f.note
+            self.facts.setdefault("connect", []).append(
+                {"scenario": f.scenario, "clients": f.clients, "path": f.path, "rate_ratio": round(rates, 3),
+                 "p50_ratio": round(p50, 3), "p99_ratio": round(p99, 3), "rate": round(f.rate, 1),
+                 "grpc_rate": round(grpc_fig.rate, 1), "p50_ms": round(f.p50, 3), "grpc_p50_ms": round(grpc_fig.p50, 3),
+                 "p99_ms": round(f.p99, 3), "grpc_p99_ms": round(grpc_fig.p99, 3),
+                 "gateway_cpu_ms": round(f.server_cpu_ms, 3), "grpc_gateway_cpu_ms": round(grpc_fig.server_cpu_ms, 3),
+                 "driver_cpu_ms": round(driver, 3),
+                 "grpc_driver_cpu_ms": round(1000 * grpc_fig.cpu["driver"] / max(grpc_fig.answered, 1), 3),
+                 "errors": sum(f.errors.values())})
+
+    def connect_list(self, rounds: int = 4) -> None:
+        """(x) ListCallDetails on the mTLS gateway over gRPC, and over its browser listener with
+        Connect, binary and JSON; interleaved in short rounds, alternating the order."""
+        if not self.connect_ready():
+            return
+        for clients in CLIENTS:
+            self.log(f"(x) ListCallDetails at {clients} clients: gRPC, Connect binary, Connect JSON")
+            figs = {p: self.figure(CONNECT_LIST, clients, label, server="gateway-tls")
+                    for p, label in TRANSPORTS.items()}
+            for r in range(rounds):
+                for path in list(figs) if r % 2 == 0 else list(figs)[::-1]:
+                    figs[path].add(self.task("list", clients, 0.6 * self.scale, 10**6, items=self.subjects,
+                                             target=path))
+            self._compare(figs)
+
+    def connect_auth(self, rounds: int = 4) -> None:
+        """(x) Authenticate on the mTLS gateway over gRPC and over Connect, binary and JSON; every
+        sign-in with a fresh code (asked for through the plaintext gateway: the same Redis)."""
+        if not self.connect_ready():
+            return
+        for clients in CLIENTS:
+            self.log(f"(x) Authenticate at {clients} clients: gRPC, Connect binary, Connect JSON")
+            want = int({1: 320, 16: 700}.get(clients, 800) * self.scale)
+            numbers = seeded(self.next_auth, want * len(TRANSPORTS))
+            self.next_auth = int(numbers[-1][3:]) + 1
+            codes = self.codes(numbers, clients=96)  # the answer floor (300 ms) paces each code request
+            left = {p: [(m, self.sim.password_for(m), codes[m]) for m in numbers[k * want:(k + 1) * want]]
+                    for k, p in enumerate(TRANSPORTS)}
+            figs = {p: self.figure(CONNECT_AUTH, clients, label, server="gateway-tls")
+                    for p, label in TRANSPORTS.items()}
+            for r in range(rounds):
+                for path in list(figs) if r % 2 == 0 else list(figs)[::-1]:
+                    result = self.task("auth", clients, 0.35 * self.scale, len(left[path]), items=left[path],
+                                       target=path)
+                    figs[path].add(result)
+                    used = result["ok"] + sum(result["errors"].values()) + \
+                        sum(len(v) for k, v in result["latencies"].items() if k != "OK")
+                    left[path] = left[path][used:]
+            self._compare(figs)
+            for path, f in figs.items():
+                if not left[path]:
+                    f.note += "; ran out of codes before the time bound"
+
+    def _connect_table(self) -> str:
+        rows = self.facts["connect"]
+        lines = [f"(x) Connect against gRPC on the same gateway (TLS, the kiosk certificate on both); load client: "
+                 f"{self.facts.get('connect_client', '?')}",
+                 f"  {'':44} {'clients':>7} {'rate':>7} {'p50':>7} {'p99':>7}   {'gateway CPU ms/call':>19}"
+                 f"   {'driver CPU ms/call':>18}",
+                 f"  {'':44} {'':>7} {'ratio':>7} {'ratio':>7} {'ratio':>7}   {'Connect / gRPC':>19}"
+                 f"   {'Connect / gRPC':>18}"]
+        for row in rows:
+            what = f"{row['scenario'].split(',')[0].removeprefix('(x) ')}, {row['path']}"
+            lines.append(f"  {what:44} {row['clients']:>7} {row['rate_ratio']:>6.2f}x {row['p50_ratio']:>6.2f}x "
+                         f"{row['p99_ratio']:>6.2f}x   {row['gateway_cpu_ms']:>8.2f} / "
+                         f"{row['grpc_gateway_cpu_ms']:<8.2f}   {row['driver_cpu_ms']:>7.2f} / "
+                         f"{row['grpc_driver_cpu_ms']:<8.2f}")
+        return "\n".join(lines)
 
     def connections(self, name: str) -> list[int]:
         """Established connections on each worker of a `--workers` gateway (one number for a single one)."""
@@ -276,10 +377,11 @@ class Scenarios:
             f.add(self.task("wrong", clients, 2.5 * self.scale, len(items), items=items))
             f.note = ", ".join(f"{k} {n}" for k, n in f.refusals.most_common())
 
-    def list_once(self, clients: int, duration: float, target: str = "gateway") -> Figure:
-        """(b) once against `target`; a `--workers` gateway over the scale-out's several connections."""
+    def list_once(self, clients: int, duration: float, target: str = "gateway", server: str = "") -> Figure:
+        """(b) once against `target` (served by process `server`, if not the same name); a `--workers`
+        gateway over the scale-out's several connections."""
         spread = target == self.stack.scaled
-        return Figure(SPREAD if spread else LIST, clients, target, server=target).add(
+        return Figure(SPREAD if spread else LIST, clients, target, server=server or target).add(
             self.task("list", clients, duration, 10**7, items=self.subjects, target=target, spread=spread))
 
     def sms_path(self) -> None:
