@@ -61,7 +61,8 @@ def browser_listener(settings: Settings, pipeline: Pipeline, services: Mapping[s
                 PageConfig(web_channel=settings.web_channel, idle_timeout=settings.browser_idle_timeout,
                            retention_months=settings.retention_months, challenge=settings.web_challenge,
                            # the month window as the server checks it: in the operator's time zone
-                           today=lambda: rules.local_today(datetime.now(UTC), settings.timezone)),
+                           today=lambda: rules.local_today(datetime.now(UTC), settings.timezone),
+                           trust_domain=settings.trust_domain),
                 origins=origins(settings))
     files = files_of(settings.browser_tls_cert or settings.tls_cert, settings.browser_tls_key or settings.tls_key,
                      settings.tls_client_ca, settings.tls_reload)

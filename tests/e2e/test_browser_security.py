@@ -299,3 +299,22 @@ async def test_the_page_config_gives_the_month_window_the_server_checks(make_gat
     got = await asyncio.to_thread(config)
     assert got["today"] == rules.local_today(datetime.now(UTC), "Pacific/Kiritimati").isoformat()
     assert got["retentionMonths"] == gw.settings.retention_months and got["channel"] == "web"
+
+
+async def test_the_page_config_names_the_terminal_a_certificate_shows(make_gateway):
+    """What a desk shows before any call (the pipeline still decides every call on its own)."""
+    import http.client
+
+    gw = await web(make_gateway)
+
+    def config(cert: str | None) -> dict[str, Any]:
+        conn = http.client.HTTPSConnection("127.0.0.1", gw.browser.port, context=context(gw.pki, cert), timeout=10)
+        conn.request("GET", "/page-config.json")
+        body = conn.getresponse().read()
+        conn.close()
+        return json.loads(body)
+
+    clerk = await asyncio.to_thread(config, "clerk-H001-T07")
+    assert (clerk["channel"], clerk["terminal"], clerk["hall"]) == ("clerk", "H001/clerk/T07", "H001")
+    assert (await asyncio.to_thread(config, KIOSK_CERT))["channel"] == "kiosk"
+    assert (await asyncio.to_thread(config, None))["channel"] == "web"

@@ -115,7 +115,7 @@ class BrowserConfig:
 # -- request facts -------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1024)
-def _certificate(pem: bytes) -> tuple[str, ...]:
+def certificate_uris(pem: bytes) -> tuple[str, ...]:
     cert = x509.load_pem_x509_certificate(pem)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -133,7 +133,7 @@ def _peer_label(address: str, port: int | None) -> str:
 
 def facts_of(method: str, kind: str, http: HttpRequest, config: BrowserConfig,
              time_left: Callable[[], float | None] = lambda: None) -> CallFacts:
-    uris = _certificate(http.client_cert_pem) if http.client_cert_pem else ()
+    uris = certificate_uris(http.client_cert_pem) if http.client_cert_pem else ()
     peer_host, peer_port = http.peer if http.peer else ("", 0)
     client = client_address(peer_host, http.headers.get(config.client_ip_header, ""), config.proxies)
     token, cookie = http.headers.get(CSRF_HEADER, ""), http.cookies.get(session_cookie.CSRF, "")

@@ -27,8 +27,16 @@ from typing import Any
 
 import structlog
 
+from gateway.domain.identity import parse_spiffe
 from gateway.transport.browser import session_cookie
-from gateway.transport.browser.connect import REQUEST, TIMEOUT_HEADERS, ConnectTransport, HttpRequest, timeout_of
+from gateway.transport.browser.connect import (
+    REQUEST,
+    TIMEOUT_HEADERS,
+    ConnectTransport,
+    HttpRequest,
+    certificate_uris,
+    timeout_of,
+)
 
 log = structlog.get_logger("hallgate.browser")
 
@@ -36,6 +44,8 @@ STATIC = Path(__file__).parent / "static"
 API_PREFIX = "/hallgate."
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# The legal desk shows the agency's letter (a PDF) inline from a blob: URL; no other page may frame.
+FRAME_BLOBS = "/legal"
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -65,6 +75,7 @@ class PageConfig:
     retention_months: int
     challenge: str
     today: Callable[[], date] = date.today
+    trust_domain: str = ""
 
 
 def static_files(root: Path = STATIC) -> dict[str, tuple[Path, str]]:
@@ -78,8 +89,10 @@ def static_files(root: Path = STATIC) -> dict[str, tuple[Path, str]]:
                                                         "image/svg+xml"):
                     kind += "; charset=utf-8"
                 files["/" + path.relative_to(root).as_posix()] = (path, kind)
-    if "/index.html" in files:
-        files["/"] = files["/index.html"]
+    for page in [p for p in files if p.endswith("/index.html")]:  # a directory's page: /counter/ and /counter
+        files[page.removesuffix("index.html")] = files[page]
+        if page != "/index.html":
+            files[page.removesuffix("/index.html")] = files[page]
     return files
 
 
@@ -171,8 +184,17 @@ class Site:
 
     async def _page_config(self, scope: Scope, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
         tls = scope.get("extensions", {}).get("tls") or {}
-        channel = "kiosk" if tls.get("client_cert_chain") else ("web" if self.page.web_channel else "none")
-        body = json.dumps({"channel": channel, "idleTimeoutSeconds": self.page.idle_timeout,
+        chain = tls.get("client_cert_chain") or []
+        terminal = hall = ""
+        channel = "web" if self.page.web_channel else "none"
+        if chain:  # what the certificate names, for the page to show; the pipeline decides on every call
+            channel = "unknown"
+            for uri in certificate_uris(chain[0].encode()):
+                found = parse_spiffe(uri, self.page.trust_domain)
+                if found is not None:
+                    channel, terminal, hall = found.channel.value, found.terminal, found.hall
+        body = json.dumps({"channel": channel, "terminal": terminal, "hall": hall,
+                           "idleTimeoutSeconds": self.page.idle_timeout,
                            "retentionMonths": self.page.retention_months, "today": self.page.today().isoformat(),
                            "challenge": "dev" if self.page.challenge.startswith("dev-") else self.page.challenge
                            }).encode()

@@ -1,5 +1,6 @@
-// The public KioskService over the Connect protocol (JSON), from this page's own origin.
-// The session token never passes through here: the server keeps it in an HttpOnly cookie.
+// The public API over the Connect protocol (JSON), from this page's own origin: a method name alone
+// is the KioskService's; a full path ("/hallgate.v1.StaffService/SignIn") names any service (the
+// desks). Session tokens never pass through here: the server keeps them in HttpOnly cookies.
 
 import { decodeDetails } from "./proto.js";
 
@@ -56,7 +57,7 @@ function aborted() {
 
 async function post(method, body, contentType, signal, keepalive = false) {
   try {
-    return await fetch(SERVICE + method, {
+    return await fetch(method.startsWith("/") ? method : SERVICE + method, {
       method: "POST", headers: headers(contentType), body, credentials: "same-origin", cache: "no-store",
       redirect: "error", signal, keepalive,
     });
