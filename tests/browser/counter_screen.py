@@ -51,7 +51,7 @@ async def counter_pages(browser: Browser) -> AsyncIterator[OpenCounter]:
     watches: list[CounterWatch] = []
 
     async def factory(h: Any, cert: str | None = CLERK, viewport: dict[str, int] | None = None,
-                      lang: str = "zh-CN") -> Page:
+                      lang: str = "zh-CN", clock: bool = False) -> Page:
         options: dict[str, Any] = {"ignore_https_errors": True, "viewport": viewport or DESKTOP,
                                    "locale": lang, "timezone_id": "Asia/Shanghai", "service_workers": "block"}
         if cert:
@@ -64,6 +64,8 @@ async def counter_pages(browser: Browser) -> AsyncIterator[OpenCounter]:
         watches.append(watch)
         page.on("console", watch.console)
         page.on("pageerror", watch.page_error)
+        if clock:  # timers and Date under Playwright's clock (page.clock.fast_forward)
+            await page.clock.install()
         await page.goto(h.browser_url + "/counter/", wait_until="load")
         await expect(page.locator("body")).to_have_attribute("data-ready", "true")
         return page

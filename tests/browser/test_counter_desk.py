@@ -6,7 +6,10 @@ fields; 1280x800 and a kiosk-sized display; and a clear refusal on any other ter
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +30,10 @@ from tests.support.staff import STAFF_PASSWORD, fresh_totp, next_totp
 
 pytestmark = pytest.mark.timeout(240)
 
+STATIC = Path(__file__).parents[2] / "gateway" / "transport" / "browser" / "static" / "counter"
+# Ways to run or style text as code, or to build DOM from strings (as tests/browser/test_csp.py).
+FORBIDDEN_JS = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
+                          r"setAttribute\(\s*[\"']style|setTimeout\(\s*[\"'`]|cssText|https?://")
 CUSTOMER = "13800000141"  # this file's own numbers; every reset is undone at teardown
 OTHER_CUSTOMER = "13800000142"
 
@@ -287,3 +294,58 @@ async def test_another_terminal_gets_a_clear_refusal(make_gateway: Any, open_cou
             await shot(page, "desks/counter-21-refused-legal-english")
             await page.click("#lang")
     assert not [e for e in await h.audit_events() if e.get("method", "").startswith("/hallgate.v1.StaffService")]
+
+
+class Markup(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name.startswith("on") or name == "style":
+                self.problems.append(f"<{tag} {name}=...>")
+            if name in ("src", "href", "action") and value and not value.startswith(("/", "#")):
+                self.problems.append(f"<{tag} {name}={value}>: not this origin")
+        if tag == "script" and not dict(attrs).get("src"):
+            self.problems.append("an inline <script>")
+        if tag == "style":
+            self.problems.append("a <style> element")
+
+
+def test_the_counter_files_have_no_inline_code_or_styles() -> None:
+    parser = Markup()
+    parser.feed((STATIC / "index.html").read_text())
+    assert parser.problems == []
+    for js in sorted(STATIC.glob("*.js")):
+        found = FORBIDDEN_JS.findall(js.read_text())
+        assert not found, f"{js.name}: {found}"
+    css = (STATIC / "counter.css").read_text()
+    assert "@import" not in css and "url(" not in css
+
+
+async def test_idle_clears_the_customer_then_signs_the_clerk_out(make_gateway: Any, open_counter: OpenCounter) -> None:
+    h = await make_gateway(browser_listen="127.0.0.1:0")
+    secret = await h.add_staff("C5", "clerk", hall="H001")
+    page = await open_counter(h, clock=True)
+    ui = Counter(page)
+    await ui.sign_in("C5", fresh_totp(secret))
+    await ui.at("open")
+    owner = h.billing.owner_of(OTHER_CUSTOMER)
+    await ui.choose(OTHER_CUSTOMER, "PLAN_CHANGE")
+    await ui.fill_card(owner)
+    await ui.open_session()
+    await ui.in_session()
+
+    await page.clock.fast_forward("10:01")  # the customer session's idle time (600 s) has passed
+    await ui.at("open")
+    await expect(page.locator("#notice")).to_be_visible()
+    assert await page.locator("#p-msisdn").text_content() == ""
+    await ui.cookie_gone(CUSTOMER_COOKIE)
+
+    await page.clock.fast_forward("05:00")  # and the staff session's (900 s)
+    await ui.at("sign-in")
+    await ui.cookie_gone(STAFF_COOKIE)
+    events = await audit_until(h, lambda ev: ("SignOut", "OK") in calls(ev, "clerk"))
+    assert in_order(calls(events, "clerk"), [("OpenCustomerSession", "OK"), ("CloseCustomerSession", "OK"),
+                                             ("SignOut", "OK")])
