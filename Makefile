@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint protos bench bench-audit redis postgres chromium clean fuzz lock sbom browser-screenshots
+.PHONY: run test lint protos bench bench-audit redis postgres chromium clean fuzz lock sbom browser-screenshots desk-screenshots
 
 # The venv holds exactly the hash-checked set of requirements-dev.lock (CI's `make test` included), then
 # hallgate itself, built with the locked setuptools (no unhashed download for the build either).
@@ -62,7 +62,7 @@ run: $(STAMP) redis
 	$(BIN)/hallgate serve --dev --browser-listen 127.0.0.1:8443 --web-channel --web-challenge dev-pass
 
 test: $(STAMP) redis postgres chromium lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -88,12 +88,25 @@ fuzz: $(STAMP) redis
 	VERIFIER_EXAMPLES=$${VERIFIER_EXAMPLES:-5000} $(BIN)/python -m pytest -q -p no:cacheprovider \
 	  tests/hostile/test_verifier_fuzz.py
 
-# Screenshots of the self-service page at each step, into docs/browser/ (shown in docs/browser.md).
+# Screenshots of the self-service page at each step, into docs/browser/ (shown in docs/browser.md), and of
+# every screen of the staff desks, into docs/desks/ (shown in docs/desks.md).
 browser-screenshots: $(STAMP) redis chromium
-	HALLGATE_SCREENSHOTS=docs/browser $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
+	HALLGATE_SCREENSHOTS=docs/browser $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser \
+	  --ignore-glob='tests/browser/test_*_desk.py'
+
+desk-screenshots: $(STAMP) redis chromium
+	@mkdir -p docs/desks
+	HALLGATE_SCREENSHOTS=docs $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_counter_desk.py \
+	  tests/browser/test_legal_desk.py tests/browser/test_audit_desk.py
 
 clean:
 	rm -rf $(VENV) .hallgate .pytest_cache .mypy_cache .ruff_cache dist
+
+# Not part of `make test`: the soak tests (pytest -m soak), e.g. 4,500 cancelled streams against the gateway's
+# memory (tests/hostile/test_streams.py); about a minute.
+.PHONY: soak
+soak: $(STAMP) redis
+	HALLGATE_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m soak
 
 # Not part of `make test`: the Redis failover window as a caller sees it (docs/scale-out.md, Failover), Sentinel
 # with 1 and with 2 replicas per master, audit replicas 1, the master SIGKILLed under calls; about 1.5 minutes.

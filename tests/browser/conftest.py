@@ -33,7 +33,8 @@ KIOSK = {"width": 1080, "height": 1920}
 PHONE = {"width": 390, "height": 844}
 # An API call answered with an error status is logged by chromium as a failed resource load; the
 # tests that provoke such answers expect them. Anything else in the console is a failure.
-API_LOAD_ERROR = re.compile(r"^Failed to load resource: the server responded with a status of (400|401|403|429|503)")
+API_LOAD_ERROR = re.compile(
+    r"^Failed to load resource: the server responded with a status of (400|401|403|404|409|412|429|501|503|504)")
 
 expect.set_options(timeout=15_000)
 
@@ -59,7 +60,7 @@ class Watch:
         if message.type not in ("error", "warning"):
             return
         where = message.location.get("url", "") if message.location else ""
-        if message.type == "error" and API_LOAD_ERROR.match(message.text) and "/hallgate.v1.KioskService/" in where:
+        if message.type == "error" and API_LOAD_ERROR.match(message.text) and "/hallgate.v1." in where:
             return
         if message.type == "warning" and "Content Security Policy" not in message.text:
             return
@@ -72,7 +73,7 @@ class Watch:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not HAVE_CHROMIUM:
-        pytest.skip(f"no chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+        pytest.fail(f"no chromium at {CHROMIUM}: `make chromium` installs Debian's")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True, timeout=30_000)
         try:
