@@ -222,13 +222,15 @@ async def _run(client: aioredis.Redis, chain: str, keys: Mapping[str, bytes], ki
                                  f"seq {pos.seq} was verified at {pos.at}, but the chain ends at seq "
                                  f"{result.last_seq}", last_seq=result.last_seq, last_id=result.last_id,
                                  anchor=result.anchor)
+    positions = {"started_after_seq": anchor.seq, "checkpoint_seq": base.seq}
     if not result.ok:
         log.error("audit_verify_broken", chain=chain, **result.as_dict())
-        return ac.IncrementalResult(result, rejected)
+        return ac.IncrementalResult(result, rejected, **positions)
     recorded = None
     if v.checked and v.last_id and v.prev_mac:
         when = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
         new = Position(result.last_seq or 0, v.last_id, v.prev_mac, when, v.checked, anchor.seq, kid)
         if await record(client, chain, keys, new, stored_sig) == 1:
             recorded = new.seq
-    return ac.IncrementalResult(result, rejected, recorded)
+    through = recorded or (anchor.seq if anchor.source == VERIFIED else 0)
+    return ac.IncrementalResult(result, rejected, recorded, verified_through_seq=through, **positions)

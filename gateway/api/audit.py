@@ -92,9 +92,12 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         # No range: incremental when the reader keeps verified positions (only events after the last
         # one are read, and a new one is recorded on success). A range: exactly that range, as ever.
         rejected = ""
+        positions: dict[str, int] = {"started_after_seq": max(0, request.start_seq - 1)}
         if not request.start_seq and not request.end_seq:
             run: ac.IncrementalResult = await self.reader.verify_incremental()
             result, rejected = run.result, run.rejected
+            positions = {"started_after_seq": run.started_after_seq, "checkpoint_seq": run.checkpoint_seq,
+                         "verified_through_seq": run.verified_through_seq}
         else:
             result = await self.reader.verify(request.start_seq or None, request.end_seq or None)
         start = result.anchor if not (request.start_seq or request.end_seq) else "range"
@@ -103,7 +106,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         return audit_pb2.VerifyChainResponse(
             ok=result.ok, checked=result.checked, first_bad_seq=result.first_bad_seq or 0,
             first_bad_id=result.first_bad_id or "", reason=result.reason or "", verified_from=start,
-            verified_position_rejected="".join(c if " " <= c <= "~" else "?" for c in rejected)[:300])
+            verified_position_rejected="".join(c if " " <= c <= "~" else "?" for c in rejected)[:300],
+            last_checked_seq=result.last_seq or 0, **positions)
 
     async def ExportEvents(self, request: audit_pb2.ExportEventsRequest, context: grpc.aio.ServicerContext
                            ) -> AsyncIterator[audit_pb2.ExportEventsResponse]:

@@ -308,6 +308,9 @@ class IncrementalResult:
     result: VerifyResult
     rejected: str = ""
     recorded_seq: int | None = None
+    started_after_seq: int = 0  # the run checked the events after this seq
+    checkpoint_seq: int = 0  # the retention trim's checkpoint (0: none)
+    verified_through_seq: int = 0  # the verified position after the run (recorded, or the one it started from)
 
 
 class ChainBroken(Exception):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hallgate/v1/audit.proto\x12\x0bhallgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x0b\x45ventFilter\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x10\n\x08staff_id\x18\x02 \x01(\t\x12\x10\n\x08terminal\x18\x03 \x01(\t\x12\x0c\n\x04hall\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x12QueryEventsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.hallgate.v1.EventFilter\x12\r\n\x05limit\x18\x02 \x01(\x05\"\x89\x01\n\nAuditEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\t\x12\x33\n\x06\x66ields\x18\x03 \x03(\x0b\x32#.hallgate.v1.AuditEvent.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x13QueryEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.hallgate.v1.AuditEvent\"8\n\x12VerifyChainRequest\x12\x11\n\tstart_seq\x18\x01 \x01(\x03\x12\x0f\n\x07\x65nd_seq\x18\x02 \x01(\x03\"\xaa\x01\n\x13VerifyChainResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x03 \x01(\x03\x12\x14\n\x0c\x66irst_bad_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rverified_from\x18\x06 \x01(\t\x12\"\n\x1averified_position_rejected\x18\x07 \x01(\t\"?\n\x13\x45xportEventsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.hallgate.v1.EventFilter\"%\n\x14\x45xportEventsResponse\x12\r\n\x05jsonl\x18\x01 \x01(\x0c\x32\x8b\x02\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12\x1f.hallgate.v1.QueryEventsRequest\x1a .hallgate.v1.QueryEventsResponse0\x01\x12P\n\x0bVerifyChain\x12\x1f.hallgate.v1.VerifyChainRequest\x1a .hallgate.v1.VerifyChainResponse\x12U\n\x0c\x45xportEvents\x12 .hallgate.v1.ExportEventsRequest\x1a!.hallgate.v1.ExportEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hallgate/v1/audit.proto\x12\x0bhallgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x0b\x45ventFilter\x12\x0e\n\x06msisdn\x18\x01 \x01(\t\x12\x10\n\x08staff_id\x18\x02 \x01(\t\x12\x10\n\x08terminal\x18\x03 \x01(\t\x12\x0c\n\x04hall\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x12QueryEventsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.hallgate.v1.EventFilter\x12\r\n\x05limit\x18\x02 \x01(\x05\"\x89\x01\n\nAuditEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\t\x12\x33\n\x06\x66ields\x18\x03 \x03(\x0b\x32#.hallgate.v1.AuditEvent.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x13QueryEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.hallgate.v1.AuditEvent\"8\n\x12VerifyChainRequest\x12\x11\n\tstart_seq\x18\x01 \x01(\x03\x12\x0f\n\x07\x65nd_seq\x18\x02 \x01(\x03\"\x95\x02\n\x13VerifyChainResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x03 \x01(\x03\x12\x14\n\x0c\x66irst_bad_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rverified_from\x18\x06 \x01(\t\x12\"\n\x1averified_position_rejected\x18\x07 \x01(\t\x12\x19\n\x11started_after_seq\x18\x08 \x01(\x03\x12\x18\n\x10last_checked_seq\x18\t \x01(\x03\x12\x16\n\x0e\x63heckpoint_seq\x18\n \x01(\x03\x12\x1c\n\x14verified_through_seq\x18\x0b \x01(\x03\"?\n\x13\x45xportEventsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.hallgate.v1.EventFilter\"%\n\x14\x45xportEventsResponse\x12\r\n\x05jsonl\x18\x01 \x01(\x0c\x32\x8b\x02\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12\x1f.hallgate.v1.QueryEventsRequest\x1a .hallgate.v1.QueryEventsResponse0\x01\x12P\n\x0bVerifyChain\x12\x1f.hallgate.v1.VerifyChainRequest\x1a .hallgate.v1.VerifyChainResponse\x12U\n\x0c\x45xportEvents\x12 .hallgate.v1.ExportEventsRequest\x1a!.hallgate.v1.ExportEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,11 +47,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERIFYCHAINREQUEST']._serialized_start=582
   _globals['_VERIFYCHAINREQUEST']._serialized_end=638
   _globals['_VERIFYCHAINRESPONSE']._serialized_start=641
-  _globals['_VERIFYCHAINRESPONSE']._serialized_end=811
-  _globals['_EXPORTEVENTSREQUEST']._serialized_start=813
-  _globals['_EXPORTEVENTSREQUEST']._serialized_end=876
-  _globals['_EXPORTEVENTSRESPONSE']._serialized_start=878
-  _globals['_EXPORTEVENTSRESPONSE']._serialized_end=915
-  _globals['_AUDITSERVICE']._serialized_start=918
-  _globals['_AUDITSERVICE']._serialized_end=1185
+  _globals['_VERIFYCHAINRESPONSE']._serialized_end=918
+  _globals['_EXPORTEVENTSREQUEST']._serialized_start=920
+  _globals['_EXPORTEVENTSREQUEST']._serialized_end=983
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_start=985
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_end=1022
+  _globals['_AUDITSERVICE']._serialized_start=1025
+  _globals['_AUDITSERVICE']._serialized_end=1292
 # @@protoc_insertion_point(module_scope)

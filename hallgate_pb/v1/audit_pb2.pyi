@@ -71,7 +71,7 @@ class VerifyChainRequest(_message.Message):
     def __init__(self, start_seq: _Optional[int] = ..., end_seq: _Optional[int] = ...) -> None: ...
 
 class VerifyChainResponse(_message.Message):
-    __slots__ = ("ok", "checked", "first_bad_seq", "first_bad_id", "reason", "verified_from", "verified_position_rejected")
+    __slots__ = ("ok", "checked", "first_bad_seq", "first_bad_id", "reason", "verified_from", "verified_position_rejected", "started_after_seq", "last_checked_seq", "checkpoint_seq", "verified_through_seq")
     OK_FIELD_NUMBER: _ClassVar[int]
     CHECKED_FIELD_NUMBER: _ClassVar[int]
     FIRST_BAD_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,10 @@ class VerifyChainResponse(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FROM_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_POSITION_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_THROUGH_SEQ_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     checked: int
     first_bad_seq: int
@@ -86,7 +90,11 @@ class VerifyChainResponse(_message.Message):
     reason: str
     verified_from: str
     verified_position_rejected: str
-    def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., first_bad_seq: _Optional[int] = ..., first_bad_id: _Optional[str] = ..., reason: _Optional[str] = ..., verified_from: _Optional[str] = ..., verified_position_rejected: _Optional[str] = ...) -> None: ...
+    started_after_seq: int
+    last_checked_seq: int
+    checkpoint_seq: int
+    verified_through_seq: int
+    def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., first_bad_seq: _Optional[int] = ..., first_bad_id: _Optional[str] = ..., reason: _Optional[str] = ..., verified_from: _Optional[str] = ..., verified_position_rejected: _Optional[str] = ..., started_after_seq: _Optional[int] = ..., last_checked_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., verified_through_seq: _Optional[int] = ...) -> None: ...
 
 class ExportEventsRequest(_message.Message):
     __slots__ = ("filter",)

@@ -195,9 +195,19 @@ async def test_an_auditor_finds_the_trail_exports_it_and_sees_a_tampered_event_a
     await expect(page.locator("#chain-verdict")).to_have_text("链完整")
     assert int(await page.locator("#chain-facts dd[data-checked]").get_attribute("data-checked") or 0) > 0
     await expect(page.locator("#chain-facts dd[data-from]")).to_have_attribute("data-from", "genesis")
+    first_through = await page.locator("#chain-facts dd[data-verified-through]").get_attribute("data-verified-through")
+    assert first_through == await page.locator("#chain-facts dd[data-last-checked]").get_attribute("data-last-checked")
+    assert int(first_through or 0) > 0  # a verified position recorded at the newest event checked
+    await expect(page.locator("#chain-facts dd[data-checkpoint]")).to_have_attribute("data-checkpoint", "—")
     await shot(page, "desks/audit-07-chain-intact")
     await page.click("#verify-new")  # the next run starts from the signed verified position
     await expect(page.locator("#chain-facts dd[data-from]")).to_have_attribute("data-from", "verified")
+    # The positions: this run started after the last verified position, and recorded a newer one.
+    after = int(await page.locator("#chain-facts dd[data-started-after]").get_attribute("data-started-after") or 0)
+    through = await page.locator("#chain-facts dd[data-verified-through]").get_attribute("data-verified-through")
+    last = await page.locator("#chain-facts dd[data-last-checked]").get_attribute("data-last-checked")
+    assert after > 0 and through is not None and through != "—" and int(through) >= after
+    assert last is not None and (last == "—" or int(last) == int(through))
     seq = await tamper_denied(h)
     await page.click("#verify-all")
     await expect(verdict).to_have_attribute("data-ok", "false")

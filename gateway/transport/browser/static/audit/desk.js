@@ -767,6 +767,12 @@ function renderChain() {
   const fromKey = c.whole ? "fromWhole" : "from" + from.charAt(0).toUpperCase() + from.slice(1);
   fact(list, "factChecked", formatCount(Number(c.checked || 0)), { checked: String(Number(c.checked || 0)) });
   fact(list, "factFrom", from ? t(fromKey) : "—", { from });
+  // The positions the server reports (VerifyChainResponse); "—" where it has none.
+  const seq = (v) => (Number(v || 0) > 0 ? String(Number(v)) : "—");
+  fact(list, "factStartedAfter", seq(c.startedAfterSeq), { startedAfter: seq(c.startedAfterSeq) });
+  fact(list, "factLastChecked", seq(c.lastCheckedSeq), { lastChecked: seq(c.lastCheckedSeq) });
+  fact(list, "factCheckpoint", seq(c.checkpointSeq), { checkpoint: seq(c.checkpointSeq) });
+  if (ok) fact(list, "factVerifiedThrough", seq(c.verifiedThroughSeq), { verifiedThrough: seq(c.verifiedThroughSeq) });
   if (!ok) {
     fact(list, "factFirstBad", String(bad), { seq: String(bad) });
     if (c.firstBadId) fact(list, "factFirstBadId", c.firstBadId);
