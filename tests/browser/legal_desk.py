@@ -111,10 +111,11 @@ class LegalDeskPage:
         """Whether the server's CSP for the desk lets it frame a blob: (the letter inline)."""
         return any(d.split()[:1] == ["frame-src"] and "blob:" in d.split() for d in self.csp.split(";"))
 
-    async def sign_in(self, staff_id: str, secret: str, code: str | None = None) -> None:
+    async def sign_in(self, staff_id: str, secret: str, code: str | None = None,
+                      password: str = STAFF_PASSWORD) -> None:
         await expect(self.page.locator("#view-sign-in")).to_be_visible()
         await self.page.fill("#staff-id", staff_id)
-        await self.page.fill("#staff-password", STAFF_PASSWORD)
+        await self.page.fill("#staff-password", password)
         await self.page.fill("#totp", code if code is not None else fresh_totp(secret))
         await self.page.click("#sign-in")
 

@@ -194,12 +194,12 @@ function explain(err, where = "", scope = document) {
 // ---------------------------------------------------------------------------------------------
 // Views
 
-const VIEWS = ["refused", "sign-in", "list", "register", "request"];
+const VIEWS = ["refused", "sign-in", "change", "list", "register", "request"];
 
 function showView(view) {
   state.view = view;
   for (const v of VIEWS) $("view-" + v).hidden = v !== view;
-  const inside = Boolean(state.staff) && view !== "refused" && view !== "sign-in";
+  const inside = Boolean(state.staff) && !["refused", "sign-in", "change"].includes(view);
   $("nav").hidden = !inside;
   $("sign-out").hidden = !state.staff;
   $("nav-list").setAttribute("aria-current", String(view === "list"));
@@ -207,6 +207,7 @@ function showView(view) {
   $("nav-register").hidden = !state.staff || state.staff.role !== "legal_officer";
   document.body.dataset.view = view;
   if (view === "sign-in") $("staff-id").focus({ preventScroll: true });
+  if (view === "change") $($("c-staff-id").value ? "c-current" : "c-staff-id").focus({ preventScroll: true });
 }
 
 function setBusy(busy) {
@@ -254,6 +255,44 @@ async function signIn(event) {
       $("staff-password").value = "";
       $("totp").value = "";
       explain(err, "sign-in");
+      if (err instanceof ApiError && (err.reason || "").toLowerCase() === "password_expired") {
+        toChange(staffId); // the message stays: why the form is shown
+      }
+    }
+  });
+}
+
+function toChange(staffId = "") {
+  $("form-change").reset();
+  $("c-staff-id").value = staffId || $("staff-id").value.trim();
+  showView("change");
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  await busyWith(async () => {
+    clearMessage();
+    if ($("c-new").value !== $("c-repeat").value) {
+      $("c-repeat-error").textContent = t("errRepeat");
+      $("c-repeat-error").hidden = false;
+      show("error", "errRepeat");
+      return;
+    }
+    const staffId = $("c-staff-id").value.trim();
+    try {
+      await unary(STAFF + "ChangePassword", {
+        staffId, currentPassword: $("c-current").value, newPassword: $("c-new").value,
+        totpCode: $("c-totp").value.replace(/\s/g, ""),
+      });
+      $("form-change").reset();
+      $("form-sign-in").reset();
+      $("staff-id").value = staffId;
+      showView("sign-in");
+      $("staff-password").focus({ preventScroll: true });
+      show("notice", "passwordChanged");
+    } catch (err) {
+      for (const id of ["c-current", "c-new", "c-repeat", "c-totp"]) $(id).value = "";
+      explain(err, "sign-in", $("view-change"));
     }
   });
 }
@@ -967,6 +1006,16 @@ async function framingAllowed() {
 async function start() {
   $("form-sign-in").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
+  $("form-change").addEventListener("submit", changePassword);
+  $("to-change").addEventListener("click", () => {
+    clearMessage();
+    toChange();
+  });
+  $("change-back").addEventListener("click", () => {
+    clearMessage();
+    $("form-change").reset();
+    showView("sign-in");
+  });
   $("lang").addEventListener("click", () => {
     setLang(currentLang() === "en" ? "zh-CN" : "en");
     renderAll();
