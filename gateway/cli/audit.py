@@ -94,6 +94,12 @@ def add_commands(sub: Any) -> None:
     ve.add_argument("--progress-every", type=int, default=10_000, help="--full: a progress line every N events")
     ve.add_argument("--json", action="store_true", help="the result as one JSON document (not with --full)")
     ve.set_defaults(run=cmd_verify)
+    vx = au.add_parser("verify-export", help="host: check a file ExportEvents wrote (the audit desk's download): "
+                                             "every event's seal under the audit key, and the links between "
+                                             "consecutive events; exit 1 naming the first bad line")
+    vx.add_argument("file", help="the exported JSON Lines file")
+    vx.add_argument("--json", action="store_true", help="the verdict as one JSON document")
+    vx.set_defaults(run=cmd_verify_export)
 
     env = from_env()
     tr = au.add_parser("trim", help="host: remove events past retention after a signed checkpoint")
@@ -216,6 +222,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 FROM = {"verified": "since the last verified position", "checkpoint": "from the retention checkpoint",
         "genesis": "from the chain's first event", "range": "in the range asked for",
         "predecessor": "in the range asked for"}
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    """On the audit host (it needs the audit key): the verdict on an exported file."""
+    from gateway.domain.audit_chain import check_export
+
+    s = from_env()
+    keys, _ = s.audit_keys()
+    try:
+        with open(args.file, encoding="utf-8", errors="replace") as f:
+            verdict = check_export(s.audit_chain, keys, f)
+    except OSError as err:
+        print(f"error: {args.file}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({k: getattr(verdict, k) for k in verdict.__dataclass_fields__}))
+    elif verdict.ok:
+        how = ("one unbroken run: verified as a chain" if verdict.whole
+               else f"{verdict.linked} links between consecutive events checked; a filtered export has gaps")
+        print(f"ok: {verdict.events} events (seq {verdict.first_seq} to {verdict.last_seq}), every seal holds; {how}")
+    else:
+        print(f"NOT OK at line {verdict.bad_line}: {verdict.why} ({verdict.events} lines before it were good)")
+    return 0 if verdict.ok else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -595,3 +595,57 @@ def durability_mode(version: str, aof_enabled: bool, appendfsync: str | None) ->
     if appendfsync == "always":
         return "always"
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Exported files
+
+
+@dataclass(frozen=True, slots=True)
+class ExportCheck:
+    """The verdict on an exported file (ExportEvents, JSON Lines): `ok` when every line is an event
+    of `chain` whose seal holds under the audit keys and every two lines with consecutive seqs link.
+    A filtered export has gaps (other events), so it proves each event, not that none is missing;
+    an unfiltered one is also checked as a whole chain (`whole`)."""
+
+    ok: bool
+    events: int
+    first_seq: int = 0
+    last_seq: int = 0
+    linked: int = 0  # pairs of consecutive seqs whose link was checked
+    bad_line: int = 0  # the first line that fails (1-based), when not ok
+    why: str = ""
+    whole: bool = False  # the lines are one unbroken run of seqs, verified as a chain from the first
+
+
+def check_export(chain: str, keys: Mapping[str, bytes], lines: Iterable[str]) -> ExportCheck:
+    """Check an exported file's lines (see ExportCheck); the first bad line is named."""
+    previous: dict[str, str] | None = None
+    entries: list[tuple[str, dict[str, str]]] = []
+    first = last = linked = 0
+    for n, line in enumerate((ln for ln in lines if ln.strip()), 1):
+        try:
+            named, entry_id, ev = from_json_line(line)
+            seq = int(ev["seq"])
+        except (ValueError, KeyError) as err:
+            return ExportCheck(False, n - 1, first, last, linked, n, f"not an exported audit event ({err})")
+        if named != chain:
+            return ExportCheck(False, n - 1, first, last, linked, n, f"an event of another chain ({named})")
+        sealed = mac_ok(chain, keys, ev)
+        if sealed is None:
+            why = f"sealed under an unknown key id {ev.get('kid')!r}"
+            return ExportCheck(False, n - 1, first, last, linked, n, why)
+        if not sealed:
+            return ExportCheck(False, n - 1, first, last, linked, n, "the seal does not hold: the event was changed")
+        if previous is not None:
+            if seq <= int(previous["seq"]):
+                return ExportCheck(False, n - 1, first, last, linked, n, "out of order")
+            if seq == int(previous["seq"]) + 1:
+                if ev.get("prev") != previous.get("mac"):
+                    return ExportCheck(False, n - 1, first, last, linked, n, "not linked to the line before")
+                linked += 1
+        first = first or seq
+        last, previous = seq, ev
+        entries.append((entry_id, ev))
+    whole = bool(entries) and linked == len(entries) - 1
+    return ExportCheck(True, len(entries), first, last, linked, whole=whole)

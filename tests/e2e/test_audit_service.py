@@ -30,6 +30,7 @@ from hallgate_pb.v1 import (
 from tests.support.audit_calls import Auditor, auditor, counter
 from tests.support.dates import month
 from tests.support.legal import desk, register_message
+from tests.support.processes import hallgate
 from tests.support.status import details, drain, refused, violations
 from tests.support.subscribers import HEAVY, ORDINARY, OTHER, UNKNOWN
 from tests.support.tls import AUDIT_CERT, CLERK_CERT, LEGAL_CERT
@@ -321,6 +322,34 @@ async def test_export_is_json_lines_matching_the_query_and_verifiable_offline(gw
     assert offline.ok and offline.checked == len(stored)
     for line in b"".join(chunks).decode().splitlines():
         assert set(json.loads(line)) >= {"chain", "id", "seq", "mac", "prev", "method", "decision"}
+
+
+async def test_hallgate_audit_verify_export_checks_a_downloaded_file_on_the_host(gw, tmp_path):
+    """The host command an auditor runs on a file the desk or `audit export` saved: every seal under
+    the audit key and every link between consecutive events; the first bad line named."""
+    aud = await varied_trail(gw)
+    env = {"HALLGATE_SECRET_KEY": gw.settings.secret_key, "HALLGATE_DATA_DIR": str(tmp_path / "host")}
+    filtered = b"".join(await aud.export_chunks(channel="kiosk"))
+    whole = b"".join(await aud.export_chunks())
+    for name, data, expect in (("filtered", filtered, "every seal holds;"), ("whole", whole, "one unbroken run")):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(data)
+        done = await asyncio.to_thread(hallgate, "audit", "verify-export", str(path), env=env)
+        assert done.returncode == 0 and expect in done.stdout, done.stdout + done.stderr
+    lines = whole.decode().splitlines()
+    event = json.loads(lines[3])
+    event["decision"] = "allowed" if event["decision"] != "allowed" else "denied"  # an edited line
+    lines[3] = json.dumps(event)
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n")
+    done = await asyncio.to_thread(hallgate, "audit", "verify-export", str(tampered), "--json", env=env)
+    verdict = json.loads(done.stdout)
+    assert done.returncode == 1 and (verdict["ok"], verdict["bad_line"]) == (False, 4) and "seal" in verdict["why"]
+    del lines[3]  # a deleted line in an unfiltered export: the next one no longer links
+    tampered.write_text("\n".join(lines) + "\n")
+    done = await asyncio.to_thread(hallgate, "audit", "verify-export", str(tampered), env=env)
+    assert done.returncode == 0 and "one unbroken run" not in done.stdout  # seals hold; the gap shows
+    assert "links between consecutive events checked" in done.stdout
 
 
 async def test_a_large_export_comes_in_several_chunks_of_whole_lines(gw):
