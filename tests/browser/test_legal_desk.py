@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import ConsoleMessage, expect
+from playwright.async_api import expect
 
 from gateway.domain import delivery
-from tests.browser import conftest
 from tests.browser.conftest import DESKTOP, OpenPage, shot
 from tests.browser.legal_desk import LegalDeskPage, letter_pdf, payload, promote, public_key_pem
 from tests.support.legal import desk, register_message
@@ -29,26 +28,6 @@ from tests.support.subscribers import ORDINARY
 from tests.support.tls import CLERK_CERT, LEGAL_CERT
 
 pytestmark = pytest.mark.timeout(240)
-
-API_PATHS = ("/hallgate.v1.LegalService/", "/hallgate.v1.StaffService/")
-
-
-@pytest.fixture(autouse=True)
-def desk_refusals_expected(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The conftest's watch forgives an API call answered with an error status on the kiosk path
-    only; these tests provoke the legal desk's refusals (four eyes, a wrong code, bad fields) on
-    purpose. Those, and nothing else, are forgiven here too."""
-    original = conftest.Watch.console
-
-    def console(self: conftest.Watch, message: ConsoleMessage) -> None:
-        where = message.location.get("url", "") if message.location else ""
-        if (message.type == "error" and conftest.API_LOAD_ERROR.match(message.text)
-                and any(p in where for p in API_PATHS)):
-            return
-        original(self, message)
-
-    monkeypatch.setattr(conftest.Watch, "console", console)
-
 
 STATIC = Path(__file__).parents[2] / "gateway" / "transport" / "browser" / "static" / "legal"
 FORBIDDEN_JS = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
