@@ -266,6 +266,14 @@ class LegalServicer(legal_pb2_grpc.LegalServiceServicer):
         return legal_pb2.ListRequestsResponse(requests=[self._message(r) for r in page.requests],
                                               next_page_token=page.next_page_token)
 
+    async def GetLetter(self, request: legal_pb2.GetLetterRequest,
+                        context: grpc.aio.ServicerContext) -> legal_pb2.GetLetterResponse:
+        _note("letter", request.request_id[:64])
+        found, data = await self.desk.get_letter(self.actor(), request.request_id)
+        _note("letter", found.request_id, sha256=found.letter_sha256)
+        return legal_pb2.GetLetterResponse(content=data, media_type=found.letter_media_type,
+                                           sha256=found.letter_sha256)
+
     async def GetRequest(self, request: legal_pb2.GetRequestRequest,
                          context: grpc.aio.ServicerContext) -> legal_pb2.GetRequestResponse:
         _note("get", request.request_id[:64])

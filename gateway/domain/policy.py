@@ -110,6 +110,7 @@ POLICY: dict[str, Rule] = {
     "/hallgate.v1.LegalService/FulfilRequest": rule(LEGAL, LEGAL_WRITERS),
     "/hallgate.v1.LegalService/ListRequests": rule(LEGAL, LEGAL_READERS),
     "/hallgate.v1.LegalService/GetRequest": rule(LEGAL, LEGAL_READERS),
+    "/hallgate.v1.LegalService/GetLetter": rule(LEGAL, LEGAL_READERS),
     "/hallgate.v1.AuditService/QueryEvents": rule(AUDIT, AUDITORS),
     "/hallgate.v1.AuditService/VerifyChain": rule(AUDIT, AUDITORS),
     "/hallgate.v1.AuditService/ExportEvents": rule(AUDIT, AUDITORS),

@@ -64,6 +64,8 @@ REASON_MESSAGES = {
     "outside_approved_categories": "only the approved data categories may be disclosed",
     "outside_approved_window": "only the approved time window may be disclosed",
     "request_changed": "the request changed meanwhile; reload it and try again",
+    "letter_missing": "the agency's letter is not on file: nothing can be disclosed for this request",
+    "letter_corrupt": "the letter on file is not the one registered: nothing can be disclosed for this request",
     "request_expired": "the approval has lapsed; a new approval is needed",
     "send_throttled": "a code was requested for this number recently; try again later",
     "locked": "too many failed attempts: this number is locked for self-service; try again later",

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .legal_pb2 import ApproveRequestRequest, ApproveRequestResponse, CancelRequestRequest, CancelRequestResponse, FulfilRequestRequest, FulfilRequestResponse, GetRequestRequest, GetRequestResponse, ListRequestsRequest, ListRequestsResponse, MarkInvalidRequest, MarkInvalidResponse, RegisterRequestRequest, RegisterRequestResponse, RejectRequestRequest, RejectRequestResponse
+from .legal_pb2 import ApproveRequestRequest, ApproveRequestResponse, CancelRequestRequest, CancelRequestResponse, FulfilRequestRequest, FulfilRequestResponse, GetLetterRequest, GetLetterResponse, GetRequestRequest, GetRequestResponse, ListRequestsRequest, ListRequestsResponse, MarkInvalidRequest, MarkInvalidResponse, RegisterRequestRequest, RegisterRequestResponse, RejectRequestRequest, RejectRequestResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -103,6 +103,14 @@ class LegalService(Protocol):
     async def get_request(self, request: GetRequestRequest, ctx: RequestContext[GetRequestRequest, GetRequestResponse], /) -> GetRequestResponse:
         """
         GetRequest returns one request with its full history.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_letter(self, request: GetLetterRequest, ctx: RequestContext[GetLetterRequest, GetLetterResponse], /) -> GetLetterResponse:
+        """
+        GetLetter returns the agency's scanned letter of a request, as stored, after checking it against
+        the request's SHA-256 (FAILED_PRECONDITION letter_missing / letter_corrupt otherwise), so the
+        people deciding see the very letter that authorises the disclosure. Audited like every call.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -207,6 +215,17 @@ class LegalServiceASGIApplication(ConnectASGIApplication[LegalService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_request,
+                ),
+                "/hallgate.v1.LegalService/GetLetter": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetLetter",
+                        service_name="hallgate.v1.LegalService",
+                        input=GetLetterRequest,
+                        output=GetLetterResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_letter,
                 ),
             },
             interceptors=interceptors,
@@ -450,6 +469,31 @@ class LegalServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def get_letter(
+        self,
+        request: GetLetterRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetLetterResponse:
+        """
+        GetLetter returns the agency's scanned letter of a request, as stored, after checking it against
+        the request's SHA-256 (FAILED_PRECONDITION letter_missing / letter_corrupt otherwise), so the
+        people deciding see the very letter that authorises the disclosure. Audited like every call.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetLetter",
+                service_name="hallgate.v1.LegalService",
+                input=GetLetterRequest,
+                output=GetLetterResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class LegalServiceSync(Protocol):
     """
@@ -517,6 +561,14 @@ class LegalServiceSync(Protocol):
     def get_request(self, request: GetRequestRequest, ctx: RequestContext[GetRequestRequest, GetRequestResponse], /) -> GetRequestResponse:
         """
         GetRequest returns one request with its full history.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_letter(self, request: GetLetterRequest, ctx: RequestContext[GetLetterRequest, GetLetterResponse], /) -> GetLetterResponse:
+        """
+        GetLetter returns the agency's scanned letter of a request, as stored, after checking it against
+        the request's SHA-256 (FAILED_PRECONDITION letter_missing / letter_corrupt otherwise), so the
+        people deciding see the very letter that authorises the disclosure. Audited like every call.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -619,6 +671,17 @@ class LegalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_request,
+                ),
+                "/hallgate.v1.LegalService/GetLetter": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetLetter",
+                        service_name="hallgate.v1.LegalService",
+                        input=GetLetterRequest,
+                        output=GetLetterResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_letter,
                 ),
             },
             interceptors=interceptors,
@@ -856,6 +919,31 @@ class LegalServiceClientSync(ConnectClientSync):
                 service_name="hallgate.v1.LegalService",
                 input=GetRequestRequest,
                 output=GetRequestResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_letter(
+        self,
+        request: GetLetterRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetLetterResponse:
+        """
+        GetLetter returns the agency's scanned letter of a request, as stored, after checking it against
+        the request's SHA-256 (FAILED_PRECONDITION letter_missing / letter_corrupt otherwise), so the
+        people deciding see the very letter that authorises the disclosure. Audited like every call.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetLetter",
+                service_name="hallgate.v1.LegalService",
+                input=GetLetterRequest,
+                output=GetLetterResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

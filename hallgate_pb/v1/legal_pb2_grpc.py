@@ -82,6 +82,11 @@ class LegalServiceStub:
                 request_serializer=hallgate_dot_v1_dot_legal__pb2.GetRequestRequest.SerializeToString,
                 response_deserializer=hallgate_dot_v1_dot_legal__pb2.GetRequestResponse.FromString,
                 _registered_method=True)
+        self.GetLetter = channel.unary_unary(
+                '/hallgate.v1.LegalService/GetLetter',
+                request_serializer=hallgate_dot_v1_dot_legal__pb2.GetLetterRequest.SerializeToString,
+                response_deserializer=hallgate_dot_v1_dot_legal__pb2.GetLetterResponse.FromString,
+                _registered_method=True)
 
 
 class LegalServiceServicer:
@@ -161,6 +166,15 @@ class LegalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLetter(self, request, context):
+        """GetLetter returns the agency's scanned letter of a request, as stored, after checking it against
+        the request's SHA-256 (FAILED_PRECONDITION letter_missing / letter_corrupt otherwise), so the
+        people deciding see the very letter that authorises the disclosure. Audited like every call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LegalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +217,11 @@ def add_LegalServiceServicer_to_server(servicer, server):
                     servicer.GetRequest,
                     request_deserializer=hallgate_dot_v1_dot_legal__pb2.GetRequestRequest.FromString,
                     response_serializer=hallgate_dot_v1_dot_legal__pb2.GetRequestResponse.SerializeToString,
+            ),
+            'GetLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLetter,
+                    request_deserializer=hallgate_dot_v1_dot_legal__pb2.GetLetterRequest.FromString,
+                    response_serializer=hallgate_dot_v1_dot_legal__pb2.GetLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -429,6 +448,33 @@ class LegalService:
             '/hallgate.v1.LegalService/GetRequest',
             hallgate_dot_v1_dot_legal__pb2.GetRequestRequest.SerializeToString,
             hallgate_dot_v1_dot_legal__pb2.GetRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hallgate.v1.LegalService/GetLetter',
+            hallgate_dot_v1_dot_legal__pb2.GetLetterRequest.SerializeToString,
+            hallgate_dot_v1_dot_legal__pb2.GetLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -318,3 +318,14 @@ async def test_the_page_config_names_the_terminal_a_certificate_shows(make_gatew
     assert (clerk["channel"], clerk["terminal"], clerk["hall"]) == ("clerk", "H001/clerk/T07", "H001")
     assert (await asyncio.to_thread(config, KIOSK_CERT))["channel"] == "kiosk"
     assert (await asyncio.to_thread(config, None))["channel"] == "web"
+
+
+async def test_only_the_legal_desk_may_frame_a_blob(make_gateway):
+    """The legal desk shows the agency's letter from a blob: URL; every other page frames nothing."""
+    gw = await web(make_gateway)
+    for path in ("/legal/", "/legal/desk.js"):
+        _, headers, _ = await asyncio.to_thread(get, gw.browser.port, path)
+        assert headers["content-security-policy"].endswith("; frame-src blob:"), path
+    for path in ("/", "/counter/", "/audit/", "/legalese"):
+        _, headers, _ = await asyncio.to_thread(get, gw.browser.port, path)
+        assert "frame-src" not in headers["content-security-policy"], path

@@ -430,6 +430,7 @@ def every_legal_rpc(stub, md, rid: str):
                                                                                          reason="now"), metadata=md)),
         "ListRequests": lambda: stub.ListRequests(legal_pb2.ListRequestsRequest(), metadata=md),
         "GetRequest": lambda: stub.GetRequest(legal_pb2.GetRequestRequest(request_id=rid), metadata=md),
+        "GetLetter": lambda: stub.GetLetter(legal_pb2.GetLetterRequest(request_id=rid), metadata=md),
     }
 
 
@@ -595,6 +596,31 @@ async def test_a_missing_or_altered_letter_blocks_disclosure(gw):
     assert (await officer.get(rid)).state == S.REQUEST_STATE_AWAITING_DISCLOSURE
     stored.write_bytes(PDF)
     assert (await officer.fulfil(rid))[-1].WhichOneof("part") == "manifest"
+
+
+async def test_the_readers_get_the_very_letter_and_an_altered_one_is_refused(gw):
+    """GetLetter: the scan as registered, for the legal readers (officer, approver, auditor) on the
+    legal terminal; checked against the request's SHA-256 first, like a fulfilment; on record."""
+    officer, approver, _ = await legal_department(gw)
+    rid = (await officer.register()).request_id
+    ask = legal_pb2.GetLetterRequest(request_id=rid)
+    for reader in (officer, approver):
+        got = await reader.stub.GetLetter(ask, metadata=reader.md)
+        assert (got.content, got.media_type, got.sha256) == (PDF, "application/pdf", hashlib.sha256(PDF).hexdigest())
+    clerk = await desk(gw, "K9001", "clerk", cert=CLERK_CERT, hall="H001")
+    e = await refused(legal_pb2_grpc.LegalServiceStub(gw.channel_for(CLERK_CERT)).GetLetter(ask, metadata=clerk.md))
+    assert (e.code(), reason(e)) == (Code.PERMISSION_DENIED, "LEGAL_VIA_HALL")
+    ref = hashlib.sha256(PDF).hexdigest()
+    stored = Path(gw.settings.data_dir) / "documents" / ref[:2] / ref
+    stored.write_bytes(PDF.replace(b"/Count 0", b"/Count 1"))
+    e = await refused(officer.stub.GetLetter(ask, metadata=officer.md))
+    assert (e.code(), reason(e)) == (Code.FAILED_PRECONDITION, "LETTER_CORRUPT")
+    stored.unlink()
+    e = await refused(officer.stub.GetLetter(ask, metadata=officer.md))
+    assert (e.code(), reason(e)) == (Code.FAILED_PRECONDITION, "LETTER_MISSING")
+    events = [e for e in await gw.audit_events() if e["method"].endswith("/GetLetter")]
+    assert [(e["code"], e["staff_id"]) for e in events][:2] == [("OK", officer.staff_id), ("OK", approver.staff_id)]
+    assert all(rid in e["detail"] for e in events if e["channel"] == "legal")  # the clerk's never got that far
 
 
 async def test_a_letter_may_be_8_mib_and_not_a_byte_more(gw):

@@ -180,6 +180,16 @@ class LegalDesk:
         request = await self._current(request_id)
         return request, await self.store.history(request_id)
 
+    async def get_letter(self, actor: Actor, request_id: str) -> tuple[LegalRequest, bytes]:
+        """The request and its letter's bytes, checked against the request's SHA-256 (as a
+        fulfilment checks it): the readers see the very letter that authorises the request."""
+        request, _ = await self.get_request(actor, request_id)
+        await self._check_letter(request)
+        data = await self.documents.get(request.letter_sha256)
+        if data is None or hashlib.sha256(data).hexdigest() != request.letter_sha256:  # changed meanwhile
+            raise FailedPrecondition("letter_corrupt")
+        return request, data
+
     async def list_requests(self, actor: Actor, f: ListFilter) -> RequestPage:
         self._reader(actor)
         v = rules.Violations()

@@ -204,6 +204,8 @@ class Site:
                     head: bool) -> None:
         file, kind = self.static[path]
         body = file.read_bytes()
+        if path == FRAME_BLOBS or path.startswith(FRAME_BLOBS + "/"):
+            extra = [(k, v + b"; frame-src blob:" if k == b"content-security-policy" else v) for k, v in extra]
         out = [*extra, (b"content-type", kind.encode()), (b"cache-control", b"no-cache")]
         if kind.startswith("text/html"):  # a page: it gets the CSRF cookie it echoes
             jar = session_cookie.cookies(headers.get("cookie", ""))
