@@ -604,6 +604,28 @@ async function openRequest(requestId, known = null) {
   $("q-reason").value = "";
   renderRequest();
   showView("request");
+  await fetchLetter(epoch);
+}
+
+/** The letter as registered (GetLetter), checked here against the request's SHA-256 too, then shown. */
+async function fetchLetter(epoch) {
+  const r = state.request;
+  const info = (r && r.letter) || {};
+  if (!info.sha256 || state.letters.has(info.sha256)) return;
+  try {
+    const answer = await unary(LEGAL + "GetLetter", { requestId: r.requestId });
+    if (epoch !== state.epoch || state.request !== r) return;
+    const bytes = base64Bytes(answer.content || "");
+    const sha = await sha256Hex(bytes);
+    if (sha !== info.sha256) {
+      show("error", "letterMismatch", { sha });
+      return;
+    }
+    state.letters.set(sha, { bytes, type: answer.mediaType || info.mediaType, name: `${r.requestId}-letter` });
+    renderLetter();
+  } catch (err) {
+    if (epoch === state.epoch) explain(err, "get");
+  }
 }
 
 function fact(dl, key, value) {
