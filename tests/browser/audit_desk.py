@@ -5,15 +5,12 @@ desk's steps by element id, and the offline check of an exported file."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any
 
 from google.protobuf import timestamp_pb2
-from playwright.async_api import Browser, ConsoleMessage, Page, expect
+from playwright.async_api import Page, expect
 
 from adapters.audit.keys import stream_key
 from gateway.domain import audit_chain as ac
@@ -26,44 +23,16 @@ from hallgate_pb.v1 import (
     lending_pb2,
     lending_pb2_grpc,
 )
-from tests.browser.conftest import DESKTOP, bounded
 from tests.support.audit_calls import counter
 from tests.support.dates import month
 from tests.support.staff import STAFF_PASSWORD, fresh_totp
 from tests.support.status import refused
 from tests.support.subscribers import ORDINARY, OTHER
-from tests.support.tls import AUDIT_CERT, CLERK_CERT
+from tests.support.tls import CLERK_CERT
 
 DESK = "/audit/"
 # Chromium logs an API call answered with an error status as a failed load; the error tests
 # provoke such answers on the desk's services (conftest's watch expects them on KioskService only).
-API_LOAD_ERROR = re.compile(r"^Failed to load resource: the server responded with a status of (400|401|403|412|429)")
-
-
-# As tests/browser/test_csp.py checks the self-service page's files (no test module imports another):
-# ways to run or style text as code, or to build DOM from strings, none of which the desk needs.
-FORBIDDEN_JS = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
-                          r"setAttribute\(\s*[\"']style|setTimeout\(\s*[\"'`]|cssText|https?://")
-
-
-class Markup(HTMLParser):
-    """Inline handlers, style attributes, inline scripts, <style>, and anything not of this origin."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.problems: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        names = dict(attrs)
-        for name, value in attrs:
-            if name.startswith("on") or name == "style":
-                self.problems.append(f"<{tag} {name}=...>")
-            if name in ("src", "href", "action") and value and not (value.startswith("/") or value.startswith("#")):
-                self.problems.append(f"<{tag} {name}={value}>: not this origin")
-        if tag == "script" and not names.get("src"):
-            self.problems.append("an inline <script>")
-        if tag == "style":
-            self.problems.append("a <style> element")
 
 
 @dataclass
@@ -203,33 +172,3 @@ class AuditDesk:
         return (await error.text_content() or "").strip()
 
 
-@asynccontextmanager
-async def desk_page(browser: Browser, h: Any, cert: str = AUDIT_CERT, viewport: dict[str, int] | None = None
-                    ) -> AsyncIterator[Page]:
-    """The desk in its own context, for tests that provoke API errors: as conftest's open_page (a
-    console error, an uncaught exception or a CSP violation fails the test), except that an API
-    call answered with an error status may be logged as a failed load on any hallgate.v1 service."""
-    problems: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        if message.type not in ("error", "warning"):
-            return
-        where = message.location.get("url", "") if message.location else ""
-        if message.type == "error" and API_LOAD_ERROR.match(message.text) and "/hallgate.v1." in where:
-            return
-        if message.type == "warning" and "Content Security Policy" not in message.text:
-            return
-        problems.append(f"console {message.type}: {message.text} ({where})")
-
-    context = await browser.new_context(
-        ignore_https_errors=True, viewport=viewport or DESKTOP, locale="zh-CN", timezone_id="Asia/Shanghai",
-        service_workers="block", client_certificates=[{"origin": h.browser_url, "certPath": str(h.pki / f"{cert}.crt"),
-                                                       "keyPath": str(h.pki / f"{cert}.key")}])
-    try:
-        page = await context.new_page()
-        page.on("console", console)
-        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
-        yield page
-    finally:
-        await bounded(context.close(), "closing a browser context")
-    assert not problems, "the desk logged errors:\n" + "\n".join(problems)

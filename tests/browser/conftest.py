@@ -102,11 +102,12 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     watches: list[Watch] = []
 
     async def factory(h: Any, kiosk: bool = False, viewport: dict[str, int] | None = None,
-                      cert: str = KIOSK_CERT, clock: bool = False) -> Page:
-        """`clock`: the page's timers and Date under Playwright's clock (page.clock.fast_forward),
-        so an idle timeout is reached without waiting for it."""
+                      cert: str = KIOSK_CERT, clock: bool = False, path: str = "/", lang: str = "zh-CN") -> Page:
+        """`kiosk`: present the terminal certificate `cert` (a kiosk's unless named); `path`: the page
+        (the desks: /counter/, /legal/, /audit/); `clock`: the page's timers and Date under Playwright's
+        clock (page.clock.fast_forward), so an idle timeout is reached without waiting for it."""
         options: dict[str, Any] = {"ignore_https_errors": True, "viewport": viewport or (KIOSK if kiosk else DESKTOP),
-                                   "locale": "zh-CN", "timezone_id": "Asia/Shanghai", "service_workers": "block"}
+                                   "locale": lang, "timezone_id": "Asia/Shanghai", "service_workers": "block"}
         if kiosk:
             options["client_certificates"] = [{"origin": h.browser_url, "certPath": str(h.pki / f"{cert}.crt"),
                                                "keyPath": str(h.pki / f"{cert}.key")}]
@@ -119,7 +120,7 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
         page.on("pageerror", watch.page_error)
         if clock:
             await page.clock.install()
-        await page.goto(h.browser_url + "/", wait_until="load")
+        await page.goto(h.browser_url + path, wait_until="load")
         await expect(page.locator("body")).to_have_attribute("data-ready", "true")
         return page
 

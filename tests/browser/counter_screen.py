@@ -10,73 +10,29 @@ makes it its fixture `open_counter`). Anything else logged still fails."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from playwright.async_api import BrowserContext, Page, expect
 
-from tests.browser.conftest import DESKTOP, Watch, bounded
+from tests.browser.conftest import DESKTOP
 from tests.support.staff import STAFF_PASSWORD
 
 CLERK = "clerk-H001-T07"
 STAFF_COOKIE = "__Host-hallgate-staff"
 CUSTOMER_COOKIE = "__Host-hallgate-customer"
-COUNTER_API_ERROR = re.compile(
-    r"^Failed to load resource: the server responded with a status of (400|401|403|412|429|503)")
-COUNTER_SERVICES = ("/hallgate.v1.StaffService/", "/hallgate.v1.ClerkService/")
-
-
-class CounterWatch(Watch):
-    """conftest's watch, which also expects refusals of the counter's own services."""
-
-    def console(self, message: ConsoleMessage) -> None:
-        where = message.location.get("url", "") if message.location else ""
-        if message.type == "error" and COUNTER_API_ERROR.match(message.text) and any(
-                s in where for s in COUNTER_SERVICES):
-            return
-        super().console(message)
-
-
 OpenCounter = Callable[..., Awaitable[Page]]
 
 
-@contextlib.asynccontextmanager
-async def counter_pages(browser: Browser) -> AsyncIterator[OpenCounter]:
-    """Factory: `page = await open_counter(h, cert=CLERK, viewport=DESKTOP)` opens /counter/ in a new
-    context presenting that terminal certificate (None: none), ready to use. On leaving, every page
-    opened must have logged no error (but the counter API's refusals) and no CSP violation."""
-    contexts: list[BrowserContext] = []
-    watches: list[CounterWatch] = []
-
+def counter_opener(open_page: Any) -> OpenCounter:
+    """`page = await open_counter(h, cert=CLERK, viewport=DESKTOP)`: /counter/ through conftest's
+    open_page, presenting that terminal certificate (None: none)."""
     async def factory(h: Any, cert: str | None = CLERK, viewport: dict[str, int] | None = None,
                       lang: str = "zh-CN", clock: bool = False) -> Page:
-        options: dict[str, Any] = {"ignore_https_errors": True, "viewport": viewport or DESKTOP,
-                                   "locale": lang, "timezone_id": "Asia/Shanghai", "service_workers": "block"}
-        if cert:
-            options["client_certificates"] = [{"origin": h.browser_url, "certPath": str(h.pki / f"{cert}.crt"),
-                                               "keyPath": str(h.pki / f"{cert}.key")}]
-        context = await browser.new_context(**options)
-        contexts.append(context)
-        page = await context.new_page()
-        watch = CounterWatch()
-        watches.append(watch)
-        page.on("console", watch.console)
-        page.on("pageerror", watch.page_error)
-        if clock:  # timers and Date under Playwright's clock (page.clock.fast_forward)
-            await page.clock.install()
-        await page.goto(h.browser_url + "/counter/", wait_until="load")
-        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
-        return page
+        return await open_page(h, kiosk=cert is not None, cert=cert or CLERK, viewport=viewport or DESKTOP,
+                               clock=clock, path="/counter/", lang=lang)
 
-    try:
-        yield factory
-    finally:
-        for context in contexts:
-            await bounded(context.close(), "closing a browser context")
-    problems = [p for w in watches for p in w.problems]
-    assert not problems, "the page logged errors:\n" + "\n".join(problems)
+    return factory
 
 
 class Counter:
