@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import expect
 
 from gateway.domain import delivery
-from tests.browser.conftest import DESKTOP, OpenPage, shot
+from tests.browser.conftest import DESKTOP, KIOSK, OpenPage, shot
 from tests.browser.legal_desk import LegalDeskPage, letter_pdf, payload, promote, public_key_pem
 from tests.support.legal import desk, register_message
 from tests.support.staff import STAFF_PASSWORD, fresh_totp, next_totp
@@ -308,3 +308,22 @@ async def test_another_terminal_gets_a_clear_refusal_and_calls_nothing(make_gate
     await asyncio.sleep(0.2)
     assert calls == []
     await shot(page, "desks/legal-16-wrong-terminal")
+
+
+async def test_the_desk_at_a_kiosk_sized_display(make_gateway: Any, open_page: OpenPage) -> None:
+    """1080x1920: the register and a request's page with its letter, nothing wider than the screen."""
+    h = await legal_gateway(make_gateway)
+    registrant = await desk(h, "L1001", "legal_officer", hall="B01")
+    rid = (await registrant.register()).request_id
+    secret = await h.add_staff("A2001", "legal_approver", hall="B01")
+    page = await open_page(h, kiosk=True, cert=LEGAL_CERT, viewport=KIOSK)
+    ui = LegalDeskPage(page)
+    await ui.open(h)
+    await ui.sign_in("A2001", secret)
+    await ui.signed_in()
+    assert rid in await ui.filter(state="REQUEST_STATE_AWAITING_APPROVAL")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= KIOSK["width"]
+    await ui.open_request(rid)
+    await expect(page.locator("#act-approve")).to_be_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= KIOSK["width"]
+    await shot(page, "desks/legal-18-kiosk-display")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -264,9 +265,14 @@ async def two_web_gateways(tmp_path: Path, redis_url: str, clean_redis: str, pki
             await asyncio.to_thread(wait_port, p)
         yield ports
     finally:
-        for g in gws:
-            await asyncio.to_thread(g.stop)
+        slow = []
+        for g in gws:  # each stopped whatever happened to the other (a stop that times out kills)
+            try:
+                await asyncio.to_thread(g.stop)
+            except subprocess.TimeoutExpired as err:
+                slow.append(err)
         await billing_server.stop(0)
+        assert not slow, f"a gateway did not stop on SIGTERM in time: {slow}"
 
 
 async def test_a_storm_across_two_processes_gets_exactly_the_limit(two_web_gateways):
