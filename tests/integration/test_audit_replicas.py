@@ -26,6 +26,21 @@ def _link(master: RedisServerProcess, replica: RedisServerProcess, timeout: floa
     with redis.Redis.from_url(replica.url) as r:
         r.replicaof("127.0.0.1", master.port)
     _wait_linked(replica, timeout)
+    _wait_acknowledging(master, replica, timeout)
+
+
+def _wait_acknowledging(master: RedisServerProcess, replica: RedisServerProcess, timeout: float) -> None:
+    """Until the replica acknowledges writes promptly: right after the sync it loads the data and
+    rewrites its AOF, and a loaded machine can keep a first WAIT waiting past the sink's timeout."""
+    deadline = time.monotonic() + timeout
+    with redis.Redis.from_url(master.url) as m, redis.Redis.from_url(replica.url) as r:
+        while time.monotonic() < deadline:
+            busy = r.info("persistence")
+            m.set("hg:test:probe", "1")
+            if not busy.get("loading") and not busy.get("aof_rewrite_in_progress") and m.wait(1, 200) >= 1:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the replica never acknowledged a write")
 
 
 def _crash(server: RedisServerProcess) -> None:

@@ -36,7 +36,7 @@ from protobuf.wkt import Any as ConnectAny
 from gateway.domain.client_address import Network, client_address
 from gateway.pipeline.decoding import Malformed, oversized
 from gateway.pipeline.facts import BrowserFacts, CallFacts
-from gateway.pipeline.run import Pipeline, Refusal
+from gateway.pipeline.run import CallerGone, Pipeline, Refusal
 from gateway.transport.browser import session_cookie
 from hallgate_pb.v1 import (
     audit_connect,
@@ -297,6 +297,11 @@ class ConnectTransport:
         taken = asyncio.Event()
 
         async def send(message: Any) -> None:
+            # The deadline is also checked at every message: on Python 3.11 a cancellation can be lost
+            # inside asyncio.wait_for (redis-py waits with it), and a stream must not outlive it.
+            left = http.time_left()
+            if left is not None and left <= 0:
+                raise TimeoutError()  # the pipeline ends the stream: DEADLINE_EXCEEDED, on record
             taken.clear()
             await handover.put(message)
             await taken.wait()  # connectrpc wrote it and came back for the next
@@ -306,6 +311,11 @@ class ConnectTransport:
                 async with asyncio.timeout_at(http.deadline):
                     await self.pipeline.stream(facts, request, lambda r: behaviour(r, ServicerContext(http.headers)),
                                                send)
+            except CallerGone:
+                left = http.time_left()
+                if left is not None and left <= 0:
+                    raise TimeoutError() from None
+                raise
             finally:
                 handover.put_nowait(_END) if handover.empty() else None
 
@@ -323,9 +333,13 @@ class ConnectTransport:
         except TimeoutError:
             raise ConnectError(ConnectCode.DEADLINE_EXCEEDED, DEADLINE_MESSAGE) from None
         finally:
-            if not producer.done():
+            # Cancelled until it is done: a cancellation lost inside asyncio.wait_for (Python 3.11)
+            # must not leave the producer waiting for a hand-over nobody takes.
+            while not producer.done():
                 producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
+                await asyncio.wait([producer], timeout=0.1)
+            if not producer.cancelled():
+                producer.exception()  # retrieved: it was reported above or ended by the cancellation
 
     async def unimplemented(self, method: str) -> tuple[int, bytes]:
         """A method of the public API's package that no service has: on record, as on gRPC."""
