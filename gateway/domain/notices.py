@@ -13,6 +13,7 @@ expire with the code they carry.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,14 +51,23 @@ class Notices:
 
     `sms` sends (deferred inside a call, so a notice leaves only once the call is on record);
     `outbox` keeps the folds in the shared store, so any gateway process can end a session or
-    sweep the expired ones, and exactly one of them tells each fold."""
+    sweep the expired ones, and exactly one of them tells each fold.
+
+    A month this process has already folded for a session is not folded again: the fold is a set
+    of months, so a repeat could only push back when the fold falls due, never add a month to tell
+    (and the session's first month is told at once in any case). That keeps a subscriber paging
+    through one month from costing a store round trip and a sealing per call (issue 18). The
+    memory is bounded (`folded_limit` pairs, least recently used dropped first); a dropped pair is
+    folded again, which is harmless."""
 
     def __init__(self, config: NoticeConfig, sms: SmsSender, outbox: SmsOutbox,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), folded_limit: int = 50_000) -> None:
         self.s = config
         self.sms = sms
         self.outbox = outbox
         self.clock = clock
+        self.folded: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.folded_limit = folded_limit
 
     def notice(self, kind: SmsKind, to: str, text: str) -> Sms:
         return Sms(kind, to, text, self.clock().timestamp() + self.s.notice_ttl, self.s.notice_daily_cap)
@@ -74,9 +84,16 @@ class Notices:
         """A call-list month left the gateway in this kiosk session."""
         if not self.s.notify_subscriber:
             return
+        seen = (session.ref, month)
+        if seen in self.folded:
+            self.folded.move_to_end(seen)
+            return
         now = self.clock()
         first = await self.outbox.fold_release(session.ref, session.msisdn, session.terminal, month,
                                                due=now.timestamp() + self.s.token_idle, ttl=self.s.token_absolute)
+        self.folded[seen] = None  # only once the store has it: a failed fold is tried again
+        if len(self.folded) > self.folded_limit:
+            self.folded.popitem(last=False)
         if first:
             day = rules.local_today(now, self.s.timezone).isoformat()
             await self.tell(SmsKind.RELEASE, session.msisdn,

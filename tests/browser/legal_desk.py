@@ -125,6 +125,8 @@ class LegalDeskPage:
 
     async def list_loaded(self) -> None:
         await expect(self.page.locator("#list-status")).to_have_attribute("data-state", "done")
+        error = self.page.locator("#error")
+        assert not await error.is_visible(), f"the register did not load: {(await error.inner_text()).strip()}"
 
     async def sign_out(self) -> None:
         await self.page.click("#sign-out")
@@ -177,7 +179,9 @@ class LegalDeskPage:
         return rid
 
     async def open_request(self, request_id: str) -> None:
-        await self.page.click(f"#requests-body button[data-request-id='{request_id}']")
+        row = self.page.locator(f"#requests-body button[data-request-id='{request_id}']")
+        await expect(row, f"{request_id} is not in the register: {await self.shown()}").to_be_visible()
+        await row.click()
         await expect(self.page.locator("#view-request")).to_have_attribute("data-request-id", request_id)
 
     async def in_state(self, state: str) -> None:

@@ -53,7 +53,14 @@ class SelfService:
         return int(await status.get_attribute("data-count") or "-1")
 
     async def rows(self) -> int:
+        """Rows in the DOM now (for "none": a cleared or refused list)."""
         return await self.page.locator("#calls-spacer .row").count()
+
+    async def rendered_rows(self) -> int:
+        """Rows in the DOM once the list has drawn its first one (it draws on the next frame, which
+        a busy machine can put after the status says done)."""
+        await expect(self.page.locator("#calls-spacer .row").first).to_be_attached()
+        return await self.rows()
 
     async def error_text(self) -> str:
         error = self.page.locator("#error")

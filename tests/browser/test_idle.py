@@ -25,7 +25,7 @@ async def test_an_idle_kiosk_clears_the_screen_and_ends_the_session(make_gateway
     await ui.sign_in(h, ORDINARY)
     which = month(-1)
     count = await ui.choose_month(which)
-    assert count > 0 and await ui.rows() > 0
+    assert count > 0 and await ui.rendered_rows() > 0
     token = (await ui.session_cookie() or {}).get("value")
     assert token
 

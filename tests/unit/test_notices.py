@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from gateway.domain import effects, request_context
+from gateway.domain.errors import DependencyUnavailable
 from gateway.domain.notices import FOLDED_RELEASE_TEXT, RELEASE_TEXT, NoticeConfig, Notices
 from gateway.domain.ports import ReleaseFold, Session, SmsKind
 from tests.unit.fakes import FakeClock, FakeSms
@@ -207,6 +210,39 @@ async def test_another_release_puts_the_fold_due_later():
     clock.advance(CONFIG.token_idle)
     assert await notices.sweep() == 1
     assert sms.messages[-1].text == folded("2025-02, 2025-03")
+
+
+class CountedFolds(FakeSms):
+    """An outbox that counts fold calls and can be made to fail them (the store is down)."""
+
+    calls: int = 0
+    down: bool = False
+
+    async def fold_release(self, session: str, to: str, terminal: str, month: str, due: float, ttl: float) -> bool:
+        self.calls += 1
+        if self.down:
+            raise DependencyUnavailable("redis")
+        return await super().fold_release(session, to, terminal, month, due, ttl)
+
+
+async def test_a_month_already_folded_here_costs_no_store_call_and_a_failed_fold_is_tried_again():
+    clock, sms = FakeClock(), CountedFolds()
+    notices = Notices(CONFIG, sms, sms, clock=clock, folded_limit=2)
+    s = session()
+    for month in ("2025-01", "2025-02", "2025-01", "2025-02", "2025-02"):
+        await notices.released(s, month)
+    assert sms.calls == 2  # once per (session, month)
+    sms.down = True
+    with pytest.raises(DependencyUnavailable):
+        await notices.released(s, "2025-03")
+    sms.down = False
+    await notices.released(s, "2025-03")  # not remembered as folded: it is folded now
+    assert sms.calls == 4
+    await notices.released(s, "2025-01")  # dropped from the bounded memory (limit 2): folded again, harmlessly
+    assert sms.calls == 5
+    await notices.session_ended(s.ref)
+    assert [m.text for m in sms.messages] == [
+        RELEASE_TEXT.format(month="2025-01", terminal=TERMINAL, day="2025-06-15"), folded("2025-02, 2025-03")]
 
 
 async def test_notify_subscriber_off_sends_nothing_and_folds_nothing():

@@ -343,30 +343,34 @@ function readFilters() {
 }
 
 async function loadList(fresh) {
-  if (!state.staff) return;
+  if (!state.staff || (!fresh && state.list.loading)) return;
   const epoch = state.epoch;
   if (fresh) {
     state.list = { requests: [], next: "", loading: true, filters: readFilters() };
     $("requests-body").replaceChildren();
   }
-  state.list.loading = true;
+  // A load answers only into the list it was started for: a newer load (other filters, a
+  // refresh) supersedes it, and its late answer must neither add rows nor end the newer one.
+  const list = state.list;
+  const current = () => epoch === state.epoch && list === state.list;
+  list.loading = true;
   renderListStatus();
-  const f = state.list.filters;
+  const f = list.filters;
   try {
     const body = { pageSize: 50 };
     if (f.state) body.state = f.state;
     if (f.agency) body.agencyName = f.agency;
     if (f.caseNumber) body.caseNumber = f.caseNumber;
-    if (!fresh && state.list.next) body.pageToken = state.list.next;
+    if (!fresh && list.next) body.pageToken = list.next;
     const answer = await unary(LEGAL + "ListRequests", body);
-    if (epoch !== state.epoch) return;
-    state.list.requests.push(...(answer.requests || []));
-    state.list.next = answer.nextPageToken || "";
+    if (!current()) return;
+    list.requests.push(...(answer.requests || []));
+    list.next = answer.nextPageToken || "";
   } catch (err) {
-    if (epoch === state.epoch) explain(err, "list", $("view-list"));
+    if (current()) explain(err, "list", $("view-list"));
   } finally {
-    if (epoch === state.epoch) {
-      state.list.loading = false;
+    if (current()) {
+      list.loading = false;
       renderList();
     }
   }
