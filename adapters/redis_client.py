@@ -26,15 +26,18 @@ a RedisError.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+import functools
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import AbstractStrategy, ClusterNode, ClusterPipeline, RedisCluster, TransactionStrategy
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterDownError, RedisClusterException, RedisError
+from redis.exceptions import ClusterDownError, DataError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -46,6 +49,38 @@ MAX_CONNECTIONS = 256  # per server (per node on a cluster): calls beyond it fai
 class ClusterUnavailable(RedisConnectionError):
     """A cluster client error redis-py raises outside the RedisError hierarchy (no reachable node,
     slots not covered, keys of one command or transaction in different slots)."""
+
+
+class HiredisPacking:
+    """Commands packed by hiredis (C), as redis-py's synchronous client packs them; its asyncio
+    connection packs in Python, joining the buffer once per argument. An audit append has some 80
+    arguments: 37 µs to pack in Python, 4 µs with hiredis (issue 18). Same bytes on the wire; an
+    argument of a type Redis cannot take (None, a bool) is refused as redis-py refuses it."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):  # "CONFIG GET": the words of the command name go separately
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:  # hiredis refuses what redis-py's encoder refuses (None, a bool), with a TypeError
+            return [hiredis.pack_command(args)]
+        except TypeError as e:
+            raise DataError(str(e)) from e
+
+
+C = TypeVar("C", bound=AbstractConnection)
+
+
+@functools.cache
+def hiredis_packing(connection_class: type[C]) -> type[C]:
+    """`connection_class` with HiredisPacking's pack_command (one subclass per class)."""
+    return type(f"Hiredis{connection_class.__name__}", (HiredisPacking, connection_class), {})
+
+
+def _pack_with_hiredis(client: Any) -> Any:
+    pool = client.connection_pool
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return client
 
 
 def connect(url: str, timeout: float) -> aioredis.Redis:
@@ -66,14 +101,14 @@ def connect(url: str, timeout: float) -> aioredis.Redis:
     if "+" in scheme:
         raise ValueError(f"unsupported Redis URL scheme {scheme!r}: use redis, rediss, unix, "
                          f"{SENTINEL_SCHEME} or {CLUSTER_SCHEME}")
-    return aioredis.Redis.from_url(
+    return _pack_with_hiredis(aioredis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=0,
         max_connections=MAX_CONNECTIONS,
-    )
+    ))
 
 
 # --- URL parsing ------------------------------------------------------------------------------
@@ -154,7 +189,7 @@ def _sentinel(url: str, timeout: float) -> SentinelMaster:
         service, redis_class=SentinelMaster, db=int(db), username=username, password=password,
         retry=Retry(NoBackoff(), 1), max_connections=MAX_CONNECTIONS, **_fail_fast(timeout))
     master.sentinel_manager = sentinel
-    return cast(SentinelMaster, master)
+    return cast(SentinelMaster, _pack_with_hiredis(master))
 
 
 # --- Cluster ----------------------------------------------------------------------------------
@@ -344,8 +379,9 @@ def _cluster(url: str, timeout: float) -> FailClosedCluster:
     if parts.path.strip("/") not in ("", "0"):
         raise ValueError(f"{CLUSTER_SCHEME}: a cluster has only db 0")
     _query(parts.query, set(), CLUSTER_SCHEME)
-    return FailClosedCluster(
-        startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+    packing = hiredis_packing(Connection)
+    cluster = FailClosedCluster(
+        startup_nodes=[ClusterNode(h, p, connection_class=packing) for h, p in hosts],
         username=username, password=password,
         retry=Retry(NoBackoff(), 0),
         # A node that is down (not yet failed over) leaves its slots unserved; the others serve on.
@@ -353,3 +389,5 @@ def _cluster(url: str, timeout: float) -> FailClosedCluster:
         max_connections=MAX_CONNECTIONS,
         **_fail_fast(timeout),
     )
+    cluster.nodes_manager.connection_kwargs["connection_class"] = packing  # the nodes it discovers
+    return cluster

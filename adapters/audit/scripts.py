@@ -116,13 +116,19 @@ class Scripts:
             sha = self.shas.get(source)
             if sha is None:
                 sha = self.shas[source] = text(await self.r.script_load(source))
+            if waitaof is None and replicas is None:  # nothing to wait for: no pipeline to build
+                try:
+                    return await self.r.evalsha(sha, len(keys), *keys, *args), None
+                except NoScriptError:
+                    self.shas.pop(source, None)
+                    continue
             pipe = self.r.pipeline(transaction=False)
             pipe.evalsha(sha, len(keys), *keys, *args)
             if waitaof is not None:  # WAITAOF waits for this connection's writes: same pipeline
                 pipe.execute_command("WAITAOF", 1, waitaof[0], waitaof[1])
-            elif replicas is not None:  # WAIT likewise: replicas have this connection's writes
+            else:  # WAIT likewise: replicas have this connection's writes
+                assert replicas is not None
                 pipe.execute_command("WAIT", replicas[0], replicas[1])
-                waitaof = replicas
             async with pipe:
                 res = await pipe.execute(raise_on_error=False)
             if isinstance(res[0], NoScriptError):
@@ -130,7 +136,7 @@ class Scripts:
                 continue
             if isinstance(res[0], Exception):
                 raise res[0]
-            if waitaof is not None and isinstance(res[1], Exception):
+            if isinstance(res[1], Exception):
                 raise res[1]
-            return res[0], res[1] if waitaof is not None else None
+            return res[0], res[1]
         raise ResponseError("audit script could not be loaded")
