@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -66,10 +67,11 @@ class RedisPseudonymDirectory:
         self.pending_limit = pending_limit
         self.batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._month = ("", 0.0, 0.0)  # (this month, its first instant, the first instant after it), as timestamps
 
     def note(self, ref: str, msisdn: str, now: datetime | None = None) -> None:
         """Called on the call path: never blocks, never raises."""
-        month = month_of(now or datetime.now(UTC))
+        month = month_of(now) if now is not None else self._this_month()
         seen = f"{month}|{ref}"
         if seen in self.seen:
             self.seen.move_to_end(seen)
@@ -82,6 +84,15 @@ class RedisPseudonymDirectory:
                 self._task = asyncio.get_running_loop().create_task(self._flush())
             except RuntimeError:  # no loop (a synchronous caller): the next event retries
                 self.pending.pop(seen, None)
+
+    def _this_month(self) -> str:
+        """The current month (UTC), formatted only when it changes: every event notes its numbers."""
+        month, start, end = self._month
+        t = time.time()
+        if not start <= t < end:
+            month = month_of(datetime.fromtimestamp(t, UTC))
+            self._month = (month, month_start(month).timestamp(), month_end(month).timestamp())
+        return month
 
     async def _flush(self) -> None:
         for _ in range(1 + self.pending_limit // self.batch):  # bounded: each round takes a batch
@@ -166,6 +177,11 @@ def month_of(t: datetime) -> str:
 
 def month_key(month: str) -> str:
     return f"{PREFIX}dir:{month}"
+
+
+def month_start(month: str) -> datetime:
+    y, m = (int(x) for x in month.split("-"))
+    return datetime(y, m, 1, tzinfo=UTC)
 
 
 def month_end(month: str) -> datetime:

@@ -38,6 +38,8 @@ class CallContext:
     effects: list[Effect] = field(default_factory=list)  # run only once the call's event is stored
     call_id: str = field(default_factory=lambda: secrets.token_hex(8))  # links a stream's two events
     answer_at: float = 0.0  # perf_counter time before which the answer may not leave (gateway/domain/pacing.py)
+    # (numbers, their pseudonyms), made once: a stream's two events share them
+    refs: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
 _current: ContextVar[CallContext | None] = ContextVar("hallgate_call", default=None)

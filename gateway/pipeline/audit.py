@@ -50,10 +50,13 @@ class Recorder:
     def event(self, call: CallContext, code: Code, phase: str = "", records: int | None = None,
               reason: str = "") -> AuditEvent:
         numbers = call.msisdns or ((call.msisdn,) if call.msisdn else ())
-        refs = [rules.subscriber_ref(self.key, m) for m in numbers]
-        if self.pseudonyms is not None:
-            for ref, number in zip(refs, numbers, strict=True):
-                self.pseudonyms.note(ref, number)
+        known, refs = call.refs
+        if known != numbers:  # once per call, not per event
+            refs = tuple(rules.subscriber_ref(self.key, m) for m in numbers)
+            call.refs = (numbers, refs)
+            if self.pseudonyms is not None:
+                for ref, number in zip(refs, numbers, strict=True):
+                    self.pseudonyms.note(ref, number)
         return AuditEvent(
             at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             channel=call.channel or "unidentified", hall=call.hall, terminal=call.terminal,
