@@ -11,6 +11,7 @@ anything more.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,6 +42,7 @@ class Identity:
     serial: str = ""
 
 
+@functools.lru_cache(maxsize=4096)  # terminals are few and call often; an Identity is immutable
 def parse_spiffe(uri: str, trust_domain: str, serial: str = "") -> Identity | None:
     """The identity a SPIFFE ID names, or None if it is malformed, foreign or mixes site kinds."""
     m = SPIFFE_RE.fullmatch(uri)
