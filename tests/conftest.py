@@ -246,12 +246,46 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         return h
 
     yield factory
+    hung: list[str] = []
     for h in harnesses:
         for close in h.closers:
-            try:
-                await close()
-            except Exception:  # noqa: S110 - best-effort teardown
-                pass
+            hung += await _bounded_close(close)
+    if hung:
+        pytest.fail("teardown: a part of the gateway did not stop within "
+                    f"{CLOSE_LIMIT:.0f} s:\n" + "\n".join(hung), pytrace=False)
+
+
+CLOSE_LIMIT = 20.0  # a part that does not stop by then is a finding, not a reason to wait out the test's timeout
+
+
+def _described(close: Callable[[], Any]) -> str:
+    code = getattr(close, "__code__", None)
+    where = f" ({'/'.join(Path(code.co_filename).parts[-2:])}:{code.co_firstlineno})" if code is not None else ""
+    return f"{getattr(close, '__qualname__', repr(close))}{where}"
+
+
+async def _bounded_close(close: Callable[[], Any]) -> list[str]:
+    """Run one closer (best effort: its errors are ignored); if it hangs, the stacks of every task
+    then running, so the report says what it waited for, and it is cancelled."""
+    try:
+        task = asyncio.ensure_future(close())
+    except Exception:
+        return []
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_LIMIT)
+    if done:
+        if not task.cancelled():
+            task.exception()  # retrieved: best effort
+        return []
+    stacks = []
+    for t in asyncio.all_tasks():
+        if t is asyncio.current_task():
+            continue
+        frames = "; ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno})"
+                           for f in t.get_stack(limit=8))
+        stacks.append(f"    task {t.get_name()}: {frames}")
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
+    return [f"  {_described(close)}; tasks running then:", *stacks]
 
 
 def _cancel(task: asyncio.Task[Any]) -> Callable[[], Awaitable[None]]:
