@@ -84,8 +84,10 @@ class RedisServerProcess:
             self.unix_socket.unlink(missing_ok=True)
             args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "600"]
         for attempt in (1, 2):
+            # A process group of its own: a terminal's Ctrl-C reaches the gateway, which stops this
+            # child after its last calls, instead of Redis vanishing under calls still running.
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_prepare_child,
-                                         env=child_process.environ())  # no HALLGATE_* secret
+                                         env=child_process.environ(), process_group=0)  # no HALLGATE_* secret
             try:
                 self._wait_ready(timeout)
                 return self

@@ -55,7 +55,7 @@ class SmscSimProcess:
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                                          env=child_process.environ(), pass_fds=(password,),
-                                         preexec_fn=_prepare_child)
+                                         preexec_fn=_prepare_child, process_group=0)  # as redis_server.py
         finally:
             os.close(password)  # the child has its own copy
         assert self.proc.stdout is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -122,6 +123,37 @@ def test_sigterm_lets_an_in_flight_stream_end_cleanly(tmp_path: Path, redis_url:
     finally:
         code = gw.stop()
     assert code == 0, gw.log.read_text()[-2000:]
+
+
+def test_ctrl_c_in_a_terminal_lets_an_in_flight_stream_end_before_the_embedded_redis_stops(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole process group. The embedded redis-server and SMS centre
+    have groups of their own, so only the gateway hears it and stops them after its last calls:
+    the stream in flight ends OK with its trail there, and nothing fails on the way out."""
+    data = tmp_path / "d"
+    gw = Proc(["serve", "--dev", "--listen", "{address}", "--data-dir", str(data), *SIM],
+              {"HALLGATE_GRACE_PERIOD": "10"}, tmp_path / "gw.log", own_group=True)
+    try:
+        gw.wait_serving(data / "pki")
+        with gw.channel(data / "pki") as channel:
+            stub = kiosk_pb2_grpc.KioskServiceStub(channel)
+            stub.RequestOneTimeCode(kiosk_pb2.RequestOneTimeCodeRequest(msisdn=HEAVY), timeout=10)
+            reply = stub.Authenticate(kiosk_pb2.AuthenticateRequest(
+                msisdn=HEAVY, service_password=password(HEAVY), one_time_code=code_in(data, HEAVY)), timeout=10)
+            stream = stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(
+                access_token=reply.access_token, month=month()), timeout=30)
+            got = len(next(stream).records)
+            os.killpg(gw.p.pid, signal.SIGINT)  # what Ctrl-C does
+            for chunk in stream:
+                got += len(chunk.records)
+                time.sleep(0.02)  # a slow reader, still inside the grace period
+        assert got > 20_000  # the whole heavy month, ended OK (an error would have raised)
+        assert gw.p.wait(timeout=30) == 0
+    finally:
+        if gw.p.poll() is None:
+            gw.stop()
+    log = gw.log.read_text()
+    assert '"level": "error"' not in log and "Traceback" not in log, log[-3000:]
+    assert socket_closes(data / "redis" / "redis.sock", timeout=10)
 
 
 def test_a_killed_gateway_does_not_leave_its_embedded_redis_behind(tmp_path: Path) -> None:

@@ -34,12 +34,14 @@ class Proc:
     at once unless `start=False`. `stop()` sends SIGTERM and returns the exit code; `kill()` is a
     crash; `signal(SIGSTOP)` freezes it; `launch()` again runs it anew on the same port and log."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, start: bool = True) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, start: bool = True,
+                 own_group: bool = False) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = log
         self.args = [a.replace("{address}", self.address) for a in args]
         self.env = env
+        self.own_group = own_group  # a process group of its own, as a shell gives a command (killpg)
         self._p: subprocess.Popen[bytes] | None = None
         self._launches = 0
         if start:
@@ -54,7 +56,8 @@ class Proc:
         """Start the process (again); the log of a first start is new, later starts append to it."""
         with self.log.open("ab" if self._launches else "wb") as out:
             self._p = subprocess.Popen([*HALLGATE, *self.args], env={**os.environ, **self.env}, stdout=out,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       process_group=0 if self.own_group else None)
         self._launches += 1
         return self
 
