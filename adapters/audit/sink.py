@@ -83,11 +83,13 @@ class Receipt:
 
 @dataclass(slots=True)
 class _Pending:
-    event: dict[str, str]
-    future: asyncio.Future[Receipt]
+    """Events one caller handed over together: they go into the same append, in this order."""
+
+    events: list[dict[str, str]]
+    future: asyncio.Future[list[Receipt]]
 
 
-def _retrieve(future: asyncio.Future[Receipt]) -> None:
+def _retrieve(future: asyncio.Future[list[Receipt]]) -> None:
     if not future.cancelled():
         future.exception()
 
@@ -170,8 +172,8 @@ class ChainedAuditSink:
         self._scripts = Scripts(client)
         self.stats = {"appends": 0, "commits": 0, "conflicts": 0, "fast_refusals": 0}
 
-    async def append(self, event: Mapping[str, Any]) -> None:
-        await self.record(event)
+    async def append(self, *events: Mapping[str, Any]) -> None:
+        await self.record_all(events)
 
     async def check(self) -> None:
         """DependencyUnavailable("audit") unless the chain's Redis answers now, so a stream stops
@@ -183,15 +185,22 @@ class ChainedAuditSink:
 
     async def record(self, event: Mapping[str, Any]) -> Receipt:
         """Append and return where the event landed (seq, stream id, mac)."""
-        fields = ac.normalise(event)
+        return (await self.record_all((event,)))[0]
+
+    async def record_all(self, events: Sequence[Mapping[str, Any]]) -> list[Receipt]:
+        """Append events together, in this order, in one script call: all of them are stored or
+        none (a stream's opening and closing events when its only message is about to leave)."""
+        batch = [ac.normalise(event) for event in events]
         if self._known_short():  # refused before it is queued: nothing is written
-            self._refuse_fast()
-        fields[ac.EVENT_ID] = secrets.token_hex(8)
-        pending = _Pending(fields, asyncio.get_running_loop().create_future())
+            self._refuse_fast(len(batch))
+        for fields in batch:
+            fields[ac.EVENT_ID] = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(batch, loop.create_future())
         pending.future.add_done_callback(_retrieve)  # a cancelled caller leaves nobody to read it
         self._queue.append(pending)
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self._writer = loop.create_task(self._drain())
         # shield: a cancelled call's event is still committed (and nobody else's is disturbed)
         return await asyncio.shield(pending.future)
 
@@ -213,11 +222,22 @@ class ChainedAuditSink:
             raise DependencyUnavailable("audit") from e
         return res
 
+    def _next_batch(self) -> list[_Pending]:
+        """The callers whose events go into the next append: up to `max_batch` events (always at
+        least one caller's, whose events are never split)."""
+        taken, events = 0, 0
+        for p in self._queue:
+            if taken and events + len(p.events) > self.max_batch:
+                break
+            taken, events = taken + 1, events + len(p.events)
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
+        return batch
+
     async def _drain(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            batch = self._next_batch()
             try:
-                receipts = await self._commit([p.event for p in batch])
+                receipts = await self._commit([e for p in batch for e in p.events])
             except BaseException as e:
                 _fail(batch, e)
                 if not isinstance(e, Exception):  # cancelled (loop shutting down): fail the rest too
@@ -225,9 +245,11 @@ class ChainedAuditSink:
                     self._queue = []
                     raise
                 continue
-            for p, receipt in zip(batch, receipts, strict=True):
+            at = 0
+            for p in batch:
                 if not p.future.done():
-                    p.future.set_result(receipt)
+                    p.future.set_result(receipts[at:at + len(p.events)])
+                at += len(p.events)
 
     async def _ensure_durable(self) -> tuple[int, int] | None:
         """The WAITAOF arguments to use, or None; raises if persistence cannot be vouched for."""

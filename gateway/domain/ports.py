@@ -130,9 +130,12 @@ class SmsOutbox(SmsSender, Protocol):
 
 
 class AuditSink(Protocol):
-    """Where audit events go. `append` returns only once the event is stored, else raises."""
+    """Where audit events go. `append` returns only once its events are stored, else raises."""
 
-    async def append(self, event: Mapping[str, Any]) -> None: ...
+    async def append(self, *events: Mapping[str, Any]) -> None:
+        """Store the events in this order, all or none (several: one append, so that a stream whose
+        only message is about to leave costs one write for its opening and closing events)."""
+        ...
 
     async def check(self) -> None:
         """Return if events can be stored now, else raise DependencyUnavailable (a cheap probe a

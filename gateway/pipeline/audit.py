@@ -3,8 +3,12 @@
 A unary call leaves one event, stored before the response is released. A stream that sends
 messages leaves two, linked by `call`: an opening event stored just before its first message
 leaves, and a closing event saying how it ended (OK, CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE…)
-and exactly how many records left. Before each further message the trail is probed; once it
-cannot be written the stream stops (at most the page in flight has left) and ends UNAVAILABLE.
+and exactly how many records left. A stream that ends by sending its last message has its closing
+event (OK, every record) stored just before that message leaves, in the same append as the opening
+event when there is only one message; should that message then fail to leave, a second closing
+event says how it truly ended (the last closing event of a call counts). Before each further
+message the trail is probed; once it cannot be written the stream stops (at most the page in
+flight has left) and ends UNAVAILABLE.
 If an event cannot be stored the call fails with UNAVAILABLE (DependencyUnavailable). Side effects
 the call asked for (SMS) start only once its event is stored and the call did not fail; an answer
 that must not be timed is held to its floor (gateway/domain/pacing.py) after its event is
@@ -70,15 +74,17 @@ class Recorder:
             detail=call.detail, code=code.name, records=call.records if records is None else records,
             duration_ms=round((time.perf_counter() - call.started) * 1000, 3))
 
-    async def store(self, event: AuditEvent) -> None:
-        """Store the event; DependencyUnavailable if the sink cannot."""
-        fields = event.fields()
+    async def store(self, *events: AuditEvent) -> None:
+        """Store the events, in one append; DependencyUnavailable if the sink cannot."""
+        stored = [event.fields() for event in events]
         try:
-            await self.sink.append(fields)
+            await self.sink.append(*stored)
         except DomainError:
-            log.error("audit_unavailable", **fields)
+            for fields in stored:
+                log.error("audit_unavailable", **fields)
             raise
-        log.info("call", **fields)
+        for fields in stored:
+            log.info("call", **fields)
 
     async def record(self, call: CallContext, code: Code) -> None:
         """A call's only event, then its side effects (unless it failed)."""
@@ -90,13 +96,30 @@ class Recorder:
     async def opened(self, call: CallContext) -> None:
         """A stream's opening event, just before its first message leaves."""
         await self.store(self.event(call, Code.OK, OPEN, records=0))
+        self._released(call)
+
+    async def closing(self, call: CallContext, records: int, with_opening: bool) -> None:
+        """The closing event of a stream whose last message is about to leave: OK, with every record
+        through that message. When it is also the first message, the opening event goes in the
+        same append, and the call's side effects follow as after `opened`."""
+        close = self.event(call, Code.OK, CLOSE, records=records)
+        if not with_opening:
+            await self.store(close)
+            return
+        await self.store(self.event(call, Code.OK, OPEN, records=0), close)
+        self._released(call)
+
+    @staticmethod
+    def _released(call: CallContext) -> None:
         effects_, call.effects = call.effects, []
         effects.release(effects_)
 
     async def closed(self, call: CallContext, code: Code, released: int, err: BaseException | None) -> None:
-        """The stream's closing event. If it cannot be stored now, it is kept and stored once the
-        trail is back (the opening event is there: the close must follow it), and a stream still
-        running ends UNAVAILABLE saying the list is incomplete."""
+        """The closing event of a stream that ended otherwise than by sending its last message (or
+        whose last message, already closed as OK, failed to leave: this one then corrects it). If
+        it cannot be stored now, it is kept and stored once the trail is back (the opening event is
+        there: the close must follow it), and a stream still running ends UNAVAILABLE saying the
+        list is incomplete."""
         event = self.event(call, code, CLOSE, records=released,
                            reason=err.reason if isinstance(err, DomainError) else "")
         try:

@@ -34,6 +34,7 @@ log = structlog.get_logger("hallgate.errors")
 AUDITED_PREFIX = "/hallgate."
 
 T = TypeVar("T")
+_END = object()  # a stream's handler has no further message
 Unary = Callable[[Any], Awaitable[Any]]
 Streaming = Callable[[Any], AsyncIterator[Any]]
 Send = Callable[[Any], Awaitable[None]]
@@ -172,20 +173,32 @@ class Pipeline:
 
     async def _audited_stream(self, facts: CallFacts, call: CallContext, request: Any, handler: Streaming,
                               send: Send) -> None:
+        """The handler is asked for the next message before this one leaves, so the last message is
+        known as such: its closing event (OK, every record) is stored before it leaves, in the same
+        append as the opening event when it is also the first. A last message that then fails to
+        leave gets a second closing event with the true ending; the last closing event counts."""
         opened = False
         released = 0  # records in messages that have left
         try:
             async with aclosing(handler(request)) as messages:  # type: ignore[type-var]
-                async for message in messages:
-                    if not opened:
+                following = aiter(messages)
+                message = await anext(following, _END)
+                while message is not _END:
+                    through = call.records  # the records up to and including this message
+                    after = await anext(following, _END)
+                    if after is _END:
+                        await self.recorder.closing(call, through, with_opening=not opened)
+                        opened = True
+                    elif not opened:
                         await self.recorder.opened(call)
                         opened = True
                     else:
                         await self.recorder.sink.check()
                     await _deliver(send, message)
-                    released = call.records
+                    released, message = through, after
         except BaseException as err:
             if not opened:
+                call.records = 0  # whatever the handler had made, nothing left
                 await self._refused(call, err, facts)
                 raise
             ended = interrupted(err, released)
@@ -193,7 +206,5 @@ class Pipeline:
             if ended is err:
                 raise
             raise ended from err
-        if opened:
-            await self.recorder.closed(call, Code.OK, released, None)
-        else:
+        if not opened:  # a stream that sent nothing: one event, as a unary call
             await self.recorder.record(call, Code.OK)

@@ -181,10 +181,10 @@ class TimedAuditSink:
     def __init__(self, sink: AuditSink) -> None:
         self.sink = sink
 
-    async def append(self, event: Mapping[str, Any]) -> None:
+    async def append(self, *events: Mapping[str, Any]) -> None:
         started = time.perf_counter()
         try:
-            await self.sink.append(event)
+            await self.sink.append(*events)
         except Exception:
             AUDIT_APPEND_FAILURES.inc()
             raise

@@ -176,3 +176,48 @@ async def test_two_thousand_cancelled_streams_leave_nothing_behind(tmp_path, red
     assert len(closes) == 4500 and {e["code"] for e in closes} == {"CANCELLED"}  # each one closed on record
     assert code_ == 0
     assert ORDINARY not in gw.log.read_text()
+
+
+async def test_a_one_page_list_is_on_record_as_ended_before_its_page_leaves_at_two_redis_commands(make_gateway):
+    """The page is the last one, so its closing event goes with the opening one in a single append,
+    stored before the page leaves: a one-page call list costs the session check and that append."""
+    gw = await make_gateway()
+    token = await gw.sign_in(ORDINARY)
+    request = kiosk_pb2.ListCallDetailsRequest(access_token=token, month=month(-1))
+    [first] = [m async for m in gw.stub.ListCallDetails(request)]  # the month's release notice is folded
+    assert any("call list" in text for text in await gw.messages(ORDINARY))  # and sent: the SMS path is idle
+    stats = dict(gw.deps.audit.stats)  # type: ignore[attr-defined]
+    before = await gw.redis.info("commandstats")
+    call = gw.stub.ListCallDetails(request)
+    page = await call.read()
+    [*_, opening, closing] = await trail(gw.redis)  # the page has reached us: both are stored
+    assert (opening["phase"], closing["phase"]) == ("open", "close") and opening["call"] == closing["call"]
+    assert (closing["code"], int(closing["records"])) == ("OK", len(page.records)) and len(page.records) > 0
+    assert await call.read() is grpc.aio.EOF and await call.code() == Code.OK
+    after = await gw.redis.info("commandstats")
+    ran = {name: int(v["calls"]) - int(before.get(name, {"calls": 0})["calls"]) for name, v in after.items()}
+    assert ran["cmdstat_evalsha"] == 2, ran  # the session check and one append
+    assert gw.deps.audit.stats["commits"] - stats["commits"] == 1  # type: ignore[attr-defined]
+    assert gw.deps.audit.stats["appends"] - stats["appends"] == 2  # type: ignore[attr-defined]
+    assert [(e["phase"], e["code"]) for e in await trail(gw.redis)][-2:] == [("open", "OK"), ("close", "OK")]
+    assert first.records == page.records
+
+
+async def test_the_last_closing_event_of_a_call_is_what_the_owner_is_shown(make_gateway):
+    """A last page that fails to leave after its closing event was stored is corrected by a second
+    closing event; the access history counts the correction, not the first."""
+    gw = await make_gateway()
+    token = await gw.sign_in(ORDINARY)
+    [page] = [m async for m in gw.stub.ListCallDetails(kiosk_pb2.ListCallDetailsRequest(access_token=token,
+                                                                                       month=month(-1)))]
+    *_, closing = await trail(gw.redis)
+    correction = {k: v for k, v in closing.items() if k in CORRECTABLE}
+    await gw.deps.audit.append({**correction, "code": "CANCELLED", "records": "0", "reason": "cancelled"})
+    history = [h.record.what async for h in
+               gw.stub.ListAccessHistory(kiosk_pb2.ListAccessHistoryRequest(access_token=token))]
+    assert "call list viewed at a self-service kiosk (0 records)" in history
+    assert f"call list viewed at a self-service kiosk ({len(page.records)} records)" not in history
+
+
+CORRECTABLE = ("at", "channel", "hall", "terminal", "staff_id", "role", "proof", "purpose", "purpose_reason", "peer",
+               "method", "call", "phase", "subscriber", "subscriber_ref", "decision", "detail", "duration_ms")

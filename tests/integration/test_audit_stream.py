@@ -68,6 +68,33 @@ async def rewrite(r: aioredis.Redis, change: Callable[[list[tuple[str, dict[str,
 # Appends
 
 
+async def test_events_handed_over_together_share_an_append_and_are_never_split(r: aioredis.Redis) -> None:
+    """A stream's opening and closing events go in together: next to each other in the chain, in
+    one script call, even when a batch boundary (max_batch) falls where they would be split."""
+    sink = ChainedAuditSink(r, KEYS, "k1", CHAIN, durability="trust", max_batch=3)
+    singles = [sink.record(ev(i)) for i in range(20)]
+    pairs = [sink.record_all([ev(100 + i, phase="open", call=f"c{i}"), ev(100 + i, phase="close", call=f"c{i}")])
+             for i in range(20)]
+    done = await asyncio.gather(*(x for pair in zip(singles, pairs, strict=True) for x in pair))
+    assert sink.stats["appends"] == 60 and sink.stats["commits"] < 40
+    stored = await entries(r)
+    assert len(stored) == 60 and (await verify(r, CHAIN, KEYS)).ok
+    for receipts in done[1::2]:
+        opening, closing = receipts
+        assert closing.seq == opening.seq + 1  # adjacent: no other event between them
+        assert closing.mac and opening.mac != closing.mac
+    by_call: dict[str, list[str]] = {}
+    for _, f in stored:
+        if f.get("call"):
+            by_call.setdefault(f["call"], []).append(f["phase"])
+    assert by_call == {f"c{i}": ["open", "close"] for i in range(20)}
+    sink.mode, sink._short_at = "trust", time.monotonic()  # the replicas known short: both refused, none written
+    sink.replicas = 1
+    with pytest.raises(DependencyUnavailable):
+        await sink.record_all([ev(1), ev(2)])
+    assert sink.stats["fast_refusals"] == 2 and len(await entries(r)) == 60
+
+
 async def test_appends_form_one_chain_under_a_hash_tagged_chain_name(r: aioredis.Redis,
                                                                      sink: ChainedAuditSink) -> None:
     receipts = [await sink.record(ev(i)) for i in range(5)]

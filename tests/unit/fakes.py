@@ -248,8 +248,8 @@ class FakeSms:
 class FakeAudit:
     events: list[Mapping[str, Any]] = field(default_factory=list)
 
-    async def append(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
+    async def append(self, *events: Mapping[str, Any]) -> None:
+        self.events.extend(dict(event) for event in events)
 
     async def check(self) -> None:
         return None

@@ -137,8 +137,8 @@ class Events:
     def __init__(self) -> None:
         self.events: list[Any] = []
 
-    async def append(self, event: Any) -> None:
-        self.events.append(dict(event))
+    async def append(self, *events: Any) -> None:
+        self.events.extend(dict(event) for event in events)
 
     async def check(self) -> None:
         return None
