@@ -67,6 +67,8 @@ class GrpcTransport(grpc.aio.ServerInterceptor):
         self.limits = limits or {}
         # Largest request decoded to name its large fields: gRPC's receive limit as bootstrap sets it.
         self.ceiling = max(max_bytes, *self.limits.values()) if ceiling is None else ceiling
+        # method -> (the servicer's handler, the one wrapped around it): wrapped once, not per call
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -75,33 +77,41 @@ class GrpcTransport(grpc.aio.ServerInterceptor):
             if not method.startswith(AUDITED_PREFIX):
                 return None
             return grpc.unary_unary_rpc_method_handler(self._unimplemented(method))
-        metadata = {k: v for k, v in details.invocation_metadata or ()  # type: ignore[attr-defined]
-                    if isinstance(v, str)}
+        known = self._wrapped.get(method)  # only methods a servicer has: a bounded set
+        if known is None or known[0] is not handler:
+            known = self._wrapped[method] = (handler, self._wrap(method, handler))
+        return known[1]
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         kind = grpc_type(handler)
         limit = self.limits.get(method, self.max_bytes)
         changes: dict[str, Any] = {"request_deserializer": tolerant(limit, self.ceiling)(handler.request_deserializer)}
         for name in ("unary_unary", "stream_unary"):
             if getattr(handler, name) is not None:
-                changes[name] = self._unary(getattr(handler, name), method, kind, metadata)
+                changes[name] = self._unary(getattr(handler, name), method, kind)
         for name in ("unary_stream", "stream_stream"):
             if getattr(handler, name) is not None:
-                changes[name] = self._stream(getattr(handler, name), method, kind, metadata)
-        return handler._replace(**changes)  # type: ignore[attr-defined]
+                changes[name] = self._stream(getattr(handler, name), method, kind)
+        return handler._replace(**changes)
 
-    def _unary(self, behaviour: Any, method: str, kind: str, metadata: dict[str, str]) -> Any:
+    def _facts(self, method: str, kind: str, context: grpc.aio.ServicerContext) -> CallFacts:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        return facts_of(method, kind, metadata, context, self.peers)
+
+    def _unary(self, behaviour: Any, method: str, kind: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                return await self.pipeline.unary(facts_of(method, kind, metadata, context, self.peers), request,
+                return await self.pipeline.unary(self._facts(method, kind, context), request,
                                                  lambda r: behaviour(r, context))
             except Refusal as r:
                 await context.abort_with_status(rpc_status.to_status(r.status))
 
         return call
 
-    def _stream(self, behaviour: Any, method: str, kind: str, metadata: dict[str, str]) -> Any:
+    def _stream(self, behaviour: Any, method: str, kind: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> None:
             try:
-                await self.pipeline.stream(facts_of(method, kind, metadata, context, self.peers), request,
+                await self.pipeline.stream(self._facts(method, kind, context), request,
                                            lambda r: behaviour(r, context), context.write)
             except Refusal as r:
                 await context.abort_with_status(rpc_status.to_status(r.status))
