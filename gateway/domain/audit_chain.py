@@ -129,14 +129,17 @@ def normalise(event: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def canonical(fields_: Mapping[str, str]) -> bytes:
     """Deterministic bytes of a flat string map: JSON, keys sorted, no spaces, ASCII only."""
-    return json.dumps(dict(fields_), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return _CANONICAL.encode(fields_ if isinstance(fields_, dict) else dict(fields_)).encode("ascii")
 
 
 def event_mac(key: bytes, chain: str, sealed: Mapping[str, str]) -> str:
     """The mac over every field but `mac` itself (so `seq`, `prev` and `kid` are covered)."""
-    body = {k: v for k, v in sealed.items() if k != "mac"}
+    body = {k: v for k, v in sealed.items() if k != "mac"} if "mac" in sealed else sealed
     return hmac.new(key, EVENT_DOMAIN + chain.encode() + b"\x00" + canonical(body), hashlib.sha256).hexdigest()
 
 
@@ -144,7 +147,7 @@ def seal(chain: str, event: Mapping[str, str], seq: int, prev: str, kid: str, ke
     """The stored form of a normalised event: seq first (for people reading it), then the event's
     fields, then the link, key id and mac."""
     sealed = {"seq": str(seq), **event, "prev": prev, "kid": kid}
-    sealed["mac"] = event_mac(key, chain, sealed)
+    sealed["mac"] = event_mac(key, chain, sealed)  # `event` is normalised: it holds no `mac` of its own
     return sealed
 
 
@@ -203,9 +206,12 @@ class AuditEvent:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out = {name: getattr(self, name) for name in _EVENT_FIELDS}
         out.update(self.extra)
         return out
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent) if f.name != "extra")
 
 
 @dataclass(frozen=True, slots=True)
