@@ -90,10 +90,19 @@ def issue(ca: Issued, common_name: str, *, uri: str | None = None, server: bool 
 
 
 def _write(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    os.fchmod(fd, 0o600)  # whatever the umask, and a file left by an older version too
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    """Whole or not at all: written beside and renamed into place, so a reader (a client loading
+    ca.crt as soon as it appears) never sees a file half written, and a crash never leaves an
+    empty ca.crt that would mark the directory complete."""
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask, and a file left by an older version too
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def ensure_dev_pki(directory: Path, trust_domain: str) -> Path:
