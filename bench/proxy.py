@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from gateway.runtime import event_loop
 from hallgate_pb.billing.v1 import billing_pb2
 from hallgate_pb.v1 import kiosk_pb2
 
@@ -115,7 +116,7 @@ def main() -> None:
     p.add_argument("--prefix", default=BILLING_PREFIX, help=f"methods to forward [{BILLING_PREFIX}]")
     p.add_argument("--stream-out", action="store_true", help="answer unary methods as a one-message stream")
     args = p.parse_args()
-    asyncio.run(serve(args.listen, args.upstream, args.prefix, args.stream_out))
+    event_loop.run(serve(args.listen, args.upstream, args.prefix, args.stream_out))  # the gateway's loop
 
 
 if __name__ == "__main__":

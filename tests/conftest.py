@@ -28,6 +28,7 @@ from adapters.sms.queue import RedisSmsQueue
 from adapters.sms_outbox import read_outbox
 from gateway.domain import effects, passwords
 from gateway.domain.ports import StaffRecord
+from gateway.runtime import event_loop
 from gateway.runtime.bootstrap import (
     SERVICES,
     Deps,
@@ -86,6 +87,11 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every async test on the loop the service runs on (gateway/runtime/event_loop.py)."""
+    return {"uvloop": event_loop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

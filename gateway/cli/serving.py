@@ -53,7 +53,7 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.runtime import worker_role, workers
+    from gateway.runtime import event_loop, worker_role, workers
     from gateway.runtime.bootstrap import serve
 
     settings = from_args(args)
@@ -64,9 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the JSON "serving" line.
     banner = not worker_role.is_worker() and (settings.dev or sys.stdout.isatty())
     if settings.workers > 1 and not worker_role.is_worker():
-        return asyncio.run(workers.run_workers(settings, banner=banner))
+        return event_loop.run(workers.run_workers(settings, banner=banner))
     workers.watch_lifeline()  # a worker stops itself if its supervisor is gone
-    asyncio.run(serve(settings, banner=banner))
+    event_loop.run(serve(settings, banner=banner))
     return 0
 
 
@@ -83,11 +83,12 @@ def cmd_billing_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_sms_dispatch(args: argparse.Namespace) -> int:
+    from gateway.runtime import event_loop
     from gateway.runtime.sms import run_dispatch
 
     settings = from_args(args)
     logs.configure(settings.log_format, settings.log_level)
-    return asyncio.run(run_dispatch(settings))
+    return event_loop.run(run_dispatch(settings))
 
 
 def cmd_health(args: argparse.Namespace) -> int:

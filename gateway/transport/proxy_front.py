@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 from prometheus_client import Counter
@@ -191,7 +192,7 @@ class EdgeConnection(asyncio.Protocol):
     # The proxy's side -----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # a stream transport (asyncio's or uvloop's)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.source = (str(peer[0]), int(peer[1])) if peer else ("", 0)
@@ -326,7 +327,8 @@ class Upstream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Connected, nothing sent yet: the terminal is on the map before gRPC can see a byte."""
-        assert isinstance(transport, asyncio.Transport) and self.terminal is not None
+        assert self.terminal is not None
+        transport = cast(asyncio.Transport, transport)  # a stream transport (asyncio's or uvloop's)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         sockname = transport.get_extra_info("sockname")

@@ -174,7 +174,16 @@ async def test_the_listener_sends_small_writes_at_once(make_gateway):
     gw = await web(make_gateway)
     (listening,) = gw.browser.server.sockets
     assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-    assert listening.proto == socket.IPPROTO_TCP  # what asyncio looks at before setting it on each connection
+    _, writer = await asyncio.open_connection("127.0.0.1", gw.browser.port, ssl=context())
+    try:
+        for _ in range(200):  # the connection is the listener's once the TLS handshake is done
+            if gw.browser.connections:
+                break
+            await asyncio.sleep(0.01)
+        served = [w.get_extra_info("socket") for w in gw.browser.connections.values()]
+        assert served and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1 for s in served)
+    finally:
+        writer.close()
 
 
 async def test_a_browser_that_goes_away_mid_stream_leaves_a_closing_event_with_what_left(make_gateway):
