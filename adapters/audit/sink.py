@@ -191,6 +191,8 @@ class ChainedAuditSink:
         """Append events together, in this order, in one script call: all of them are stored or
         none (a stream's opening and closing events when its only message is about to leave)."""
         batch = [ac.normalise(event) for event in events]
+        if not batch:
+            return []
         if self._known_short():  # refused before it is queued: nothing is written
             self._refuse_fast(len(batch))
         for fields in batch:

@@ -88,6 +88,7 @@ async def test_events_handed_over_together_share_an_append_and_are_never_split(r
         if f.get("call"):
             by_call.setdefault(f["call"], []).append(f["phase"])
     assert by_call == {f"c{i}": ["open", "close"] for i in range(20)}
+    assert await sink.record_all([]) == [] and len(await entries(r)) == 60  # nothing handed over, nothing written
     sink.mode, sink._short_at = "trust", time.monotonic()  # the replicas known short: both refused, none written
     sink.replicas = 1
     with pytest.raises(DependencyUnavailable):
