@@ -105,8 +105,8 @@ desk-screenshots: $(STAMP) redis chromium
 clean:
 	rm -rf $(VENV) .hallgate .pytest_cache .mypy_cache .ruff_cache dist
 
-# Not part of `make test`: the soak tests (pytest -m soak), e.g. 4,500 cancelled streams against the gateway's
-# memory (tests/hostile/test_streams.py); about a minute.
+# Not part of `make test`: the soak tests (pytest -m soak), e.g. 7,500 cancelled streams against the gateway's
+# memory (tests/hostile/test_streams.py); about two minutes.
 .PHONY: soak
 soak: $(STAMP) redis
 	HALLGATE_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m soak
