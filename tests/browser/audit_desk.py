@@ -23,6 +23,7 @@ from hallgate_pb.v1 import (
     lending_pb2,
     lending_pb2_grpc,
 )
+from tests.browser.fields import fill
 from tests.support.audit_calls import counter
 from tests.support.dates import month
 from tests.support.staff import STAFF_PASSWORD, fresh_totp
@@ -149,7 +150,7 @@ class AuditDesk:
             if name in ("channel", "decision"):
                 await target.select_option(value)
             else:
-                await target.fill(value)
+                await fill(self.page, f"#f-{name}", value)
         status = self.page.locator("#query-status")
         await self.page.click("#run-query")
         await expect(status).to_have_attribute("data-state", re.compile("done|stopped"))

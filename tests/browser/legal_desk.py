@@ -13,6 +13,7 @@ from typing import Any
 from playwright.async_api import FilePayload, Page, expect
 
 from gateway.domain import delivery
+from tests.browser.fields import fill
 from tests.support.dates import ZONE
 from tests.support.legal import window
 from tests.support.staff import STAFF_PASSWORD, fresh_totp
@@ -135,8 +136,8 @@ class LegalDeskPage:
     async def filter(self, state: str = "", agency: str = "", case: str = "", deadline: str = "any") -> list[str]:
         """Apply the register's filters; the request ids shown."""
         await self.page.select_option("#f-state", state)
-        await self.page.fill("#f-agency", agency)
-        await self.page.fill("#f-case", case)
+        await fill(self.page, "#f-agency", agency)
+        await fill(self.page, "#f-case", case)
         await self.page.select_option("#f-deadline", deadline)
         await self.page.click("#apply-filters")
         await self.list_loaded()

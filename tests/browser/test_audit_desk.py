@@ -23,6 +23,7 @@ from tests.browser.audit_desk import (
     verify_export,
 )
 from tests.browser.conftest import DESKTOP, KIOSK, OpenPage, shot
+from tests.browser.fields import fill
 from tests.support.staff import STAFF_PASSWORD, next_totp
 from tests.support.subscribers import ORDINARY
 from tests.support.tls import AUDIT_CERT, CLERK_CERT, KIOSK_CERT
@@ -322,7 +323,7 @@ async def test_the_apis_errors_in_plain_words(make_gateway: Any, open_page: Open
     await expect(page.locator("#f-msisdn")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#error")).to_contain_text("用户号码")
     now = datetime.now().astimezone()
-    await page.fill("#f-msisdn", "")
+    await fill(page, "#f-msisdn", "")
     await page.fill("#f-start", local(now))
     await page.fill("#f-end", local(now - timedelta(days=1)))
     await page.fill("#f-terminal", "H001 clerk")
