@@ -100,6 +100,28 @@ async def test_a_command_is_sent_without_a_task_of_its_own(clean_redis: str) -> 
         await plain.aclose()
 
 
+async def test_a_write_the_socket_takes_at_once_arms_no_timer(clean_redis: str, monkeypatch: Any) -> None:
+    armed: list[float | None] = []
+    real = asyncio.timeout
+
+    def counted(delay: float | None) -> asyncio.Timeout:
+        armed.append(delay)
+        return real(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", counted)  # redis-py's reads hold their own reference
+    r = connect(clean_redis, timeout=2.0)
+    try:
+        for i in range(100):
+            await r.set(f"k{i}", "v" * 4096)
+        assert armed == []
+        # A write past the transport's buffer limits waits for room, and only that wait is timed.
+        await r.set("big", b"x" * (64 << 20))  # far past what the kernel's buffers hold
+        assert armed == [2.0]
+        assert await r.strlen("big") == 64 << 20
+    finally:
+        await r.aclose()
+
+
 async def test_a_write_a_stopped_server_cannot_take_times_out_and_the_client_recovers(own_redis: Any) -> None:
     r = connect(own_redis.url, timeout=0.5)
     try:
