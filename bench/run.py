@@ -91,10 +91,11 @@ class DriverProcess:
 
 
 def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: int = 16,
-            target: str = "gateway", load: str = "") -> str:
+            target: str = "gateway", load: str = "", auth: int = 0) -> str:
     """py-spy on the gateway (on each worker of a `--workers` one) while scenario (b) runs against
-    it (or against `load`: "connect-proto"/"connect-json", its browser listener, scenario x);
-    returns where the time went, the workers' samples merged."""
+    it (or against `load`: "connect-proto"/"connect-json", its browser listener, scenario x; or
+    Authenticate with `auth` fresh codes, issued before sampling starts); returns where the time
+    went, the workers' samples merged."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         return "py-spy not installed (.venv/bin/pip install py-spy)"
@@ -103,13 +104,16 @@ def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: 
     child = stack.child(target)
     pids = child.workers or [child.pid]
     # --gil: only the thread holding the GIL, i.e. where the event loop's time goes.
+    # Codes are issued before py-spy attaches: a code request waits out the answer floor, and
+    # its time is not Authenticate's.
+    start_auth = bench.auth_load(clients, seconds + 1.5, auth) if auth else None
     procs = [subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "--gil", "-f", "raw",
                                "-o", str(raw.with_suffix(f".{pid}.raw"))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for pid in pids]
     errors = b""
     try:
         time.sleep(0.5)  # let py-spy attach before the load starts
-        fig = bench.list_once(clients, seconds + 1.5, load or target, server=target)
+        fig = start_auth() if start_auth else bench.list_once(clients, seconds + 1.5, load or target, server=target)
         for proc in procs:
             errors += proc.communicate(timeout=seconds + 30)[1]
     finally:
@@ -124,7 +128,7 @@ def profile(stack: Stack, bench: Scenarios, seconds: float, out: Path, clients: 
     for part in parts:
         part.unlink()
     who = f"each of the {len(pids)} workers of {target}" if child.workers else "the gateway"
-    scenario = f"scenario (x) over {load}" if load else "scenario (b)"
+    scenario = "Authenticate" if auth else f"scenario (x) over {load}" if load else "scenario (b)"
     summary = (f"py-spy --gil on {who}, {scenario} at {clients} clients: {fig.rate:,.0f} req/s, "
                f"{fig.server_cpu_ms:.2f} ms gateway CPU per call, "
                f"{sum(fig.errors.values())} errors while sampled\n" + summarize(raw))
@@ -166,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                    help="instead of the scenarios, sample the gateway with py-spy under scenario (b)")
     p.add_argument("--profile-clients", type=int, default=16, metavar="N", help="clients while profiling [16]")
+    p.add_argument("--profile-auth", type=int, default=0, metavar="CODES",
+                   help="with --profile: sample the gateway under Authenticate instead, with this many fresh codes "
+                        "(issued before sampling; about 600 are used a second at 16 clients)")
     p.add_argument("--profile-workers", action="store_true",
                    help="profile the workers of the `--workers` gateway instead (load over --connections channels)")
     p.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
@@ -234,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                 load = "gateway-tls" if args.profile_connect == "grpc" else f"connect-{args.profile_connect}"
                 bench.connect_ready()  # the clients' connections open before sampling
                 name = f"profile-connect-{args.profile_connect}-{args.profile_clients}.txt"
-            print(profile(stack, bench, args.profile, RESULTS / name, args.profile_clients, target, load))
+            if args.profile_auth:
+                name = f"profile-auth-{args.profile_clients}.txt"
+            print(profile(stack, bench, args.profile, RESULTS / name, args.profile_clients, target, load,
+                          args.profile_auth))
             return 0
         figures, targets = bench.all(only)
     except BaseException:
