@@ -64,10 +64,15 @@ class GrpcBilling:
     """Implements gateway.domain.ports.Billing. The channel is made on first use, inside the running loop
     that will use it (a grpc.aio channel is bound to one event loop)."""
 
-    def __init__(self, target: str, timeout: float = 3.0, page_size: int = 1000) -> None:
+    def __init__(self, target: str, timeout: float = 3.0, page_size: int = 1000,
+                 credentials: grpc.ChannelCredentials | None = None, server_name: str = "") -> None:
+        """`credentials`: TLS (gateway/runtime/billing_link.py makes them), None for plaintext;
+        `server_name`: the name billing's certificate must carry, if not the target's host."""
         self.target = target
         self.timeout = timeout
         self.page_size = page_size
+        self.credentials = credentials
+        self.server_name = server_name
         self._channel: Any = None
         self._rpcs: dict[str, Any] = {}
 
@@ -79,7 +84,13 @@ class GrpcBilling:
 
     def _rpc(self, name: str) -> Any:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=list(self.OPTIONS))
+            if self.credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.target, options=list(self.OPTIONS))
+            else:
+                options: list[tuple[str, Any]] = [*self.OPTIONS]
+                if self.server_name:
+                    options.append(("grpc.ssl_target_name_override", self.server_name))
+                self._channel = grpc.aio.secure_channel(self.target, self.credentials, options=options)
             self._rpcs = {
                 rpc: self._channel.unary_unary(
                     _SERVICE + rpc, request_serializer=req.SerializeToString, response_deserializer=resp.FromString

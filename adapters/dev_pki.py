@@ -62,16 +62,21 @@ def make_ca(name: str = "hallgate development hall CA", days: int = 3650) -> Iss
 
 
 def issue(ca: Issued, common_name: str, *, uri: str | None = None, server: bool = False,
-          not_before: datetime | None = None, not_after: datetime | None = None) -> Issued:
-    """A leaf certificate signed by `ca`: a server certificate for localhost/127.0.0.1, or a client
-    certificate carrying `uri` as its URI SAN."""
+          not_before: datetime | None = None, not_after: datetime | None = None,
+          hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Issued:
+    """A leaf certificate signed by `ca`: a server certificate for `hosts` (names and addresses;
+    localhost and 127.0.0.1 unless told), or a client certificate carrying `uri` as its URI SAN."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, None)
     key = _key()
     now = datetime.now(UTC)
     names: list[x509.GeneralName] = []
     if server:
-        names += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
     if uri:
         names.append(x509.UniformResourceIdentifier(uri))
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH

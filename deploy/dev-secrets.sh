@@ -4,9 +4,13 @@
 #   deploy/dev-secrets.sh [DIR]      # default: deploy/.dev-secrets (git-ignored); existing files are kept
 #
 # Makes, with openssl only:
-#   ca.crt ca.key               a development CA standing in for the hall CA (clients chain to it)
-#                               and for the issuer of the server certificate
+#   ca.crt ca.key               a development CA standing in for the hall CA (clients chain to it),
+#                               for the issuer of the server certificate and for billing's CA
 #   server.crt server.key       the gateways' certificate: gateway-1, gateway-2, localhost, 127.0.0.1
+#   billing-sim.crt/.key        the billing simulator's server certificate: billing-sim, localhost,
+#                               127.0.0.1 (the gateways check it against ca.crt)
+#   billing-client.crt/.key     the gateways' client certificate for billing's mutual TLS:
+#                               gateway-1, gateway-2 (the simulator's --tls-client-ca is ca.crt)
 #   <terminal>.crt/.key         demo client certificates with SPIFFE URI SANs (TRUST_DOMAIN, default
 #                               hallgate.test): kiosk, clerk, legal and audit terminals
 #   signing-key.pem signing.pub the Ed25519 key for legal delivery manifests and its public half
@@ -53,6 +57,9 @@ leaf() {
 }
 
 leaf server "DNS:gateway-1,DNS:gateway-2,DNS:localhost,IP:127.0.0.1" serverAuth
+leaf billing-sim "DNS:billing-sim,DNS:localhost,IP:127.0.0.1" serverAuth
+# No SPIFFE URI: the gateways would not take it for a terminal (ca.crt is their hall CA too).
+leaf billing-client "DNS:gateway-1,DNS:gateway-2" clientAuth
 for t in "${TERMINALS[@]}"; do
   set -- $t
   leaf "$1" "URI:spiffe://$TRUST_DOMAIN/$2" clientAuth

@@ -17,7 +17,6 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from adapters.billing_client import GrpcBilling
 from adapters.billing_sim.data import SeededBilling
 from adapters.billing_sim.server import start_billing_sim
 from adapters.dev_pki import ensure_dev_pki
@@ -29,6 +28,7 @@ from adapters.sms_outbox import read_outbox
 from gateway.domain import effects, passwords
 from gateway.domain.ports import StaffRecord
 from gateway.runtime import event_loop
+from gateway.runtime.billing_link import billing_client
 from gateway.runtime.bootstrap import (
     SERVICES,
     Deps,
@@ -215,7 +215,7 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
             billing_server, billing_port = await start_billing_sim(billing_data)
             billing_target = f"127.0.0.1:{billing_port}"
         client = connect(redis_url or clean_redis, settings.redis_timeout)
-        billing = GrpcBilling(billing_target, timeout=settings.billing_timeout, page_size=settings.billing_page_size)
+        billing = billing_client(settings, billing_target)  # serve's own: plaintext, or billing_tls_* (mutual) TLS
         outbox = Path(settings.data_dir) / "sms-outbox.jsonl"
         if not settings.sms_url:  # the queue and a dispatcher as in production, handing over to a file
             settings = settings.with_(sms_url=f"outbox:{outbox}")

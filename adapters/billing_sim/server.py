@@ -180,29 +180,42 @@ def _server(data: SeededBilling) -> Any:
     return server
 
 
-def _bind(server: Any, address: str) -> int:
+def server_credentials(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes | None = None
+                       ) -> grpc.ServerCredentials:
+    """TLS as a billing system would serve it; with `client_ca_pem`, mutual: a client must present
+    a certificate that CA vouches for (the gateway's billing_tls_cert)."""
+    return grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=client_ca_pem,
+                                       require_client_auth=client_ca_pem is not None)
+
+
+def _bind(server: Any, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
     """Bind or raise: older grpcio reports a failed bind as port 0 instead of raising."""
-    port = int(server.add_insecure_port(address))
+    port = int(server.add_insecure_port(address) if credentials is None
+               else server.add_secure_port(address, credentials))
     if port == 0:
         raise OSError(f"billing simulator cannot listen on {address}")
     return port
 
 
-async def start_billing_sim(data: SeededBilling, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, int]:
-    """Start a simulator (for tests and the demo); the caller stops the returned grpc.aio.Server."""
+async def start_billing_sim(data: SeededBilling, host: str = "127.0.0.1", port: int = 0,
+                            credentials: grpc.ServerCredentials | None = None) -> tuple[Any, int]:
+    """Start a simulator (for tests and the demo), plaintext or with `credentials`; the caller
+    stops the returned grpc.aio.Server."""
     server = _server(data)
-    bound = _bind(server, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    bound = _bind(server, f"[{host}]:{port}" if ":" in host else f"{host}:{port}", credentials)
     await server.start()
     return server, bound
 
 
-async def serve_billing_sim(listen: str, data: SeededBilling, grace: float = 5.0) -> None:
-    """Serve on `listen` ("host:port") until cancelled, SIGTERM or SIGINT, then let calls in flight
-    finish for up to `grace` seconds."""
+async def serve_billing_sim(listen: str, data: SeededBilling, grace: float = 5.0,
+                            credentials: grpc.ServerCredentials | None = None) -> None:
+    """Serve on `listen` ("host:port"), plaintext or with `credentials`, until cancelled, SIGTERM or
+    SIGINT, then let calls in flight finish for up to `grace` seconds."""
     server = _server(data)
-    port = _bind(server, listen)
+    port = _bind(server, listen, credentials)
     await server.start()
-    log.info("billing simulator listening on %s (port %d, %d subscribers)", listen, port, data.subscribers)
+    log.info("billing simulator listening on %s (port %d, %d subscribers, %s)", listen, port, data.subscribers,
+             "plaintext" if credentials is None else "TLS")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []

@@ -42,6 +42,10 @@ def add_commands(sub: Any) -> None:
 
     sim = sub.add_parser("billing-sim", help="run the billing simulator as its own process")
     sim.add_argument("--listen", default="127.0.0.1:50061", help="address to serve on [default 127.0.0.1:50061]")
+    sim.add_argument("--tls-cert", help="serve TLS with this certificate chain (PEM), as billing would")
+    sim.add_argument("--tls-key", help="the private key (PEM) of --tls-cert")
+    sim.add_argument("--tls-client-ca", help="with --tls-cert: mutual TLS, clients must present a certificate "
+                                             "this CA bundle (PEM) vouches for")
     add_arguments(sim, SIM_SETTINGS)
     sim.set_defaults(run=cmd_billing_sim)
 
@@ -72,13 +76,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_billing_sim(args: argparse.Namespace) -> int:
     from adapters.billing_sim.data import SeededBilling
-    from adapters.billing_sim.server import serve_billing_sim
+    from adapters.billing_sim.server import serve_billing_sim, server_credentials
+    from gateway.transport.tls_files import InvalidTlsFiles, read_ca, read_pair
 
     s = from_args(args)
     logs.configure(s.log_format, s.log_level)
+    credentials = None
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        raise SystemExit("billing-sim: --tls-cert and --tls-key go together; --tls-client-ca needs them")
+    if args.tls_cert:
+        try:
+            chain, key = read_pair(args.tls_cert, args.tls_key)
+            client_ca = read_ca(args.tls_client_ca, "client CA bundle") if args.tls_client_ca else None
+        except InvalidTlsFiles as e:
+            raise SystemExit(f"billing-sim: {e}") from None
+        credentials = server_credentials(chain, key, client_ca)
     data = SeededBilling(seed=s.sim_seed, subscribers=s.sim_subscribers, hash_n=s.sim_hash_n, tz=s.timezone)
-    print(f"billing simulator serving on {args.listen}", flush=True)
-    asyncio.run(serve_billing_sim(args.listen, data))
+    print(f"billing simulator serving on {args.listen} ({'TLS' if credentials else 'plaintext'})", flush=True)
+    asyncio.run(serve_billing_sim(args.listen, data, credentials=credentials))
     return 0
 
 

@@ -76,7 +76,7 @@ from gateway.pipeline.audit import Recorder
 from gateway.pipeline.authorize import AccessConfig, Authorizer
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.web_gate import WebGate
-from gateway.runtime import logs, startup
+from gateway.runtime import billing_link, logs, startup
 from gateway.runtime.browser import browser_listener, web_config
 from gateway.runtime.edge import Edge
 from gateway.runtime.incidents import IncidentAlerts, IncidentCheck
@@ -427,7 +427,7 @@ class Runtime:
         target, demo = self.s.billing_target, list[tuple[str, str, str]]()
         if not target:
             target, demo = await self._start_billing_sim()
-        billing = GrpcBilling(target, timeout=self.s.billing_timeout, page_size=self.s.billing_page_size)
+        billing = billing_link.billing_client(self.s, target)
         self.closers.append(billing.close)
         deps = await asyncio.to_thread(build_deps, self.s, client, billing)
         if isinstance(deps.documents, PgDocumentStore):

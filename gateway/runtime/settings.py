@@ -48,6 +48,11 @@ class Settings:
     data_dir: str = ".hallgate"
     redis_url: str = ""
     billing_target: str = ""
+    billing_tls_ca: str = ""
+    billing_tls_cert: str = ""
+    billing_tls_key: str = ""
+    billing_tls_server_name: str = ""
+    billing_plaintext: bool = False
     secret_key: str = ""
     code_ttl: float = 300
     code_max_tries: int = 5
@@ -205,6 +210,14 @@ HELP: dict[str, str] = {
     "redis_url": ("Redis URL: redis://, rediss://, unix://, redis+sentinel://h1:p1,h2:p2/<service>, "
                   "redis+cluster://h1:p1,h2:p2 (docs/scale-out.md); empty: start an embedded redis-server"),
     "billing_target": "billing service host:port; empty: run the embedded billing simulator",
+    "billing_tls_ca": ("CA bundle (PEM) billing's server certificate must chain to: the link to billing is TLS, "
+                       "and a billing_target on another host must be TLS unless billing_plaintext (docs/billing.md)"),
+    "billing_tls_cert": "the gateway's client certificate chain (PEM) for billing's mutual TLS; with billing_tls_key",
+    "billing_tls_key": "the private key (PEM) of billing_tls_cert",
+    "billing_tls_server_name": ("the name billing's certificate must carry, when it is not billing_target's host "
+                                "(an address, or a name behind a load balancer)"),
+    "billing_plaintext": ("accept plaintext to a billing_target on another host, where the link is protected "
+                          "otherwise (a service mesh's mutual TLS, IPsec); call lists would cross it in the clear"),
     "secret_key": "server secret keying code hashes; empty: generated once into the data directory",
     "code_ttl": "seconds a one-time code stays valid",
     "code_max_tries": "wrong entries after which a code dies",

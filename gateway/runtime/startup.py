@@ -16,7 +16,7 @@ from pathlib import Path
 from adapters.dev_pki import ensure_dev_pki
 from adapters.sms_outbox import OUTBOX_NAME
 from gateway.domain import delivery
-from gateway.runtime import browser
+from gateway.runtime import billing_link, browser
 from gateway.runtime.edge import Edge
 from gateway.runtime.settings import Settings, env_name
 
@@ -48,6 +48,7 @@ def check(settings: Settings) -> None:
     try:
         Edge.of(s)  # the edge front's settings (proxy_listen, proxy_trusted), checked before anything starts
         browser.check(s)  # the browser listener's and the website channel's
+        billing_link.check(s)  # TLS to a billing on another host, or plaintext said in so many words
     except ValueError as e:
         raise StartupRefused(f"refusing to start: {e}") from None
     for name in (*given, "legal_signing_key"):

@@ -58,10 +58,24 @@ class TlsMaterial:
         return grpc.ssl_server_certificate_configuration([(self.key, self.chain)], root_certificates=self.client_ca)
 
 
-def read_material(cert: str | Path, key: str | Path, client_ca: str | Path) -> TlsMaterial:
-    """Read and check the three files; InvalidTlsFiles says what is wrong."""
+def read_ca(path: str | Path, what: str = "CA bundle") -> bytes:
+    """A PEM bundle holding at least one certificate; InvalidTlsFiles says what is wrong."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise InvalidTlsFiles(f"{what} {path}: {err.strerror or err}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise InvalidTlsFiles(f"{what} {path}: no PEM certificate") from None
+    return data
+
+
+def read_pair(cert: str | Path, key: str | Path) -> tuple[bytes, bytes]:
+    """(chain, key) PEM bytes, checked: the chain parses and the key is its leaf's; InvalidTlsFiles
+    says what is wrong."""
     parts = {}
-    for what, path in (("certificate", cert), ("key", key), ("client CA bundle", client_ca)):
+    for what, path in (("certificate", cert), ("key", key)):
         try:
             parts[what] = Path(path).read_bytes()
         except OSError as err:
@@ -78,11 +92,15 @@ def read_material(cert: str | Path, key: str | Path, client_ca: str | Path) -> T
     if (private.public_key().public_bytes(serialization.Encoding.DER, pub)
             != chain[0].public_key().public_bytes(serialization.Encoding.DER, pub)):
         raise InvalidTlsFiles(f"key {key} does not belong to certificate {cert}")
-    try:
-        x509.load_pem_x509_certificates(parts["client CA bundle"])
-    except ValueError:
-        raise InvalidTlsFiles(f"client CA bundle {client_ca}: no PEM certificate") from None
-    return TlsMaterial(parts["certificate"], parts["key"], parts["client CA bundle"])
+    return parts["certificate"], parts["key"]
+
+
+def read_material(cert: str | Path, key: str | Path, client_ca: str | Path,
+                  ca_what: str = "client CA bundle") -> TlsMaterial:
+    """Read and check the three files; InvalidTlsFiles says what is wrong (`ca_what` names the
+    bundle: the CA a peer's certificate must chain to)."""
+    chain, private = read_pair(cert, key)
+    return TlsMaterial(chain, private, read_ca(client_ca, ca_what))
 
 
 def _stamp(path: Path) -> tuple[int, int, int, int] | None:

@@ -28,7 +28,9 @@ import pytest
 import yaml
 
 from gateway.cli.main import build_parser
-from gateway.runtime.settings import SECRETS, Settings, env_name, file_env_name
+from gateway.runtime import billing_link
+from gateway.runtime.settings import SECRETS, Settings, env_name, file_env_name, from_env
+from gateway.transport.tls_files import read_ca, read_pair
 from hallgate_pb.v1 import kiosk_pb2
 from tests.support.manifests import (
     DEPLOY,
@@ -58,6 +60,8 @@ JOBS_ACCOUNT = "hallgate-jobs"
 ADMITTED_NETWORKS = {"hall", "legal", "audit"}
 NETWORK_LABEL = "hallgate/network"
 PLACEHOLDER = re.compile(r"^REPLACE_ME\b")
+BILLING_TLS = ("HALLGATE_BILLING_TLS_CA", "HALLGATE_BILLING_TLS_CERT", "HALLGATE_BILLING_TLS_KEY")
+BILLING_TLS_SECRET = "hallgate-billing-tls"
 
 # Every Settings field, and the _FILE form of every secret one.
 KNOWN_SETTINGS = frozenset({env_name(f.name) for f in fields(Settings)} | {file_env_name(n) for n in SECRETS})
@@ -183,6 +187,20 @@ def mounted_files(spec: dict[str, Any], container: dict[str, Any]) -> set[str]:
         items += volume.get("secret", {}).get("items", [])
         files |= {f"{mounts[volume['name']]}/{i['path']}" for i in items}
     return files
+
+
+def volume_secrets(volume: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Secrets a volume projects, each {"name", "items"}: a `secret` volume or a projected one."""
+    sources = [s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
+    if "secret" in volume:
+        sources.append({"name": volume["secret"]["secretName"], **volume["secret"]})
+    return sources
+
+
+def billing_settings(env: dict[str, str]) -> Settings:
+    """Settings from the HALLGATE_BILLING_* part of an environment (the rest may name secret files
+    this machine does not have)."""
+    return from_env({k: v for k, v in env.items() if k.startswith("HALLGATE_BILLING_")})
 
 
 @functools.cache
@@ -501,10 +519,7 @@ def test_every_secret_and_config_reference_resolves() -> None:
                     assert ref["key"] in secrets.get(ref["name"], set()), \
                         f"{label(obj)} {e['name']}: no key {ref['key']} in {ref['name']}"
         for volume in spec.get("volumes", []):
-            sources = [s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
-            if "secret" in volume:
-                sources.append({"name": volume["secret"]["secretName"], **volume["secret"]})
-            for s in sources:
+            for s in volume_secrets(volume):
                 for item in s.get("items", []):
                     where = f"{label(obj)} volume {volume['name']}: {s['name']}/{item['key']}"
                     assert item["key"] in secrets.get(s["name"], set()), where
@@ -536,6 +551,40 @@ def test_every_secret_file_a_container_is_told_about_is_mounted_in_its_pod() -> 
             for name, value in container_env(c).items():
                 if name in file_vars and value:
                     assert value in files, f"{label(obj)}: {name}={value} is not mounted"
+
+
+def test_billing_tls_files_are_mounted_read_only_from_their_secret() -> None:
+    """HALLGATE_BILLING_TLS_* name files under one read-only mount of a volume fed by the Secret
+    hallgate-billing-tls alone (mode 0440), each an item that Secret provides."""
+    config, spec = configmap(), pod_spec()
+    mounts = {m["name"]: m for m in gateway_container()["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    keys = secret_keys()[BILLING_TLS_SECRET]
+    for name in BILLING_TLS:
+        path = config[name]
+        found = [m for m in mounts.values() if path.startswith(m["mountPath"].rstrip("/") + "/")]
+        assert len(found) == 1, f"{name}={path}: under no volume mount (or several)"
+        mount, volume = found[0], volumes[found[0]["name"]]
+        assert mount.get("readOnly") is True, f"{name}: volume {mount['name']} is writable"
+        [source] = volume_secrets(volume)
+        assert source["name"] == BILLING_TLS_SECRET, f"{name}: volume {mount['name']} is not {BILLING_TLS_SECRET}"
+        assert volume.get("secret", volume.get("projected", {})).get("defaultMode") == 0o440, mount["name"]
+        items = {f"{mount['mountPath'].rstrip('/')}/{i['path']}": i["key"] for i in source["items"]}
+        assert path in items, f"{name}={path}: no item of {BILLING_TLS_SECRET} there"
+        assert items[path] in keys, f"{name}: {BILLING_TLS_SECRET} has no key {items[path]}"
+    assert len({config[n] for n in BILLING_TLS}) == len(BILLING_TLS), "three different files"
+
+
+def test_configmap_billing_link_passes_the_gateways_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hallgate serve` refuses a plaintext link to a billing on another host (billing_link.check, at
+    start). The ConfigMap's billing is another host, so its link is TLS, mutual, and not declared
+    plaintext. The files are the pod's: reading them is left out here (the compose test reads real ones)."""
+    s = billing_settings(configmap())
+    assert not billing_link.on_this_host(s.billing_target), s.billing_target
+    assert s.billing_tls_ca and not s.billing_plaintext, "TLS to a billing on another host"
+    assert s.billing_tls_cert and s.billing_tls_key, "mutual TLS: the gateway's client certificate"
+    monkeypatch.setattr(billing_link, "credentials", lambda _settings: None)
+    billing_link.check(s)
 
 
 def test_deployment_command_parses_with_the_cli() -> None:
@@ -815,6 +864,7 @@ def test_every_hallgate_variable_in_deploy_is_a_known_setting() -> None:
 # Settings production needs, whatever the docs say besides (deploy/README.md's table adds to these).
 PRODUCTION_SETTINGS = frozenset({
     "HALLGATE_LISTEN", "HALLGATE_HEALTH_LISTEN", "HALLGATE_METRICS_LISTEN", "HALLGATE_BILLING_TARGET",
+    "HALLGATE_BILLING_TLS_CA", "HALLGATE_BILLING_TLS_CERT", "HALLGATE_BILLING_TLS_KEY",
     "HALLGATE_TRUST_DOMAIN", "HALLGATE_TLS_CERT", "HALLGATE_TLS_KEY", "HALLGATE_TLS_CLIENT_CA",
     "HALLGATE_LEGAL_SIGNING_KEY", "HALLGATE_SECRET_KEY_FILE", "HALLGATE_AUDIT_HMAC_KEY_FILE", "HALLGATE_REDIS_URL_FILE",
     "HALLGATE_SMS_URL", "HALLGATE_SMS_SYSTEM_ID", "HALLGATE_SMS_PASSWORD_FILE", "HALLGATE_SMS_SOURCE_ADDR",
@@ -1012,9 +1062,68 @@ def test_compose_file_settings_name_its_secrets() -> None:
             assert svc["environment"][key] in mounted, f"{name}: {key}"
 
 
-def test_dev_secrets_script_makes_every_file_compose_reads(tmp_path: Path) -> None:
-    out = tmp_path / "dev-secrets"
+def test_compose_billing_link_is_mutual_tls_over_compose_secrets() -> None:
+    """billing-sim serves TLS and asks for a client certificate (`--tls-*`, parsed by the real CLI);
+    the gateways give the CA, certificate and key. Every one of these files is a compose secret
+    mounted in the service that reads it."""
+    entrypoint, _ = entrypoint_and_cmd()
+    declared = compose()["secrets"]
+    sim = compose()["services"]["billing-sim"]
+    args = parse_cli(hallgate_argv(entrypoint + sim["command"]))
+    assert args.run.__name__ == "cmd_billing_sim"
+    assert set(sim.get("secrets", [])) <= set(declared)
+    sim_files = {f"/run/secrets/{s}" for s in sim.get("secrets", [])}
+    for flag in ("tls_cert", "tls_key", "tls_client_ca"):
+        assert getattr(args, flag) in sim_files, f"billing-sim --{flag.replace('_', '-')}={getattr(args, flag)}"
+    for name, svc in compose_gateways().items():
+        env = svc["environment"]
+        mounted = {f"/run/secrets/{s}" for s in svc["secrets"]}
+        for key in BILLING_TLS:
+            assert env.get(key) in mounted, f"{name}: {key}={env.get(key)} is not a mounted compose secret"
+        assert not billing_settings(env).billing_plaintext, name
+
+
+@pytest.fixture(scope="module")
+def dev_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What deploy/dev-secrets.sh makes, in a fresh directory."""
+    out = tmp_path_factory.mktemp("dev") / "dev-secrets"
     subprocess.run(["bash", str(DEV_SECRETS), str(out)], check=True, capture_output=True, timeout=30)
+    return out
+
+
+def compose_secret_file(out: Path, path: str) -> Path:
+    """The file of `out` (dev-secrets.sh's output) that compose mounts at /run/secrets/NAME."""
+    name = path.removeprefix("/run/secrets/")
+    assert name != path, f"{path} is not a compose secret"
+    return out / Path(compose()["secrets"][name]["file"]).name
+
+
+def test_compose_billing_certificates_chain_name_and_pass_the_gateways_check(dev_secrets: Path) -> None:
+    """With dev-secrets.sh's files at the paths compose mounts: billing-sim's certificate chains to
+    the gateways' HALLGATE_BILLING_TLS_CA and names the target's host, the gateways' client
+    certificate chains to billing-sim's --tls-client-ca, both sides' files load as they do at start,
+    and the gateways pass billing_link.check reading the real files."""
+    entrypoint, _ = entrypoint_and_cmd()
+    sim = parse_cli(hallgate_argv(entrypoint + compose()["services"]["billing-sim"]["command"]))
+    read_pair(compose_secret_file(dev_secrets, sim.tls_cert), compose_secret_file(dev_secrets, sim.tls_key))
+    read_ca(compose_secret_file(dev_secrets, sim.tls_client_ca))
+    for name, svc in compose_gateways().items():
+        env = {k: str(compose_secret_file(dev_secrets, v)) if k in BILLING_TLS else v
+               for k, v in svc["environment"].items()}
+        host = env["HALLGATE_BILLING_TARGET"].rsplit(":", 1)[0]
+        checks = [(env["HALLGATE_BILLING_TLS_CA"], compose_secret_file(dev_secrets, sim.tls_cert), "sslserver",
+                   ["-verify_hostname", host]),
+                  (compose_secret_file(dev_secrets, sim.tls_client_ca), env["HALLGATE_BILLING_TLS_CERT"],
+                   "sslclient", [])]
+        for ca, cert, purpose, extra in checks:
+            verify = subprocess.run(["openssl", "verify", "-purpose", purpose, *extra, "-CAfile", str(ca), str(cert)],
+                                    capture_output=True, text=True, timeout=30)
+            assert verify.returncode == 0, f"{name}: {cert} ({purpose}): {verify.stdout}{verify.stderr}"
+        billing_link.check(billing_settings(env))
+
+
+def test_dev_secrets_script_makes_every_file_compose_reads(dev_secrets: Path) -> None:
+    out = dev_secrets
     for spec in compose()["secrets"].values():
         assert (out / Path(spec["file"]).name).is_file(), spec["file"]
     for svc in compose_gateways().values():

@@ -14,9 +14,10 @@ import pytest
 
 from adapters.sms_outbox import OUTBOX_NAME
 from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
+from tests.support.billing_tls import make_billing_pki
 from tests.support.dates import month
 from tests.support.outbox import code_in
-from tests.support.processes import BillingProc, Proc, socket_closes
+from tests.support.processes import BillingProc, Proc, serve, socket_closes
 from tests.support.subscribers import HEAVY, ORDINARY, SIM, password
 from tests.support.tls import tls_env
 
@@ -163,3 +164,23 @@ def test_a_killed_gateway_does_not_leave_its_embedded_redis_behind(tmp_path: Pat
     sock = data / "redis" / "redis.sock"
     gw.kill()  # SIGKILL: no shutdown code runs
     assert socket_closes(sock, timeout=10), "the embedded redis-server outlived its gateway"
+
+
+def test_serve_and_the_billing_sim_as_processes_speak_mutual_tls(tmp_path: Path, redis_url: str, clean_redis: str,
+                                                                   pki: Path) -> None:
+    """The CLI end of the billing link: `billing-sim --tls-*` and `serve` with HALLGATE_BILLING_TLS_*.
+    The kiosk service is SERVING only while billing answers through the channel the calls use, and
+    a code request, which asks billing first, goes through."""
+    billing = make_billing_pki(tmp_path / "billing-pki")
+    sim = BillingProc(tmp_path / "sim.log", billing.sim_flags(), billing.client()).start()
+    env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": sim.address, **billing.env(), **tls_env(pki)}
+    gw = serve(tmp_path, tmp_path / "gw", env=env)
+    try:
+        gw.wait_serving(pki)
+        gw.request_code(pki, ORDINARY)
+    finally:
+        code = gw.stop()
+        sim.stop()
+    assert code == 0 and "Traceback" not in gw.log.read_text()
+    assert "TLS" in sim.log.read_text()
+

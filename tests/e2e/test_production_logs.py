@@ -97,9 +97,7 @@ def test_started_with_redis_down_it_serves_not_ready_then_ready_and_logs_only_js
         done = hallgate("health", "--plaintext", "--target", health, "--service", READY)
         assert (done.returncode, done.stdout.strip()) == (0, "SERVING")
 
-        with gw.channel(pki) as channel:
-            kiosk_pb2_grpc.KioskServiceStub(channel).RequestOneTimeCode(
-                kiosk_pb2.RequestOneTimeCodeRequest(msisdn=ORDINARY), timeout=10)
+        gw.request_code(pki, ORDINARY)
         assert code_for(outbox, ORDINARY)
     finally:
         code = gw.stop()

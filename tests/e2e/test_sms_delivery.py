@@ -22,7 +22,7 @@ from adapters.sms.queue import STREAM
 from adapters.sms.sim_process import SmscSimProcess
 from adapters.sms_outbox import read_outbox
 from gateway.domain.ports import Sms, SmsKind
-from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc
+from hallgate_pb.v1 import kiosk_pb2
 from tests.support.dates import month
 from tests.support.outbox import CODE_RE
 from tests.support.processes import HALLGATE, hallgate, serve
@@ -304,9 +304,7 @@ def test_a_served_gateway_with_a_wrong_smpp_password_says_so_in_health_and_log_a
     gw = serve(tmp_path, tmp_path / "served", env=env)
     try:
         gw.wait_serving(pki)
-        with gw.channel(pki) as channel:
-            kiosk_pb2_grpc.KioskServiceStub(channel).RequestOneTimeCode(
-                kiosk_pb2.RequestOneTimeCodeRequest(msisdn=OWNER), timeout=10)
+        gw.request_code(pki, OWNER)
 
         def sms_health() -> int | None:
             done = hallgate("health", "--service", "hallgate.sms", "--target", gw.address,

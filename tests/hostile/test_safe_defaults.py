@@ -102,6 +102,16 @@ def test_an_edge_front_without_valid_trusted_proxies_is_refused(tmp_path, pki):
     assert not (tmp_path / "d").exists()
 
 
+def test_plaintext_to_a_billing_on_another_host_is_refused(tmp_path, pki):
+    """Call lists cross that link: TLS (HALLGATE_BILLING_TLS_*), or plaintext said in so many words."""
+    env = {**tls_env(pki), "HALLGATE_BILLING_TARGET": "billing.billing.svc.cluster.local:50061"}
+    line = refused(tmp_path / "d", env=env)
+    assert "HALLGATE_BILLING_TLS_CA" in line and "HALLGATE_BILLING_PLAINTEXT" in line
+    env["HALLGATE_BILLING_TLS_CA"] = str(tmp_path / "no-such-ca.pem")
+    assert "no-such-ca.pem" in refused(tmp_path / "d", env=env)
+    assert not (tmp_path / "d").exists()
+
+
 def test_make_run_passes_dev_and_dev_is_a_flag_and_a_variable():
     run = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "hallgate serve --dev" in run

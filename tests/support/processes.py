@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.redis_server import free_port
-from hallgate_pb.v1 import staff_pb2, staff_pb2_grpc
+from hallgate_pb.v1 import kiosk_pb2, kiosk_pb2_grpc, staff_pb2, staff_pb2_grpc
 from tests.support.staff import fresh_totp
 from tests.support.subscribers import SIM
 from tests.support.tls import KIOSK_CERT, client_credentials
@@ -67,6 +67,12 @@ class Proc:
             return grpc.insecure_channel(self.address)
         return grpc.secure_channel(self.address, client_credentials(pki, cert))
 
+    def request_code(self, pki: Path | None, msisdn: str) -> None:
+        """A kiosk's RequestOneTimeCode for `msisdn` (a call that asks billing first); raises its error."""
+        with self.channel(pki) as channel:
+            kiosk_pb2_grpc.KioskServiceStub(channel).RequestOneTimeCode(
+                kiosk_pb2.RequestOneTimeCodeRequest(msisdn=msisdn), timeout=10)
+
     def _running(self) -> None:
         assert self.p.poll() is None, f"process exited: {self.log.read_text()[-2000:]}"
 
@@ -104,11 +110,13 @@ class Proc:
             self.kill()
             raise
 
-    def wait_port(self, timeout: float = 20.0) -> Proc:
-        """Until a gRPC channel to the port connects (a billing-sim, a plaintext listener)."""
+    def wait_port(self, timeout: float = 20.0, credentials: grpc.ChannelCredentials | None = None) -> Proc:
+        """Until a gRPC channel to the port connects (a billing-sim, a plaintext listener; with
+        `credentials`, a TLS one)."""
         def connects() -> bool:
             self._running()
-            with grpc.insecure_channel(self.address) as channel:
+            with (grpc.insecure_channel(self.address) if credentials is None
+                  else grpc.secure_channel(self.address, credentials)) as channel:
                 grpc.channel_ready_future(channel).result(timeout=0.3)
             return True
 
@@ -144,11 +152,14 @@ class BillingProc(Proc):
     loopback port, so a gateway's channel reconnects to it: `start`, `kill`, `signal(SIGSTOP)`,
     `start` again."""
 
-    def __init__(self, log: Path) -> None:
-        super().__init__(["billing-sim", "--listen", "{address}", *SIM], {}, log, start=False)
+    def __init__(self, log: Path, flags: tuple[str, ...] = (), credentials: grpc.ChannelCredentials | None = None
+                 ) -> None:
+        """`flags`: more billing-sim flags (--tls-*), with the `credentials` that connect to it then."""
+        super().__init__(["billing-sim", "--listen", "{address}", *SIM, *flags], {}, log, start=False)
+        self.credentials = credentials
 
     def start(self, timeout: float = 20.0) -> BillingProc:
-        self.launch().wait_port(timeout)
+        self.launch().wait_port(timeout, self.credentials)
         return self
 
     async def start_async(self) -> BillingProc:
