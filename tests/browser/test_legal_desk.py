@@ -243,6 +243,31 @@ async def test_four_eyes_decisions_filters_and_errors_in_plain_words(make_gatewa
     await shot(ui.page, "desks/legal-14-english")
 
 
+async def test_the_deadline_filters_find_an_approval_older_than_the_first_page(make_gateway, open_page):
+    """The register shows the newest 50 requests a page. An approval about to lapse may be older than
+    all of them; the deadline filters still find it, and only what they name."""
+    h = await make_gateway(browser_listen="127.0.0.1:0", legal_approval_days=5)
+    registrant = await desk(h, "L1001", "legal_officer", hall="B01")
+    approver = await desk(h, "A2001", "legal_approver", hall="B01")
+    oldest = await registrant.register()
+    await approver.approve(oldest.request_id)  # lapses in 5 days: within the week
+    newer = await asyncio.gather(*(registrant.register(register_message(case_number=f"BJ-2026-XS-{i:04d}"))
+                                   for i in range(55)))
+    ui = await open_desk(open_page, h)
+    await ui.sign_in("A2001", approver.secret)
+    await ui.signed_in()
+    first_page = await ui.shown()
+    assert len(first_page) == 50 and oldest.request_id not in first_page
+    assert await ui.filter(deadline="week") == [oldest.request_id]
+    assert await ui.filter(deadline="pending") == [oldest.request_id]
+    await expect(ui.page.locator("#more")).to_be_hidden()  # every page was read
+    assert await ui.filter(deadline="lapsed") == []
+    # A state filter and a deadline that needs another state: nothing can match both.
+    assert await ui.filter(state="REQUEST_STATE_AWAITING_APPROVAL", deadline="week") == []
+    assert len(await ui.filter(state="REQUEST_STATE_AWAITING_APPROVAL")) == 50
+    assert {r.request_id for r in newer} >= set(await ui.shown())
+
+
 async def test_a_registration_the_api_refuses_names_every_bad_field(make_gateway, open_page):
     h = await legal_gateway(make_gateway)
     secret = await h.add_staff("L1001", "legal_officer", hall="B01")

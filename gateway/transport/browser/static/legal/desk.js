@@ -23,6 +23,13 @@ const KINDS = ["AGENCY_KIND_PUBLIC_SECURITY", "AGENCY_KIND_PROCURATORATE", "AGEN
 const LEVELS = ["AGENCY_LEVEL_NATIONAL", "AGENCY_LEVEL_PROVINCIAL", "AGENCY_LEVEL_PREFECTURE", "AGENCY_LEVEL_COUNTY",
   "AGENCY_LEVEL_TOWNSHIP"];
 const DEADLINES = ["any", "pending", "week", "lapsed"];
+// A deadline filter looks at one state only: the server is asked for it, and every page is read
+// (approvals waiting are few), so an approval older than the newest page of the register is found.
+const DEADLINE_STATE = {
+  pending: "REQUEST_STATE_AWAITING_DISCLOSURE", week: "REQUEST_STATE_AWAITING_DISCLOSURE",
+  lapsed: "REQUEST_STATE_EXPIRED",
+};
+const DEADLINE_PAGES = 25; // of 200: beyond 5,000 the "more" button reads on
 const MAX_LETTER = 8 * 1024 * 1024;
 const WEEK = 7 * 86400 * 1000;
 const URGENT = 3 * 86400 * 1000;
@@ -356,16 +363,21 @@ async function loadList(fresh) {
   list.loading = true;
   renderListStatus();
   const f = list.filters;
+  const needed = DEADLINE_STATE[f.deadline];
   try {
-    const body = { pageSize: 50 };
-    if (f.state) body.state = f.state;
-    if (f.agency) body.agencyName = f.agency;
-    if (f.caseNumber) body.caseNumber = f.caseNumber;
-    if (!fresh && list.next) body.pageToken = list.next;
-    const answer = await unary(LEGAL + "ListRequests", body);
-    if (!current()) return;
-    list.requests.push(...(answer.requests || []));
-    list.next = answer.nextPageToken || "";
+    // A state filter other than the one a deadline needs: nothing can match both.
+    for (let pages = 0; !(needed && f.state && f.state !== needed); pages++) {
+      const body = { pageSize: needed ? 200 : 50 };
+      if (needed || f.state) body.state = needed || f.state;
+      if (f.agency) body.agencyName = f.agency;
+      if (f.caseNumber) body.caseNumber = f.caseNumber;
+      if (list.next) body.pageToken = list.next;
+      const answer = await unary(LEGAL + "ListRequests", body);
+      if (!current()) return;
+      list.requests.push(...(answer.requests || []));
+      list.next = answer.nextPageToken || "";
+      if (!needed || !list.next || pages + 1 >= DEADLINE_PAGES) break;
+    }
   } catch (err) {
     if (current()) explain(err, "list", $("view-list"));
   } finally {
