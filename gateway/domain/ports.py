@@ -331,6 +331,11 @@ class Sessions(Protocol):
 
     async def end(self, kind: str, digest: str) -> None: ...
 
+    async def end_staff(self, digest: str) -> int:
+        """End a staff session and every customer session its holder opened on its terminal (a
+        clerk who signs out leaves no customer session behind); how many customer sessions ended."""
+        ...
+
 
 class Revocations(Protocol):
     """The terminal deny-list, answered from memory on every call, refreshed in the background."""

@@ -17,8 +17,9 @@ from google.protobuf.descriptor import Descriptor
 from gateway.cli.main import main as cli_main
 from gateway.domain import passwords
 from gateway.runtime.bootstrap import sms_worker
-from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2
+from hallgate_pb.v1 import clerk_pb2, clerk_pb2_grpc, kiosk_pb2, staff_pb2, staff_pb2_grpc
 from tests.support.clerk import id_card
+from tests.support.staff import STAFF_PASSWORD, next_totp, sign_in
 from tests.support.status import details, reason, refused, shape, violations
 from tests.support.subscribers import UNKNOWN
 from tests.support.waiting import wait_for
@@ -733,3 +734,27 @@ def test_no_clerk_rpc_takes_a_number_and_returns_customer_data_without_a_session
     for method in service.methods:
         if method.name not in takes_number:
             assert "customer_session" in method.input_type.fields_by_name, method.name
+
+
+async def test_signing_out_ends_the_customer_sessions_the_clerk_opened_there(gw):
+    """A clerk who signs out leaves no customer session behind: not for their next sign-in on the
+    terminal either. Another clerk's sessions, and the same clerk's on another terminal, stay."""
+    secret = await gw.add_staff("C1001", "clerk")
+
+    async def c1001(cert: str) -> Counter:  # three sign-ins in one TOTP step: the previous, this and the next
+        reply = await sign_in(gw, cert, "C1001", STAFF_PASSWORD, next_totp(secret))
+        return Counter(gw, cert, (("authorization", f"Bearer {reply.staff_token}"),))
+
+    at_t07, at_t08 = await c1001(T07), await c1001(T08)
+    carol = await counter(gw, "C1003", T07)
+    mine = [await at_t07.open_by_id(CUSTOMER), await at_t07.open_by_password(CUSTOMER)]
+    elsewhere, carols = await at_t08.open_by_id(CUSTOMER), await carol.open_by_id(CUSTOMER)
+    await staff_pb2_grpc.StaffServiceStub(gw.channel_for(T07)).SignOut(staff_pb2.SignOutRequest(), metadata=at_t07.md)
+    again = await c1001(T07)
+    for session in mine:
+        e = await refused(again.profile(session))
+        assert e.code() == Code.PERMISSION_DENIED and reason(e) == "CUSTOMER_SESSION_REQUIRED"
+    assert (await at_t08.profile(elsewhere)).proved_by == "id_document"
+    assert (await carol.profile(carols)).proved_by == "id_document"
+    [event] = [e for e in await gw.audit_events() if e["method"] == "/hallgate.v1.StaffService/SignOut"]
+    assert event["detail"] == "customer sessions ended: 2" and event["staff_id"] == "C1001"
