@@ -31,10 +31,6 @@ STAFF_INDEX = "hg:staff-index"
 # The customer sessions a staff member opened on a terminal, by token digest, so signing out ends
 # them; kept a day after the last one opened (a customer session idles out long before).
 OPENED_BY_TTL_MS = 86_400_000
-
-
-def _opened_by(staff_id: str, terminal: str) -> str:
-    return f"hg:customers-opened-by:{staff_id}|{terminal}"
 EMPLOYEE_NO_RE = re.compile(r"[A-Z0-9][A-Z0-9._/-]{0,31}")
 
 # KEYS: last accepted step. ARGV: step, ttl ms. 1 if accepted (later than any before), else 0.
@@ -137,6 +133,10 @@ def _context(staff_id: str) -> str:
 def _decode(raw: dict[Any, Any]) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()}
+
+
+def _opened_by(staff_id: str, terminal: str) -> str:
+    return f"hg:customers-opened-by:{staff_id}|{terminal}"
 
 
 def _text(value: Any) -> str:
@@ -295,8 +295,10 @@ class RedisStaffStore:
         return await self._get(f"hg:staff-session:{digest}", StaffSession, idle)
 
     async def open_customer(self, digest: str, session: CustomerSession, idle: float) -> None:
-        await self._open(f"hg:customer-session:{digest}", session, idle,
-                         opened_by=_opened_by(session.staff_id, session.terminal))
+        # Listed first (another slot, so not in the session's transaction): a session that exists
+        # is always listed; a listed one that never came to be is harmless.
+        await self._list_opened(_opened_by(session.staff_id, session.terminal), digest)
+        await self._open(f"hg:customer-session:{digest}", session, idle)
 
     async def customer(self, digest: str, idle: float) -> CustomerSession | None:
         return await self._get(f"hg:customer-session:{digest}", CustomerSession, idle)
@@ -310,7 +312,6 @@ class RedisStaffStore:
         key = f"hg:staff-session:{digest}"
         staff_id, terminal = await self.r.hmget(key, "staff_id", "terminal")  # type: ignore[misc]
         if staff_id is None or terminal is None:
-            await self.r.delete(key)
             return 0
         opened = _opened_by(_text(staff_id), _text(terminal))
         customers = [f"hg:customer-session:{_text(d)}" for d in await self.r.smembers(opened)]  # type: ignore[misc]
@@ -324,13 +325,14 @@ class RedisStaffStore:
         return ended
 
     @guarded
-    async def _open(self, key: str, session: StaffSession | CustomerSession, idle: float,
-                    opened_by: str = "") -> None:
-        if opened_by:  # first (another slot, so not in the transaction): a session that exists is listed
-            async with self.r.pipeline(transaction=False) as p:
-                p.sadd(opened_by, key.rsplit(":", 1)[1])
-                p.pexpire(opened_by, OPENED_BY_TTL_MS)
-                await p.execute()
+    async def _list_opened(self, opened_by: str, digest: str) -> None:
+        async with self.r.pipeline(transaction=True) as p:
+            p.sadd(opened_by, digest)
+            p.pexpire(opened_by, OPENED_BY_TTL_MS)
+            await p.execute()
+
+    @guarded
+    async def _open(self, key: str, session: StaffSession | CustomerSession, idle: float) -> None:
         async with self.r.pipeline(transaction=True) as p:
             mapping: dict[Any, Any] = dict(asdict(session))
             p.hset(key, mapping=mapping)
