@@ -28,9 +28,6 @@ from gateway.domain.secretbox import SecretBox, SecretBoxError, is_sealed
 
 S = TypeVar("S", StaffSession, CustomerSession)
 STAFF_INDEX = "hg:staff-index"
-# The customer sessions a staff member opened on a terminal, by token digest, so signing out ends
-# them; kept a day after the last one opened (a customer session idles out long before).
-OPENED_BY_TTL_MS = 86_400_000
 EMPLOYEE_NO_RE = re.compile(r"[A-Z0-9][A-Z0-9._/-]{0,31}")
 
 # KEYS: last accepted step. ARGV: step, ttl ms. 1 if accepted (later than any before), else 0.
@@ -133,10 +130,6 @@ def _context(staff_id: str) -> str:
 def _decode(raw: dict[Any, Any]) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()}
-
-
-def _opened_by(staff_id: str, terminal: str) -> str:
-    return f"hg:customers-opened-by:{staff_id}|{terminal}"
 
 
 def _text(value: Any) -> str:
@@ -295,9 +288,6 @@ class RedisStaffStore:
         return await self._get(f"hg:staff-session:{digest}", StaffSession, idle)
 
     async def open_customer(self, digest: str, session: CustomerSession, idle: float) -> None:
-        # Listed first (another slot, so not in the session's transaction): a session that exists
-        # is always listed; a listed one that never came to be is harmless.
-        await self._list_opened(_opened_by(session.staff_id, session.terminal), digest)
         await self._open(f"hg:customer-session:{digest}", session, idle)
 
     async def customer(self, digest: str, idle: float) -> CustomerSession | None:
@@ -306,30 +296,6 @@ class RedisStaffStore:
     @guarded
     async def end(self, kind: str, digest: str) -> None:
         await self.r.delete(f"hg:{kind}-session:{digest}")
-
-    @guarded
-    async def end_staff(self, digest: str) -> int:
-        key = f"hg:staff-session:{digest}"
-        staff_id, terminal = await self.r.hmget(key, "staff_id", "terminal")  # type: ignore[misc]
-        if staff_id is None or terminal is None:
-            return 0
-        opened = _opened_by(_text(staff_id), _text(terminal))
-        customers = [f"hg:customer-session:{_text(d)}" for d in await self.r.smembers(opened)]  # type: ignore[misc]
-        ended = 0
-        if customers:  # one by one: on Redis Cluster the sessions' keys sit in different slots
-            async with self.r.pipeline(transaction=False) as p:
-                for c in customers:
-                    p.delete(c)
-                ended = sum(await p.execute())
-        await self.r.delete(opened, key)
-        return ended
-
-    @guarded
-    async def _list_opened(self, opened_by: str, digest: str) -> None:
-        async with self.r.pipeline(transaction=True) as p:
-            p.sadd(opened_by, digest)
-            p.pexpire(opened_by, OPENED_BY_TTL_MS)
-            await p.execute()
 
     @guarded
     async def _open(self, key: str, session: StaffSession | CustomerSession, idle: float) -> None:

@@ -112,11 +112,12 @@ class ClerkServicer(clerk_pb2_grpc.ClerkServiceServicer):
         call.purpose, call.purpose_reason = purpose.value, why
         if kind == "id_document":
             token = await self.desk.open_by_document(call.staff_id, call.terminal, call.hall, msisdn, doc,
-                                                     purpose, why)
+                                                     purpose, why, call.staff_session)
         else:
             pc = request.password_and_code
             token = await self.desk.open_by_password(call.staff_id, call.terminal, call.hall, msisdn,
-                                                     pc.service_password, pc.one_time_code, purpose, why)
+                                                     pc.service_password, pc.one_time_code, purpose, why,
+                                                     call.staff_session)
         return clerk_pb2.OpenCustomerSessionResponse(customer_session=token,
                                                      idle_timeout=duration(self.desk.s.customer_session_idle),
                                                      purpose=request.purpose)

@@ -108,7 +108,7 @@ class ClerkDesk:
             raise InvalidArgument([(f"id_document.{f}", d) for f, d in problems])
 
     async def open_by_document(self, staff_id: str, terminal: str, hall: str, msisdn: str, doc: IdDocument,
-                               purpose: SessionPurpose, reason: str = "") -> str:
+                               purpose: SessionPurpose, reason: str = "", staff_session: str = "") -> str:
         """R9 way 2. The owner in person with their card is how a number locked by wrong passwords
         gets served again, so the password lock does not apply here; document mismatches count
         towards a lock of their own."""
@@ -122,13 +122,14 @@ class ClerkDesk:
         if not match:
             await self.proof.fail(attempt)
         await self.proof.state.reset_failures(subject)
-        return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, ID_DOCUMENT, purpose, reason))
+        return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, ID_DOCUMENT, purpose, reason,
+                                                staff_session))
 
     async def open_by_password(self, staff_id: str, terminal: str, hall: str, msisdn: str, password: str,
-                               code: str, purpose: SessionPurpose, reason: str = "") -> str:
+                               code: str, purpose: SessionPurpose, reason: str = "", staff_session: str = "") -> str:
         await self.proof.verify(msisdn, password, code, rules.Purpose.COUNTER)
         return await self._open(CustomerSession(msisdn, staff_id, terminal, hall, PASSWORD_AND_CODE, purpose,
-                                                reason))
+                                                reason, staff_session))
 
     async def _open(self, session: CustomerSession) -> str:
         if session.proof == PASSWORD_AND_CODE:

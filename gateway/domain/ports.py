@@ -286,10 +286,13 @@ class StaffSession:
 
 @dataclass(frozen=True, slots=True)
 class CustomerSession:
-    """A customer present at a counter who proved ownership of `msisdn`; bound to the clerk and
-    the terminal that opened it. `proof` is "id_document" or "password_and_code". `purpose` is why
-    it was opened (gateway/domain/purposes.py; "" for a session stored before purposes existed,
-    which only calls open to any purpose accept), `reason` the clerk's short words, if any."""
+    """A customer present at a counter who proved ownership of `msisdn`; bound to the clerk, the
+    terminal and the clerk's very sign-in (`staff_session`, its token digest) that opened it, so it
+    ends with that sign-in: signed out, expired or ended because the account was disabled. `proof`
+    is "id_document" or "password_and_code". `purpose` is why it was opened
+    (gateway/domain/purposes.py; "" for a session stored before purposes existed, which only calls
+    open to any purpose accept), `reason` the clerk's short words, if any. A session stored before
+    `staff_session` existed has it empty and is bound to the clerk and terminal only."""
 
     msisdn: str
     staff_id: str
@@ -298,6 +301,7 @@ class CustomerSession:
     proof: str
     purpose: str = ""
     reason: str = ""
+    staff_session: str = ""
 
 
 class StaffDirectory(Protocol):
@@ -330,11 +334,6 @@ class Sessions(Protocol):
     async def customer(self, digest: str, idle: float) -> CustomerSession | None: ...
 
     async def end(self, kind: str, digest: str) -> None: ...
-
-    async def end_staff(self, digest: str) -> int:
-        """End a staff session and every customer session its holder opened on its terminal (a
-        clerk who signs out leaves no customer session behind); how many customer sessions ended."""
-        ...
 
 
 class Revocations(Protocol):

@@ -34,6 +34,7 @@ class CallContext:
     detail: str = ""
     records: int = 0  # records handed to the transport (a stream's audit stage counts what left)
     customer: Any = None  # the CustomerSession, for servicers; never written to the audit trail
+    staff_session: str = ""  # the signed-in staff member's session (token digest); never written either
     started: float = field(default_factory=time.perf_counter)
     effects: list[Effect] = field(default_factory=list)  # run only once the call's event is stored
     call_id: str = field(default_factory=lambda: secrets.token_hex(8))  # links a stream's two events

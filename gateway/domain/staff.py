@@ -129,7 +129,5 @@ class StaffDesk:
         hashed = await asyncio.to_thread(passwords.hash_password, new, self.s.staff_hash_n)
         await self.directory.put(replace(record, password_hash=hashed, password_changed_at=self.clock().timestamp()))
 
-    async def sign_out(self, token: str) -> int:
-        """Ends the staff session and the customer sessions its holder opened on this terminal;
-        how many of those there were."""
-        return await self.sessions.end_staff(rules.token_digest(token))
+    async def sign_out(self, token: str) -> None:
+        await self.sessions.end("staff", rules.token_digest(token))

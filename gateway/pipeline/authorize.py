@@ -113,13 +113,14 @@ class Authorizer:
         token = bearer.removeprefix("Bearer ").strip()
         if not bearer.startswith("Bearer ") or not rules.TOKEN_RE.fullmatch(token):
             raise Unauthenticated("staff_sign_in_required")
-        staff = await self.sessions.staff(rules.token_digest(token), self.config.staff_idle)
+        digest = rules.token_digest(token)
+        staff = await self.sessions.staff(digest, self.config.staff_idle)
         if staff is None or staff.terminal != identity.terminal:
             raise Unauthenticated("staff_sign_in_required")
         if not await self.directory.is_active(staff.staff_id):  # disabled since signing in
-            await self.sessions.end("staff", rules.token_digest(token))
+            await self.sessions.end("staff", digest)
             raise Unauthenticated("staff_sign_in_required")
-        call.staff_id, call.role = staff.staff_id, staff.role
+        call.staff_id, call.role, call.staff_session = staff.staff_id, staff.role, digest
         if Role(staff.role) not in rule.roles:
             raise PermissionDenied("role")
 
@@ -129,8 +130,9 @@ class Authorizer:
         token = rules.check_token(v, getattr(request, "customer_session", ""), "customer_session")
         v.raise_if_any()
         session = await self.sessions.customer(rules.token_digest(token), self.config.customer_session_idle)
-        if session is None or session.staff_id != call.staff_id or session.terminal != identity.terminal:
-            raise PermissionDenied("customer_session_required")
+        if (session is None or session.staff_id != call.staff_id or session.terminal != identity.terminal
+                or (session.staff_session and session.staff_session != call.staff_session)):
+            raise PermissionDenied("customer_session_required")  # not this sign-in's: ended with the one that opened it
         # This clerk's own session: from here a refusal is on record with its subscriber and purpose.
         call.proof, call.purpose, call.msisdn = session.proof, session.purpose, session.msisdn
         if rule.purposes is None or (rule.purposes and session.purpose not in rule.purposes):
