@@ -41,6 +41,8 @@ from redis.exceptions import ClusterDownError, DataError, RedisClusterException,
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from adapters.redis_mux import Client as SharingClient
+
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
 MAX_CONNECTIONS = 256  # per server (per node on a cluster): calls beyond it fail, they never queue
@@ -144,7 +146,7 @@ def connect(url: str, timeout: float) -> aioredis.Redis:
     if "+" in scheme:
         raise ValueError(f"unsupported Redis URL scheme {scheme!r}: use redis, rediss, unix, "
                          f"{SENTINEL_SCHEME} or {CLUSTER_SCHEME}")
-    return _lean(aioredis.Redis.from_url(
+    return _lean(SharingClient.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -194,7 +196,7 @@ def _fail_fast(timeout: float) -> dict[str, Any]:
 # --- Sentinel ---------------------------------------------------------------------------------
 
 
-class SentinelMaster(aioredis.Redis):
+class SentinelMaster(SharingClient):
     """The master of a Sentinel service (`Sentinel.master_for`); `aclose` also closes the
     connections to the sentinels themselves."""
 
