@@ -8,10 +8,14 @@ scripts can share one connection: those issued in the same turn of the event loo
 write, and the replies, which Redis sends in the order of the commands, are parsed by hiredis in
 the transport's callback and handed to their callers in that order (no reader task).
 
+Plain pipelines (`transaction=False`) of commands that cannot block either (`SHAREABLE`: DEL,
+HSET, PEXPIRE and the like; opening a session is one) go the same way, written together.
+
 What stays as it was: the connection is made by the client's own pool class (`make_connection`),
-so AUTH, SELECT, TLS and a Sentinel master lookup are redis-py's; every other command and every
-pipeline uses the pool as before (a WAITAOF or WAIT must follow its append on the same
-connection, and a blocking read must not hold up the scripts). Redis Cluster does not use this.
+so AUTH, SELECT, TLS and a Sentinel master lookup are redis-py's; every other command, every
+MULTI and every pipeline with another command uses the pool as before (a WAITAOF or WAIT must
+follow its append on the same connection, and a blocking read must not hold up the scripts).
+Redis Cluster does not use this.
 
 Failures keep the client's contract (`adapters.redis_client`): every caller gets its reply or a
 RedisError within about the socket timeout. A lost connection fails every command on it; a reply
@@ -29,11 +33,19 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.client import EMPTY_RESPONSE, NEVER_DECODE, Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 SHARED = frozenset({"EVALSHA", b"EVALSHA"})
+# What a plain pipeline may hold to go over the shared connection: commands that answer at once
+# and leave the connection as they found it (no blocking read, no WAIT, no SELECT or CLIENT).
+SHAREABLE = frozenset({
+    "EVALSHA", "DEL", "UNLINK", "EXISTS", "GET", "SET", "INCRBY", "DECRBY", "PTTL", "TTL",
+    "PEXPIRE", "EXPIRE", "PERSIST", "HSET", "HGET", "HMGET", "HGETALL", "HDEL", "HINCRBY", "SADD",
+    "SREM", "SISMEMBER", "SMEMBERS", "SCARD", "ZADD", "ZREM", "ZCARD", "ZSCORE", "XADD", "XLEN",
+})
 
 
 class Wire(asyncio.Protocol):
@@ -144,6 +156,19 @@ class SharedConnection:
             wire = await self._connect()
         return await wire.send(hiredis.pack_command(args))
 
+    async def execute_all(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Every command's reply, or its error reply (a ResponseError) in its place; any other
+        failure is raised, after every reply has been collected."""
+        wire = self.wire
+        if wire is None or wire.failed is not None:
+            wire = await self._connect()
+        futures = [wire.send(hiredis.pack_command(args)) for args in commands]
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
     async def _connect(self) -> Wire:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
@@ -176,13 +201,57 @@ class Client(aioredis.Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if args[0] in SHARED:
-            shared = self._shared
-            if shared is None:
-                shared = self._shared = SharedConnection(self.connection_pool)
-            return await shared.execute(args)
+            return await self._shared_connection().execute(args)
         return await super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return SharingPipeline(self._shared_connection(), self.connection_pool, self.response_callbacks,
+                               transaction, shard_hint)
+
+    def _shared_connection(self) -> SharedConnection:
+        if self._shared is None:
+            self._shared = SharedConnection(self.connection_pool)
+        return self._shared
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         if self._shared is not None:
             self._shared.close()
         await super().aclose(close_connection_pool)
+
+
+class SharingPipeline(Pipeline):
+    """A plain pipeline of `SHAREABLE` commands goes over the shared connection, with redis-py's
+    reply callbacks and error handling; any other pipeline runs as redis-py runs it."""
+
+    def __init__(self, shared: SharedConnection, *args: Any) -> None:
+        super().__init__(*args)
+        self.shared = shared
+
+    def _shareable(self) -> bool:
+        if self.is_transaction or self.explicit_transaction or self.watching or self.scripts:
+            return False
+        return all(str(args[0]).upper() in SHAREABLE and NEVER_DECODE not in options
+                   for args, options in self.command_stack)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack = self.command_stack
+        if not stack or not self._shareable():
+            return await super().execute(raise_on_error)
+        try:
+            replies = await self.shared.execute_all([args for args, _ in stack])
+            response = [self._parsed(args[0], reply, dict(options))
+                        for (args, options), reply in zip(stack, replies, strict=True)]
+            if raise_on_error:
+                self.raise_first_error(stack, response)
+            return response
+        finally:
+            await self.reset()
+
+    def _parsed(self, command_name: Any, reply: Any, options: dict[str, Any]) -> Any:
+        """What redis-py's `parse_response` makes of a reply read off the wire."""
+        if isinstance(reply, ResponseError):
+            return options[EMPTY_RESPONSE] if EMPTY_RESPONSE in options else reply
+        options.pop(EMPTY_RESPONSE, None)
+        options.pop("keys", None)
+        callback = self.response_callbacks.get(command_name)
+        return reply if callback is None else callback(reply, **options)

@@ -98,6 +98,11 @@ async def test_a_killed_server_fails_every_script_in_flight_and_the_next_one_rec
         busy = r.register_script(BUSY)
         await busy(args=[0, "warm"])
         tasks = [asyncio.create_task(busy(args=[20_000, str(i)])) for i in range(20)]
+
+        async def pipeline() -> list[Any]:
+            async with r.pipeline(transaction=False) as p:
+                return await p.evalsha(busy.sha, 0, 20_000, "p").set("k", "v").execute()
+        tasks.append(asyncio.create_task(pipeline()))
         await asyncio.sleep(0.05)
         started = time.monotonic()
         own_redis.kill()
@@ -162,3 +167,59 @@ async def test_a_closed_client_refuses_scripts_at_once(clean_redis: str) -> None
     await r.aclose()
     with pytest.raises(RedisConnectionError):
         await asyncio.wait_for(echo(keys=["n"], args=["closed"]), 1.0)
+
+
+def queue_every_shareable_command(p: Any, sha: str) -> None:
+    p.evalsha(sha, 1, "s", "a")
+    p.set("s", "v").get("s").set("s", "w", nx=True).incr("n").incrby("n", 5).decr("n").exists("s", "none")
+    p.pexpire("s", 60_000).pttl("s").expire("s", 60).ttl("s").persist("s").ttl("s")
+    p.hset("h", mapping={"a": "1", "b": "2"}).hget("h", "a").hmget("h", ["a", "zz"]).hgetall("h")
+    p.hincrby("h", "a", 3).hdel("h", "b").hgetall("h")
+    p.sadd("set", "x", "y").sismember("set", "x").smembers("set").scard("set").srem("set", "x")
+    p.zadd("z", {"m": 1.5}).zscore("z", "m").zcard("z").zrem("z", "m")
+    p.xadd("x", {"f": "v"}, id="1-1").xlen("x").delete("s").unlink("h").get("s").hget("h", "a")
+    p.hset("s2", "f", "v").incr("s2")  # WRONGTYPE, in its place
+
+
+async def test_a_plain_pipeline_answers_as_redis_py_does_and_goes_over_the_shared_connection(
+        clean_redis: str) -> None:
+    from adapters.redis_mux import SHAREABLE
+    r = connect(clean_redis, timeout=2.0)
+    plain = aioredis.Redis.from_url(clean_redis)
+    try:
+        answers = []
+        for client in (plain, r):
+            await plain.flushall()
+            sha = await plain.script_load("return {KEYS[1], ARGV[1]}")
+            async with client.pipeline(transaction=False) as p:
+                queue_every_shareable_command(p, sha)
+                assert {str(args[0]).upper() for args, _ in p.command_stack} == SHAREABLE
+                answers.append(await p.execute(raise_on_error=False))
+            with pytest.raises(ResponseError, match=r"Command # 2 .*WRONGTYPE"):
+                async with client.pipeline(transaction=False) as p:
+                    await p.set("w", "1").hget("w", "f").execute()
+        expected, shared = answers
+        assert [type(x) for x in shared] == [type(x) for x in expected]
+        assert [str(x) if isinstance(x, Exception) else x for x in shared] == \
+               [str(x) if isinstance(x, Exception) else x for x in expected]
+        assert r._shared is not None and r._shared.wire is not None  # type: ignore[attr-defined]
+        pooled_before = len(r.connection_pool._available_connections)  # type: ignore[attr-defined]
+        async with r.pipeline(transaction=False) as p:
+            await p.set("k", "v").get("k").execute()
+        assert len(r.connection_pool._available_connections) == pooled_before  # type: ignore[attr-defined]
+    finally:
+        await r.aclose()
+        await plain.aclose()
+
+
+async def test_other_pipelines_run_on_the_pool_as_before(clean_redis: str) -> None:
+    r = connect(clean_redis, timeout=2.0)
+    try:
+        async with r.pipeline(transaction=True) as p:  # MULTI/EXEC: its own connection
+            assert await p.incr("n").incr("n").execute() == [1, 2]
+        async with r.pipeline(transaction=False) as p:  # WAIT must follow its writes on one connection
+            assert await p.incr("n").execute_command("WAIT", 0, 10).execute() == [3, 0]
+        assert r._shared is None or r._shared.wire is None  # type: ignore[attr-defined]
+        assert len(r.connection_pool._available_connections) >= 1  # type: ignore[attr-defined]
+    finally:
+        await r.aclose()
