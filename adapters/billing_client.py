@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -65,16 +65,21 @@ class GrpcBilling:
     that will use it (a grpc.aio channel is bound to one event loop)."""
 
     def __init__(self, target: str, timeout: float = 3.0, page_size: int = 1000,
-                 credentials: grpc.ChannelCredentials | None = None, server_name: str = "") -> None:
+                 credentials: grpc.ChannelCredentials | None = None, server_name: str = "",
+                 renew: Callable[[], grpc.ChannelCredentials | None] | None = None) -> None:
         """`credentials`: TLS (gateway/runtime/billing_link.py makes them), None for plaintext;
-        `server_name`: the name billing's certificate must carry, if not the target's host."""
+        `server_name`: the name billing's certificate must carry, if not the target's host;
+        `renew`: asked before each call, cheaply, for credentials that replace these (a renewed
+        client certificate, a new CA bundle), or None to keep them."""
         self.target = target
         self.timeout = timeout
         self.page_size = page_size
         self.credentials = credentials
         self.server_name = server_name
+        self._renew = renew
         self._channel: Any = None
         self._rpcs: dict[str, Any] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # Short reconnect backoff: a billing that comes back is used (and reported ready) within half
     # a second, instead of after gRPC's default backoff of up to two minutes. (gRPC reads the
@@ -83,6 +88,9 @@ class GrpcBilling:
                ("grpc.max_reconnect_backoff_ms", 500))
 
     def _rpc(self, name: str) -> Any:
+        if self._renew is not None and (renewed := self._renew()) is not None:
+            self._retire()
+            self.credentials = renewed
         if self._channel is None:
             if self.credentials is None:
                 self._channel = grpc.aio.insecure_channel(self.target, options=list(self.OPTIONS))
@@ -129,10 +137,21 @@ class GrpcBilling:
         except (grpc.RpcError, grpc.aio.UsageError) as e:
             raise DependencyUnavailable("billing") from e
 
+    def _retire(self) -> None:
+        """New calls go over a new channel; the old one closes once its calls are done (each has
+        the billing deadline, so that is the grace)."""
+        channel, self._channel, self._rpcs = self._channel, None, {}
+        if channel is not None:
+            task = asyncio.get_running_loop().create_task(channel.close(grace=self.timeout))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
     async def close(self) -> None:
         channel, self._channel, self._rpcs = self._channel, None, {}
         if channel is not None:
             await channel.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def verify_service_password(self, msisdn: str, password: str) -> bool:
         req = billing_pb2.VerifyServicePasswordRequest(msisdn=msisdn, service_password=password)

@@ -8,21 +8,32 @@ so many words that the link is protected some other way (billing_plaintext: a se
 mutual TLS, IPsec). A gateway with neither refuses to start, naming both. A target on this host
 (loopback, a unix socket: a mesh sidecar, the embedded simulator) may stay plaintext.
 
-The client material is read and checked once, at start: a renewed client certificate needs a
-restart (`kubectl rollout restart`), as a changed key does (deploy/README.md).
+The TLS files are looked at again every tls_reload seconds, from the call path (their inode,
+size and mtime, as the hall side's are): a renewed client certificate and key, or a new CA
+bundle, are read, checked and used for the calls after it without a restart; calls already on
+the old channel finish on it. A set that does not check out (half-written, a key that is not the
+certificate's) keeps the link as it was, with one warning per change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import grpc
+import structlog
+from cryptography import x509
 
 from adapters.billing_client import GrpcBilling
 from gateway.runtime.settings import Settings, env_name
-from gateway.transport.tls_files import InvalidTlsFiles, read_ca, read_material
+from gateway.transport.tls_files import InvalidTlsFiles, file_stamp, read_ca, read_material
 
 CA_WHAT = "billing CA bundle"
+log = structlog.get_logger("hallgate.tls")
 
 
 def _hosts(target: str) -> list[str] | None:
@@ -99,19 +110,76 @@ def check(s: Settings) -> None:
         raise ValueError(f"TLS to billing: {e}") from None
 
 
+def _read(s: Settings) -> tuple[grpc.ChannelCredentials, str, dict[str, Any]]:
+    """The credentials billing_tls_* make, a digest of the files' contents, and what a log line
+    may say of them (the certificate's subject, serial and expiry, the CA count; never the key)."""
+    if s.billing_tls_cert:
+        m = read_material(s.billing_tls_cert, s.billing_tls_key, s.billing_tls_ca, ca_what=CA_WHAT)
+        leaf = x509.load_pem_x509_certificates(m.chain)[0]
+        facts: dict[str, Any] = {"subject": leaf.subject.rfc4514_string(), "serial": format(leaf.serial_number, "x"),
+                                 "not_after": leaf.not_valid_after_utc.isoformat()}
+        ca, digest = m.client_ca, m.digest
+        creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=m.key, certificate_chain=m.chain)
+    else:
+        ca = read_ca(s.billing_tls_ca, CA_WHAT)
+        facts, digest = {}, hashlib.sha256(ca).hexdigest()[:16]
+        creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    return creds, digest, facts | {"billing_cas": len(x509.load_pem_x509_certificates(ca))}
+
+
 def credentials(s: Settings) -> grpc.ChannelCredentials | None:
     """The channel credentials billing_tls_* make (None: plaintext); InvalidTlsFiles if a file is
     missing, unreadable, not PEM, or the key is not the certificate's."""
     if not s.billing_tls_ca:
         return None
-    if s.billing_tls_cert:
-        m = read_material(s.billing_tls_cert, s.billing_tls_key, s.billing_tls_ca, ca_what=CA_WHAT)
-        return grpc.ssl_channel_credentials(root_certificates=m.client_ca, private_key=m.key,
-                                            certificate_chain=m.chain)
-    return grpc.ssl_channel_credentials(root_certificates=read_ca(s.billing_tls_ca, CA_WHAT))
+    return _read(s)[0]
+
+
+class RenewedCredentials:
+    """billing_tls_* looked at again at most every `every` seconds (see the module): called before
+    each billing call, it answers new credentials once after the files changed into a valid set,
+    else None."""
+
+    def __init__(self, s: Settings, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.s = s
+        self.paths = tuple(Path(p) for p in (s.billing_tls_cert, s.billing_tls_key, s.billing_tls_ca) if p)
+        self.every, self.clock = every, clock
+        self.current, self.digest, _ = _read(s)
+        self._stamps = self._stamps_now()
+        self._next = clock() + every
+        self._rejected: tuple[object, ...] | None = None  # the stamps of files already warned about
+
+    def _stamps_now(self) -> tuple[object, ...]:
+        return tuple(file_stamp(p) for p in self.paths)
+
+    def __call__(self) -> grpc.ChannelCredentials | None:
+        now = self.clock()
+        if now < self._next:
+            return None
+        self._next = now + self.every
+        stamps = self._stamps_now()
+        if stamps == self._stamps:
+            return None
+        try:
+            creds, digest, facts = _read(self.s)
+        except InvalidTlsFiles as err:
+            if stamps != self._rejected:
+                self._rejected = stamps
+                log.warning("billing_tls_reload_rejected", error=str(err), keeping=self.digest,
+                            hint="the files are checked again on every change")
+            return None
+        self._stamps, self._rejected = stamps, None
+        if digest == self.digest:
+            return None  # touched, not changed
+        previous, self.current, self.digest = self.digest, creds, digest
+        log.info("billing_tls_reloaded", previous=previous, current=digest, **facts)
+        return creds
 
 
 def billing_client(s: Settings, target: str | None = None) -> GrpcBilling:
-    """The Billing port over the link the settings describe, to `target` (default billing_target)."""
+    """The Billing port over the link the settings describe, to `target` (default billing_target);
+    its TLS files renewed without a restart unless tls_reload is 0."""
+    renew = RenewedCredentials(s, s.tls_reload) if s.billing_tls_ca and s.tls_reload > 0 else None
     return GrpcBilling(target or s.billing_target, timeout=s.billing_timeout, page_size=s.billing_page_size,
-                       credentials=credentials(s), server_name=s.billing_tls_server_name)
+                       credentials=renew.current if renew is not None else credentials(s),
+                       server_name=s.billing_tls_server_name, renew=renew)

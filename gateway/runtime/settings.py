@@ -200,8 +200,8 @@ HELP: dict[str, str] = {
     "max_connection_age": ("seconds a client connection lives before the server asks the client to reconnect "
                            "(GOAWAY), so clients spread over new pods; 0: forever"),
     "max_connection_age_grace": "seconds calls still running on an aged connection get before it is closed",
-    "tls_reload": ("seconds between checks of the TLS files (certificate, key, hall CA): a renewed file is used for "
-                   "new connections without a restart; 0: read once"),
+    "tls_reload": ("seconds between checks of the TLS files (certificate, key, hall CA, and billing_tls_*): a "
+                   "renewed file is used for new connections without a restart; 0: read once"),
     "metrics_listen": ("plain HTTP address (host:port) serving Prometheus metrics at /metrics; empty: none. "
                        "Labels carry no subscriber data; keep it on a loopback or internal address"),
     "workers": ("gateway processes sharing the listen port (SO_REUSEPORT); above 1 a supervisor starts "

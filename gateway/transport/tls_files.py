@@ -103,7 +103,7 @@ def read_material(cert: str | Path, key: str | Path, client_ca: str | Path,
     return TlsMaterial(chain, private, read_ca(client_ca, ca_what))
 
 
-def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int, int, int] | None:
     try:
         st = os.stat(path)  # follows symlinks: a Kubernetes secret volume swaps its ..data link
     except OSError:
@@ -130,7 +130,7 @@ class TlsFiles:
         self.generation = 0  # counts the reloads
 
     def _stamps_now(self) -> tuple[object, ...]:
-        return tuple(_stamp(p) for p in self.paths)
+        return tuple(file_stamp(p) for p in self.paths)
 
     def credentials(self) -> grpc.ServerCredentials:
         """Mutual TLS: a client must present a certificate the (current) CA bundle vouches for.

@@ -5,6 +5,7 @@ data, no code sent (gateway/runtime/billing_link.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from adapters.billing_sim.server import start_billing_sim
 from gateway.runtime.billing_link import billing_client
 from gateway.runtime.settings import Settings
+from hallgate_pb.billing.v1 import billing_pb2
 from hallgate_pb.v1 import kiosk_pb2
 from tests.support.billing_tls import BILLING_NAME, BillingPki, make_billing_pki
 from tests.support.dates import month
@@ -114,3 +116,85 @@ async def test_readiness_follows_the_tls_link(tls_sim, billing_pki):
     finally:
         await good.close()
         await bad.close()
+
+
+def put(directory: Path, name: str, data: bytes) -> None:
+    """A file replaced as a Kubernetes secret volume or cert-manager replaces it: whole, by rename."""
+    (directory / f".{name}.tmp").write_bytes(data)
+    (directory / f".{name}.tmp").replace(directory / name)
+
+
+async def test_a_renewed_client_certificate_is_used_without_a_restart(make_gateway, tls_sim, billing_pki, tmp_path):
+    """The gateway starts with a client certificate billing does not trust (nothing flows); the files
+    are replaced by a trusted one and the next calls flow, same gateway. A half-written renewal
+    after that keeps the working certificate: calls still flow."""
+    live = tmp_path / "live"
+    live.mkdir()
+    put(live, "client.crt", (billing_pki.directory / "stranger-gateway.crt").read_bytes())
+    put(live, "client.key", (billing_pki.directory / "stranger-gateway.key").read_bytes())
+    gw = await make_gateway(billing_target=await tls_sim(), tls_reload=0.1, **billing_pki.gateway_settings(
+        billing_tls_cert=str(live / "client.crt"), billing_tls_key=str(live / "client.key")))
+    await refused_unavailable(gw)
+
+    put(live, "client.key", (billing_pki.directory / "gateway.key").read_bytes())
+    put(live, "client.crt", (billing_pki.directory / "gateway.crt").read_bytes())
+    await asyncio.sleep(0.2)
+    token = await gw.sign_in(ORDINARY)
+    assert await the_month(gw, token) == expected_month(gw)
+
+    put(live, "client.crt", b"-----BEGIN CERTIFICATE-----\nhalf")  # the key no longer matches it either
+    await asyncio.sleep(0.2)
+    assert await the_month(gw, token) == expected_month(gw)
+    put(live, "client.crt", (billing_pki.directory / "stranger-gateway.crt").read_bytes())
+    await asyncio.sleep(0.2)  # a certificate whose key is not the one beside it: refused, kept
+    assert await the_month(gw, token) == expected_month(gw)
+
+
+async def test_a_new_billing_ca_bundle_is_used_without_a_restart(make_gateway, tls_sim, billing_pki, tmp_path):
+    live = tmp_path / "live"
+    live.mkdir()
+    put(live, "billing-ca.crt", (billing_pki.directory / "stranger-ca.crt").read_bytes())
+    gw = await make_gateway(billing_target=await tls_sim(), tls_reload=0.1,
+                            **billing_pki.gateway_settings(billing_tls_ca=str(live / "billing-ca.crt")))
+    await refused_unavailable(gw)
+    put(live, "billing-ca.crt", (billing_pki.directory / "stranger-ca.crt").read_bytes()
+        + (billing_pki.directory / "ca.crt").read_bytes())  # a bundle during a CA rollover: old and new
+    await asyncio.sleep(0.2)
+    token = await gw.sign_in(ORDINARY)
+    assert await the_month(gw, token) == expected_month(gw)
+
+
+async def test_calls_under_way_across_a_renewal_all_finish(tls_sim, billing_pki, billing_data, tmp_path):
+    """The old channel closes only after its calls: eight months read page by page (10 records a
+    page: many billing calls each) while the client certificate is renewed under them all arrive
+    whole, some pages over each channel."""
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("gateway.crt", "gateway.key"):
+        put(live, name, (billing_pki.directory / name).read_bytes())
+    settings = Settings(tls_reload=0.001, billing_page_size=10, **billing_pki.gateway_settings(
+        billing_tls_cert=str(live / "gateway.crt"), billing_tls_key=str(live / "gateway.key")))
+    billing = billing_client(settings, await tls_sim())
+    channels: set[int] = set()
+
+    async def records() -> int:
+        count = 0
+        async for page in billing.call_detail_pages(ORDINARY, month()):
+            channels.add(id(billing._channel))
+            count += len(billing_pb2.ListCallDetailsResponse.FromString(page).records)
+            await asyncio.sleep(0.002)
+        return count
+
+    try:
+        reads = [asyncio.create_task(records()) for _ in range(8)]
+        await asyncio.sleep(0.02)
+        renewed = billing_pki.renewed_client()
+        put(live, "gateway.key", renewed.key_pem)
+        put(live, "gateway.crt", renewed.cert_pem)
+        counts = await asyncio.gather(*reads)
+        expected = billing_data.record_count(ORDINARY, month())
+        assert counts == [expected] * 8 and expected > 50
+        assert len(channels) == 2  # the renewal was taken up while the months were being read
+    finally:
+        await billing.close()
+    assert not billing._retiring  # the old channel closed

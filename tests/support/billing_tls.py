@@ -47,6 +47,11 @@ class BillingPki:
         return ("--tls-cert", self.path("billing.crt"), "--tls-key", self.path("billing.key"),
                 "--tls-client-ca", self.path("ca.crt"))
 
+    def renewed_client(self) -> Issued:
+        """A new client certificate and key for the gateway from the billing CA, as a renewal makes."""
+        ca = Issued((self.directory / "ca.crt").read_bytes(), (self.directory / "ca.key").read_bytes(), 0)
+        return issue(ca, "hallgate billing client")
+
     def client(self) -> grpc.ChannelCredentials:
         """What the gateway presents to billing, for a test's own channel."""
         return grpc.ssl_channel_credentials((self.directory / "ca.crt").read_bytes(),

@@ -88,3 +88,50 @@ def test_bad_files_are_refused_naming_the_file(billing_pki: BillingPki, tmp_path
 def test_no_tls_settings_no_credentials(billing_pki: BillingPki) -> None:
     assert credentials(Settings(billing_target="127.0.0.1:1")) is None
     assert credentials(Settings(**billing_pki.gateway_settings())) is not None
+
+
+def test_renewed_credentials_look_at_the_files_only_when_due_and_answer_each_change_once(
+        billing_pki: BillingPki, tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from gateway.runtime.billing_link import RenewedCredentials
+
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("gateway.crt", "gateway.key"):
+        (live / name).write_bytes((billing_pki.directory / name).read_bytes())
+    now = [0.0]
+    renew = RenewedCredentials(Settings(**billing_pki.gateway_settings(
+        billing_tls_cert=str(live / "gateway.crt"), billing_tls_key=str(live / "gateway.key"))), 5.0, lambda: now[0])
+    first = renew.digest
+    renewed = billing_pki.renewed_client()
+
+    def replace(name: str, data: bytes) -> None:
+        (live / f".{name}").write_bytes(data)
+        (live / f".{name}").replace(live / name)
+
+    replace("gateway.key", renewed.key_pem)
+    replace("gateway.crt", renewed.cert_pem)
+    now[0] = 4.9
+    assert renew() is None  # not due yet: the files are not even looked at
+    now[0] = 5.0
+    with capture_logs() as logs:
+        assert renew() is not None and renew.digest != first
+        now[0] = 10.0
+        assert renew() is None  # the same files: nothing new
+    assert [e["event"] for e in logs] == ["billing_tls_reloaded"]
+    assert "PRIVATE" not in repr(logs) and renewed.key_pem.decode() not in repr(logs)
+
+    with capture_logs() as logs:
+        replace("gateway.key", (billing_pki.directory / "gateway.key").read_bytes())  # not this certificate's key
+        for t in (15.0, 20.0, 25.0):
+            now[0] = t
+            assert renew() is None
+    assert [e["event"] for e in logs] == ["billing_tls_reload_rejected"]  # once per change, not per look
+    assert "does not belong" in logs[0]["error"]
+
+    replace("gateway.key", renewed.key_pem)  # put back: the same material as in use, only touched
+    now[0] = 30.0
+    with capture_logs() as logs:
+        assert renew() is None
+    assert logs == []
