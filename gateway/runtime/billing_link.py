@@ -30,7 +30,7 @@ from cryptography import x509
 
 from adapters.billing_client import GrpcBilling
 from gateway.runtime.settings import Settings, env_name
-from gateway.transport.tls_files import InvalidTlsFiles, file_stamp, read_ca, read_material
+from gateway.transport.tls_files import FileWatch, InvalidTlsFiles, read_ca, read_material
 
 CA_WHAT = "billing CA bundle"
 log = structlog.get_logger("hallgate.tls")
@@ -142,33 +142,22 @@ class RenewedCredentials:
 
     def __init__(self, s: Settings, every: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.s = s
-        self.paths = tuple(Path(p) for p in (s.billing_tls_cert, s.billing_tls_key, s.billing_tls_ca) if p)
-        self.every, self.clock = every, clock
+        paths = tuple(Path(p) for p in (s.billing_tls_cert, s.billing_tls_key, s.billing_tls_ca) if p)
         self.current, self.digest, _ = _read(s)
-        self._stamps = self._stamps_now()
-        self._next = clock() + every
-        self._rejected: tuple[object, ...] | None = None  # the stamps of files already warned about
-
-    def _stamps_now(self) -> tuple[object, ...]:
-        return tuple(file_stamp(p) for p in self.paths)
+        self.watch = FileWatch(paths, every, clock)
 
     def __call__(self) -> grpc.ChannelCredentials | None:
-        now = self.clock()
-        if now < self._next:
-            return None
-        self._next = now + self.every
-        stamps = self._stamps_now()
-        if stamps == self._stamps:
+        stamps = self.watch.changed()
+        if stamps is None:
             return None
         try:
             creds, digest, facts = _read(self.s)
         except InvalidTlsFiles as err:
-            if stamps != self._rejected:
-                self._rejected = stamps
+            if self.watch.first_rejection(stamps):
                 log.warning("billing_tls_reload_rejected", error=str(err), keeping=self.digest,
                             hint="the files are checked again on every change")
             return None
-        self._stamps, self._rejected = stamps, None
+        self.watch.accept(stamps)
         if digest == self.digest:
             return None  # touched, not changed
         previous, self.current, self.digest = self.digest, creds, digest

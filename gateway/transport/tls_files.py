@@ -111,26 +111,51 @@ def file_stamp(path: Path) -> tuple[int, int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
+class FileWatch:
+    """Files looked at (their stamps) at most every `every` seconds: what both TLS reloaders share.
+    A change is answered until the caller accepts it; a rejected one is reported once, not on every
+    look, until the files change again."""
+
+    def __init__(self, paths: tuple[Path, ...], every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.paths, self.every, self.clock = paths, every, clock
+        self._stamps = self._now()
+        self._next = clock() + every
+        self._rejected: tuple[object, ...] | None = None  # the stamps of files already reported
+
+    def _now(self) -> tuple[object, ...]:
+        return tuple(file_stamp(p) for p in self.paths)
+
+    def changed(self, force: bool = False) -> tuple[object, ...] | None:
+        """The files' stamps if due (or `force`) and they changed since the last accepted ones."""
+        now = self.clock()
+        if not force and now < self._next:
+            return None
+        self._next = now + self.every
+        stamps = self._now()
+        return None if stamps == self._stamps else stamps
+
+    def first_rejection(self, stamps: tuple[object, ...]) -> bool:
+        """Whether these stamps are rejected for the first time (say so once per change)."""
+        first, self._rejected = stamps != self._rejected, stamps
+        return first
+
+    def accept(self, stamps: tuple[object, ...]) -> None:
+        self._stamps, self._rejected = stamps, None
+
+
 class TlsFiles:
     """The server credentials over three files, re-read when they change (see the module)."""
 
     def __init__(self, cert: str | Path, key: str | Path, client_ca: str | Path, every: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.paths = (Path(cert), Path(key), Path(client_ca))
-        self.every = every
-        self.clock = clock
         self._lock = threading.RLock()  # gRPC calls `fetch` from its own threads
         try:
             self.current = read_material(*self.paths)
         except InvalidTlsFiles as err:
             raise RuntimeError(f"TLS: {err}") from None
-        self._stamps = self._stamps_now()
-        self._next = clock() + every
-        self._rejected: tuple[object, ...] | None = None  # the stamps of files already warned about
+        self.watch = FileWatch(self.paths, every, clock)
         self.generation = 0  # counts the reloads
-
-    def _stamps_now(self) -> tuple[object, ...]:
-        return tuple(file_stamp(p) for p in self.paths)
 
     def credentials(self) -> grpc.ServerCredentials:
         """Mutual TLS: a client must present a certificate the (current) CA bundle vouches for.
@@ -159,23 +184,17 @@ class TlsFiles:
         """The new material if the files changed into a valid set since the last look (at most every
         `every` seconds unless `force`), else None."""
         with self._lock:
-            now = self.clock()
-            if not force and now < self._next:
-                return None
-            self._next = now + self.every
-            stamps = self._stamps_now()
-            if stamps == self._stamps:
+            stamps = self.watch.changed(force)
+            if stamps is None:
                 return None
             try:
                 material = read_material(*self.paths)
             except InvalidTlsFiles as err:
-                if stamps != self._rejected:
-                    self._rejected = stamps
+                if self.watch.first_rejection(stamps):
                     log.warning("tls_reload_rejected", error=str(err), keeping=self.current.digest,
                                 hint="the files are checked again on every change")
                 return None
-            self._stamps = stamps
-            self._rejected = None
+            self.watch.accept(stamps)
             if material.digest == self.current.digest:
                 return None  # touched, not changed
             previous, self.current = self.current, material
