@@ -157,6 +157,11 @@ class TlsFiles:
         self.watch = FileWatch(self.paths, every, clock)
         self.generation = 0  # counts the reloads
 
+    @property
+    def every(self) -> float:
+        """Seconds between looks at the files (0: never)."""
+        return self.watch.every
+
     def credentials(self) -> grpc.ServerCredentials:
         """Mutual TLS: a client must present a certificate the (current) CA bundle vouches for.
         One per listening port: each port's TLS state asks its own fetcher, and each must be
