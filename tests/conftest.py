@@ -39,7 +39,7 @@ from gateway.runtime.bootstrap import (
     create_server,
     sms_worker,
 )
-from gateway.runtime.browser import browser_listener
+from gateway.runtime.browser import browser_listener, start_browsers
 from gateway.runtime.edge import Edge
 from gateway.runtime.metrics import dependency_checks, watch_readiness
 from gateway.runtime.settings import Settings
@@ -125,6 +125,7 @@ class Harness:
     sms: SmsWorker | None = None
     edge: Edge | None = None  # the PROXY-protocol front, when the settings have proxy_listen (edge.port)
     browser: BrowserListener | None = None  # the browser listener, when the settings have browser_listen
+    browser_edge: Edge | None = None  # its edge front, when the settings have browser_proxy_listen
 
     @property
     def browser_url(self) -> str:
@@ -229,8 +230,7 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         if edge is not None:
             await edge.start()
         browser = browser_listener(settings, call_pipeline(settings, deps), services.by_name())
-        if browser is not None:
-            await browser.start()
+        browser_edge = await start_browsers(browser, settings) if browser is not None else None
         refresher = asyncio.create_task(deps.revocations.run(settings.revocation_refresh))
         watcher = asyncio.create_task(watch_readiness(health_servicer, SERVICES, dependency_checks(client, billing))
                                       if readiness else asyncio.sleep(0))
@@ -248,6 +248,9 @@ async def make_gateway(clean_redis: str, billing_data: SeededBilling, tmp_path: 
         if browser is not None:
             h.browser = browser
             h.closers.insert(0, lambda: browser.close(0))
+        if browser_edge is not None:  # browser_proxy_listen="127.0.0.1:0": the browsers' edge front
+            h.browser_edge = browser_edge
+            h.closers.insert(0, browser_edge.close)
         harnesses.append(h)
         return h
 

@@ -77,7 +77,7 @@ from gateway.pipeline.authorize import AccessConfig, Authorizer
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.web_gate import WebGate
 from gateway.runtime import billing_link, logs, startup
-from gateway.runtime.browser import browser_listener, web_config
+from gateway.runtime.browser import browser_listener, start_browsers, web_config
 from gateway.runtime.edge import Edge
 from gateway.runtime.incidents import IncidentAlerts, IncidentCheck
 from gateway.runtime.lending import OverdueSweep
@@ -499,8 +499,7 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         await server.start()
         if edge is not None:
             await edge.start()
-        if browser is not None:
-            await browser.start()
+        browser_edge = await start_browsers(browser, settings) if browser is not None else None
         if probes is not None:
             await probes.start()
         host = settings.listen.rsplit(":", 1)[0]
@@ -512,7 +511,8 @@ async def serve(settings: Settings, banner: bool = True) -> None:
                  sms="embedded simulator" if runtime.smsc_child is not None else no_userinfo(settings.sms_url))
         if browser is not None:
             log.info("serving_browsers", address=f"{settings.browser_listen.rsplit(':', 1)[0]}:{browser.port}",
-                     web_channel=settings.web_channel)
+                     web_channel=settings.web_channel,
+                     edge=settings.browser_proxy_listen if browser_edge is not None else None)
         if banner:
             print_banner(f"{host}:{port}", settings, runtime.demo, runtime.demo_staff, runtime.smsc_child is not None,
                          browser_port=browser.port if browser is not None else 0)
@@ -528,8 +528,9 @@ async def serve(settings: Settings, banner: bool = True) -> None:
         # Both transports stop taking calls at once and give the running ones the same grace period.
         await asyncio.gather(server.stop(settings.grace_period),
                              browser.close(settings.grace_period) if browser is not None else asyncio.sleep(0))
-        if edge is not None:
-            await edge.close()
+        for front in (edge, browser_edge):
+            if front is not None:
+                await front.close()
         await effects.drain()  # the SMS the last calls asked for are queued before the dispatchers stop
         await sms.stop()
         await overdue.stop()

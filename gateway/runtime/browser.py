@@ -11,6 +11,7 @@ from gateway.domain import rules
 from gateway.domain.client_address import networks
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.web_gate import WebConfig
+from gateway.runtime.edge import Edge
 from gateway.runtime.settings import Settings
 from gateway.runtime.worker_role import reuse_port
 from gateway.transport.browser.connect import BrowserConfig, ConnectTransport
@@ -46,6 +47,7 @@ def check(settings: Settings) -> None:
     if settings.browser_listen and not will_have_tls:
         raise ValueError("HALLGATE_BROWSER_LISTEN needs TLS (HALLGATE_BROWSER_TLS_CERT/KEY or HALLGATE_TLS_CERT/KEY): "
                          "browsers get the session cookie only over HTTPS")
+    Edge.for_browsers(settings)  # browser_proxy_listen's own checks
 
 
 def browser_listener(settings: Settings, pipeline: Pipeline, services: Mapping[str, Any]) -> BrowserListener | None:
@@ -67,3 +69,19 @@ def browser_listener(settings: Settings, pipeline: Pipeline, services: Mapping[s
     files = files_of(settings.browser_tls_cert or settings.tls_cert, settings.browser_tls_key or settings.tls_key,
                      settings.tls_client_ca, settings.tls_reload)
     return BrowserListener(site, settings.browser_listen, files, reuse_port=bool(reuse_port(settings)))
+
+
+async def start_browsers(listener: BrowserListener, settings: Settings) -> Edge | None:
+    """Start the listener and, with browser_proxy_listen, the edge front relaying to it (returned:
+    the caller closes it after the listener)."""
+    await listener.start()
+    edge = Edge.for_browsers(settings)
+    if edge is None:
+        return None
+    edge.upstream_port = await listener.relay_port(edge.peers)
+    try:
+        await edge.start()
+    except BaseException:
+        await listener.close(0)
+        raise
+    return edge

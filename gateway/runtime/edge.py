@@ -10,6 +10,10 @@ relaying to the main listen address: with `--workers N` every worker binds the m
 SO_REUSEPORT, so a relay to it could land on another worker, whose PeerMap does not know the
 connection; and the main address need not be reachable on loopback (a pod IP, say). The own port
 takes the same mutual-TLS credentials as the main one, on 127.0.0.1 only.
+
+The browser listener has an edge front of its own (`browser_proxy_listen`, `Edge.for_browsers`),
+the same front with its own PeerMap, relaying to a loopback port of the browser listener's
+(`BrowserListener.relay_port`) for the same reasons; gateway/runtime/browser.py starts it.
 """
 
 from __future__ import annotations
@@ -30,20 +34,33 @@ class Edge:
     """The PeerMap the gRPC transport resolves peers with, and the front filling it."""
 
     settings: Settings
+    listen: str  # proxy_listen or browser_proxy_listen
     peers: PeerMap = field(default_factory=PeerMap)
     upstream_port: int = 0
     front: Front | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> Edge | None:
-        """An Edge when `proxy_listen` is set; a one-line ValueError if its settings cannot work."""
-        if not settings.proxy_listen:
+        """An Edge for gRPC when `proxy_listen` is set; a one-line ValueError if its settings cannot work."""
+        return cls._checked(settings, "proxy_listen", settings.proxy_listen)
+
+    @classmethod
+    def for_browsers(cls, settings: Settings) -> Edge | None:
+        """An Edge for the browser listener when `browser_proxy_listen` is set; likewise checked."""
+        if settings.browser_proxy_listen and not settings.browser_listen:
+            raise ValueError("browser_proxy_listen is set but browser_listen is not: the front relays to the "
+                             "browser listener (set HALLGATE_BROWSER_LISTEN, e.g. to 127.0.0.1:8443)")
+        return cls._checked(settings, "browser_proxy_listen", settings.browser_proxy_listen)
+
+    @classmethod
+    def _checked(cls, settings: Settings, name: str, listen: str) -> Edge | None:
+        if not listen:
             return None
-        split_listen(settings.proxy_listen)
+        split_listen(listen)
         if not parse_trusted(settings.proxy_trusted):
-            raise ValueError("proxy_listen is set but proxy_trusted names no proxy: every edge connection "
+            raise ValueError(f"{name} is set but proxy_trusted names no proxy: every edge connection "
                              "would be closed (set HALLGATE_PROXY_TRUSTED to the edge proxies' addresses)")
-        return cls(settings)
+        return cls(settings, listen)
 
     def bind(self, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None) -> int:
         """Give the (not yet started) gRPC server the front's own loopback port; returns it."""
@@ -56,13 +73,14 @@ class Edge:
         return port
 
     async def start(self) -> Front:
-        """Listen on `proxy_listen` (after the gRPC server started: the front relays to it)."""
+        """Listen (after the server it relays to started). The upstream port is the gRPC server's
+        (`bind`) or the browser listener's (`BrowserListener.relay_port`)."""
         if not self.upstream_port:
-            raise RuntimeError("Edge.start before Edge.bind: create_server(..., edge=edge) binds it")
-        config = FrontConfig(listen=self.settings.proxy_listen, trusted=parse_trusted(self.settings.proxy_trusted),
+            raise RuntimeError("Edge.start before its upstream port: create_server(..., edge=edge) binds it")
+        config = FrontConfig(listen=self.listen, trusted=parse_trusted(self.settings.proxy_trusted),
                              upstream=("127.0.0.1", self.upstream_port), reuse_port=self.settings.workers > 1)
         self.front = await Front.start(config, self.peers)
-        log.info("edge_front", address=self.settings.proxy_listen, port=self.front.port,
+        log.info("edge_front", address=self.listen, port=self.front.port,
                  trusted=self.settings.proxy_trusted, relay_port=self.upstream_port)
         return self.front
 

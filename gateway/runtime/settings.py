@@ -30,6 +30,7 @@ class Settings:
     proxy_listen: str = ""
     proxy_trusted: str = ""
     browser_listen: str = ""
+    browser_proxy_listen: str = ""
     browser_tls_cert: str = ""
     browser_tls_key: str = ""
     browser_idle_timeout: float = 120
@@ -181,6 +182,9 @@ HELP: dict[str, str] = {
     "browser_listen": ("HTTPS address serving browsers: the public API over Connect (JSON or binary), gRPC-Web and "
                        "gRPC, and the self-service page (docs/browser.md); a hall client certificate is optional "
                        "there and identifies a kiosk exactly as on listen; empty: none"),
+    "browser_proxy_listen": ("address taking the edge proxy's TLS-passthrough connections for the browser "
+                             "listener, each opened by a PROXY protocol header naming the browser's address, as "
+                             "proxy_listen does for gRPC (same proxy_trusted); needs browser_listen; empty: none"),
     "browser_tls_cert": "the browser listener's certificate chain (PEM; the website's public one); empty: tls_cert",
     "browser_tls_key": "the browser listener's private key (PEM); empty: tls_key",
     "browser_idle_timeout": ("seconds without input after which the self-service page clears the screen and ends "

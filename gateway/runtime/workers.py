@@ -298,8 +298,9 @@ def check(settings: Settings) -> None:
         raise RuntimeError(f"listen {settings.listen!r}: expected host:port") from None
     if port == 0:
         raise RuntimeError("--workers needs a fixed listen port: with port 0 every worker would pick its own")
-    if settings.browser_listen and settings.browser_listen.endswith(":0"):
-        raise RuntimeError("--workers needs a fixed browser_listen port: with port 0 every worker would pick its own")
+    for name in ("proxy_listen", "browser_listen", "browser_proxy_listen"):
+        if getattr(settings, name).endswith(":0"):
+            raise RuntimeError(f"--workers needs a fixed {name} port: with port 0 every worker would pick its own")
 
 
 async def run_workers(settings: Settings, command: list[str] | None = None, banner: bool = True) -> int:

@@ -114,6 +114,10 @@ class PeerMap:
     def __len__(self) -> int:
         return len(self._terminals)
 
+    def terminal(self, relay: Address) -> Address | None:
+        """The terminal the relay's local (ip, port) stands for, or None if it is no open relay."""
+        return self._terminals.get((_plain(relay[0]), relay[1]))
+
     def resolve(self, peer: str) -> str:
         """The terminal's address in grpc's peer form if `peer` is one of the front's relays, else
         `peer` unchanged."""

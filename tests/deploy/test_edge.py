@@ -1,11 +1,12 @@
-"""deploy/k8s/edge/: the way in for kiosks and clerk terminals, checked offline.
+"""deploy/k8s/edge/: the ways in for kiosks, clerk terminals and browsers, checked offline.
 
 The core objects (Namespace, ConfigMap, Deployment, Service, PodDisruptionBudget, NetworkPolicy) are
 validated against the Kubernetes schemas as tests/deploy/test_manifests.py does; the Gateway API and
 Envoy Gateway objects (CRDs, no schema offline) are checked field by field. On top: Envoy's own
 configuration is a TCP proxy that passes TLS through and speaks PROXY protocol v2 to the gateway's
-`proxy` port, and that port is the same in Envoy, the TLSRoute, the gateway's Service, Deployment,
-ConfigMap (HALLGATE_PROXY_LISTEN) and NetworkPolicy.
+`proxy` port (gRPC) and `browser-proxy` port (the browser listener), and each port is the same in
+Envoy, the TLSRoute, the gateway's Service, Deployment, ConfigMap (HALLGATE_PROXY_LISTEN,
+HALLGATE_BROWSER_PROXY_LISTEN) and NetworkPolicy.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import ipaddress
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ import kubernetes_validate as kv
 import pytest
 import yaml
 
+from gateway.runtime import browser
+from gateway.runtime.edge import Edge
 from gateway.runtime.settings import Settings
 from gateway.transport.proxy_front import parse_trusted, split_listen
 from tests.support.manifests import K8S, K8S_VERSIONS, NAMESPACE, selects
@@ -30,11 +34,34 @@ ENVOY = EDGE / "envoy"
 GATEWAY_API = EDGE / "gateway-api"
 EDGE_NAMESPACE = "hallgate-edge"
 PROXY_PORT = 50053  # the gateway's `proxy` port: HALLGATE_PROXY_LISTEN in deploy/k8s/20-configmap.yaml
+BROWSER_PROXY_PORT = 50054  # `browser-proxy`: HALLGATE_BROWSER_PROXY_LISTEN
 GATEWAY_SERVICE_HOST = f"hallgate.{NAMESPACE}.svc.cluster.local"
 CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "networking.k8s.io/v1"}
 CRD_KINDS = {("gateway.networking.k8s.io/v1", "Gateway"), ("gateway.networking.k8s.io/v1alpha2", "TLSRoute"),
              ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
              ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy")}
+
+
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way in, named the same in every file it crosses."""
+
+    envoy_listener: str  # Envoy's listener, and the Gateway API listener
+    envoy_port: str  # Envoy's container port name
+    balancer_port: int  # the edge Service's (load balancer's) port
+    cluster: str  # Envoy's cluster
+    route: str  # the TLSRoute
+    gateway_port: int  # the gateway's Service and container port
+    port_name: str  # ... by name
+    setting: str  # the gateway's setting listening there
+
+
+WAYS = [Way("terminals", "tls", 443, "hallgate", "hallgate", PROXY_PORT, "proxy", "HALLGATE_PROXY_LISTEN"),
+        Way("browsers", "browsers", 8443, "hallgate-browsers", "hallgate-browsers", BROWSER_PROXY_PORT,
+            "browser-proxy", "HALLGATE_BROWSER_PROXY_LISTEN")]
+each_way = pytest.mark.parametrize("way", WAYS, ids=[w.envoy_listener for w in WAYS])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -182,39 +209,48 @@ def test_edge_objects_live_in_the_edge_namespace_which_is_restricted() -> None:
 # Envoy: a TCP proxy, TLS passed through, PROXY protocol v2 to the gateway
 
 
-def test_envoy_relays_the_terminals_bytes_to_the_gateway_cluster() -> None:
-    terminals = listener("terminals")
-    assert "transport_socket" not in terminals["filter_chains"][0], "Envoy must not terminate the terminals' TLS"
-    assert not terminals.get("listener_filters"), "no listener filter: a terminal cannot send a header Envoy trusts"
-    chain = filters(terminals)
+@each_way
+def test_envoy_relays_the_bytes_to_the_gateway_cluster(way: Way) -> None:
+    found = listener(way.envoy_listener)
+    assert "transport_socket" not in found["filter_chains"][0], "Envoy must not terminate the TLS it relays"
+    assert not found.get("listener_filters"), "no listener filter: a client cannot send a header Envoy trusts"
+    chain = filters(found)
     assert chain[-1]["name"] == "envoy.filters.network.tcp_proxy"
     tcp = chain[-1]["typed_config"]
     assert tcp["@type"] == "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-    assert tcp["cluster"] == "hallgate"
+    assert tcp["cluster"] == way.cluster
     assert {f["name"] for f in chain} <= {"envoy.filters.network.tcp_proxy", "envoy.filters.network.connection_limit"}
 
 
-def test_envoy_speaks_proxy_protocol_v2_to_the_gateways_proxy_port() -> None:
-    hallgate = cluster("hallgate")
-    socket = hallgate["transport_socket"]
+@each_way
+def test_envoy_speaks_proxy_protocol_v2_to_the_gateways_port(way: Way) -> None:
+    upstream = cluster(way.cluster)
+    socket = upstream["transport_socket"]
     assert socket["name"] == "envoy.transport_sockets.upstream_proxy_protocol"
     typed = socket["typed_config"]
     assert typed["@type"] == ("type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3."
                               "ProxyProtocolUpstreamTransport")
     assert typed["config"]["version"] == "V2"
     inner = typed["transport_socket"]
-    assert inner["name"] == "envoy.transport_sockets.raw_buffer", "no TLS of Envoy's own: the terminal's passes"
+    assert inner["name"] == "envoy.transport_sockets.raw_buffer", "no TLS of Envoy's own: the client's passes"
     assert inner["typed_config"]["@type"].endswith("raw_buffer.v3.RawBuffer")
     ((endpoint,),) = [[e["endpoint"]["address"]["socket_address"] for e in group["lb_endpoints"]]
-                      for group in hallgate["load_assignment"]["endpoints"]]
-    assert endpoint == {"address": GATEWAY_SERVICE_HOST, "port_value": PROXY_PORT}
-    assert hallgate["load_assignment"]["cluster_name"] == "hallgate"
+                      for group in upstream["load_assignment"]["endpoints"]]
+    assert endpoint == {"address": GATEWAY_SERVICE_HOST, "port_value": way.gateway_port}
+    assert upstream["load_assignment"]["cluster_name"] == way.cluster
+
+
+def test_envoy_has_exactly_these_listeners_and_clusters() -> None:
+    config = envoy_config()["static_resources"]
+    assert {x["name"] for x in config["listeners"]} == {w.envoy_listener for w in WAYS} | {"ready"}
+    assert {c["name"] for c in config["clusters"]} == {w.cluster for w in WAYS}
 
 
 def test_envoys_admin_is_on_loopback_and_its_listener_ports_are_the_containers() -> None:
     assert ipaddress.ip_address(envoy_config()["admin"]["address"]["socket_address"]["address"]).is_loopback
     ports = {p["name"]: p["containerPort"] for p in envoy_container()["ports"]}
-    assert listener("terminals")["address"]["socket_address"]["port_value"] == ports["tls"]
+    for way in WAYS:
+        assert listener(way.envoy_listener)["address"]["socket_address"]["port_value"] == ports[way.envoy_port]
     assert listener("ready")["address"]["socket_address"]["port_value"] == ports["ready"]
     ready = filters(listener("ready"))[0]["typed_config"]
     health = [f for f in ready["http_filters"] if f["name"] == "envoy.filters.http.health_check"]
@@ -250,8 +286,8 @@ def test_the_terminals_service_keeps_their_addresses() -> None:
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["externalTrafficPolicy"] == "Local", "with Cluster the header would name a node"
     assert service["spec"]["loadBalancerSourceRanges"], "the halls' networks only"
-    (port,) = service["spec"]["ports"]
-    assert port["targetPort"] == "tls" and port["port"] == 443
+    ports = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
+    assert ports == {w.envoy_port: w.balancer_port for w in WAYS}
     assert selects(one("PodDisruptionBudget", ENVOY)["spec"]["selector"], labels)
 
 
@@ -262,13 +298,15 @@ def test_envoys_network_policy_admits_the_halls_and_reaches_only_dns_and_the_pro
     (policy,) = [p for p in policies if p["spec"]["podSelector"]]
     labels = one("Deployment", ENVOY)["spec"]["template"]["metadata"]["labels"]
     assert selects(policy["spec"]["podSelector"], labels)
+    listening = {p["name"]: p["containerPort"] for p in envoy_container()["ports"]}
     for rule in policy["spec"]["ingress"]:
-        assert [p["port"] for p in rule["ports"]] == [8443]
+        assert sorted(p["port"] for p in rule["ports"]) == sorted(listening[w.envoy_port] for w in WAYS)
         for peer in rule["from"]:
             assert "ipBlock" in peer and ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen > 0
     ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
-    assert ports == [53, 53, PROXY_PORT]
+    assert ports == [53, 53, PROXY_PORT, BROWSER_PROXY_PORT]
     (to_gateway,) = [r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == PROXY_PORT]
+    assert [p["port"] for p in to_gateway["ports"]] == [PROXY_PORT, BROWSER_PROXY_PORT]
     (peer,) = to_gateway["to"]
     assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": NAMESPACE}
     (gateway,) = [d for d in main_objects("Deployment") if d["metadata"]["name"] == "hallgate"]
@@ -279,33 +317,38 @@ def test_envoys_network_policy_admits_the_halls_and_reaches_only_dns_and_the_pro
 # Gateway API: TLS passthrough to the same port (CRDs: checked by hand)
 
 
-def test_gateway_listener_passes_tls_through() -> None:
+def test_gateway_listeners_pass_tls_through() -> None:
     gateway = one("Gateway", GATEWAY_API)
-    (terminals,) = gateway["spec"]["listeners"]
-    assert terminals["protocol"] == "TLS" and terminals["tls"]["mode"] == "Passthrough"
-    assert "certificateRefs" not in terminals["tls"], "Passthrough: the gateway's own certificate answers"
-    assert terminals["allowedRoutes"]["kinds"] == [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}]
+    listeners = {x["name"]: x for x in gateway["spec"]["listeners"]}
+    assert set(listeners) == {w.envoy_listener for w in WAYS}
+    for way in WAYS:
+        found = listeners[way.envoy_listener]
+        assert found["port"] == way.balancer_port
+        assert found["protocol"] == "TLS" and found["tls"]["mode"] == "Passthrough"
+        assert "certificateRefs" not in found["tls"], "Passthrough: the gateway's own certificate answers"
+        assert found["allowedRoutes"]["kinds"] == [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}]
     assert gateway["spec"]["gatewayClassName"]
 
 
-def test_tls_route_sends_to_the_gateways_proxy_port_with_a_proxy_header() -> None:
-    gateway, route = one("Gateway", GATEWAY_API), one("TLSRoute", GATEWAY_API)
-    (terminals,) = gateway["spec"]["listeners"]
+@each_way
+def test_tls_route_sends_to_the_gateways_port_with_a_proxy_header(way: Way) -> None:
+    gateway, route = one("Gateway", GATEWAY_API), one("TLSRoute", GATEWAY_API, way.route)
+    (section,) = [x for x in gateway["spec"]["listeners"] if x["name"] == way.envoy_listener]
     (parent,) = route["spec"]["parentRefs"]
     assert (parent["kind"], parent["name"], parent["sectionName"]) == ("Gateway", gateway["metadata"]["name"],
-                                                                      terminals["name"])
-    assert route["spec"]["hostnames"] == [terminals["hostname"]]
+                                                                      section["name"])
+    assert route["spec"]["hostnames"] == [section["hostname"]]
     (rule,) = route["spec"]["rules"]
     (backend,) = rule["backendRefs"]
     assert (backend["kind"], backend["name"], backend["namespace"], backend["port"]) == (
-        "Service", "hallgate", NAMESPACE, PROXY_PORT)
+        "Service", "hallgate", NAMESPACE, way.gateway_port)
     grant = one("ReferenceGrant", GATEWAY_API)
     assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute",
                                       "namespace": EDGE_NAMESPACE}]
     assert grant["spec"]["to"] == [{"group": "", "kind": "Service", "name": "hallgate"}]
     policy = one("BackendTrafficPolicy", GATEWAY_API)
-    assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute",
-                                             "name": route["metadata"]["name"]}]
+    assert {"group": "gateway.networking.k8s.io", "kind": "TLSRoute", "name": way.route} in policy["spec"]["targetRefs"]
+    assert len(policy["spec"]["targetRefs"]) == len(WAYS)
     assert policy["spec"]["proxyProtocol"] == {"version": "V2"}
 
 
@@ -313,25 +356,46 @@ def test_tls_route_sends_to_the_gateways_proxy_port_with_a_proxy_header() -> Non
 # The gateway's side (deploy/k8s/*.yaml): the same port everywhere, and the settings parse
 
 
-def test_the_gateways_proxy_port_is_the_same_everywhere() -> None:
+@each_way
+def test_the_gateways_port_is_the_same_everywhere(way: Way) -> None:
     config = gateway_configmap()
-    _, port = split_listen(config["HALLGATE_PROXY_LISTEN"])
-    assert port == PROXY_PORT
-    assert parse_trusted(config["HALLGATE_PROXY_TRUSTED"]), "proxy_listen without trusted proxies closes everything"
-    assert Settings(proxy_listen=config["HALLGATE_PROXY_LISTEN"]).proxy_listen  # a known setting
+    _, port = split_listen(config[way.setting])
+    assert port == way.gateway_port
+    assert parse_trusted(config["HALLGATE_PROXY_TRUSTED"]), "a front without trusted proxies closes everything"
+    name = way.setting.removeprefix("HALLGATE_").lower()
+    assert getattr(Settings(**{name: config[way.setting]}), name)  # a known setting
     (deployment,) = [d for d in main_objects("Deployment") if d["metadata"]["name"] == "hallgate"]
     (gateway,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway"]
-    assert {"name": "proxy", "containerPort": PROXY_PORT, "protocol": "TCP"} in gateway["ports"]
+    assert {"name": way.port_name, "containerPort": way.gateway_port, "protocol": "TCP"} in gateway["ports"]
     (service,) = [s for s in main_objects("Service") if s["metadata"]["name"] == "hallgate"]
-    (proxy,) = [p for p in service["spec"]["ports"] if p["name"] == "proxy"]
-    assert proxy["port"] == PROXY_PORT and proxy["targetPort"] == "proxy"
+    (found,) = [p for p in service["spec"]["ports"] if p["name"] == way.port_name]
+    assert found["port"] == way.gateway_port and found["targetPort"] == way.port_name
 
 
-def test_the_gateway_admits_its_proxy_port_from_the_edge_namespace_only() -> None:
+def test_the_browser_listener_is_reached_only_through_its_front() -> None:
+    """Its own address is the pod's loopback: a browser reaching it any other way would be recorded
+    with the proxy's address, or not be proxied at all."""
+    host, _ = split_listen(gateway_configmap()["HALLGATE_BROWSER_LISTEN"])
+    assert ipaddress.ip_address(host).is_loopback
+    assert "HALLGATE_WEB_CHANNEL" not in gateway_configmap(), "the website needs a production bot challenge"
+
+
+def test_the_gateway_admits_its_proxy_ports_from_the_edge_namespace_only() -> None:
     (policy,) = [p for p in main_objects("NetworkPolicy") if p["metadata"]["name"] == "hallgate-gateway"]
-    rules = [r for r in policy["spec"]["ingress"] if any(p["port"] == PROXY_PORT for p in r["ports"])]
+    edge_ports = {w.gateway_port for w in WAYS}
+    rules = [r for r in policy["spec"]["ingress"] if any(p["port"] in edge_ports for p in r["ports"])]
     assert rules
     for rule in rules:
-        assert [p["port"] for p in rule["ports"]] == [PROXY_PORT]
+        assert sorted(p["port"] for p in rule["ports"]) == sorted(edge_ports)
         assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
                                                                        EDGE_NAMESPACE}}}]
+
+
+def test_the_configmaps_edge_and_browser_settings_pass_the_gateways_checks() -> None:
+    config = gateway_configmap()
+    names = ("HALLGATE_PROXY_LISTEN", "HALLGATE_PROXY_TRUSTED", "HALLGATE_BROWSER_LISTEN",
+             "HALLGATE_BROWSER_PROXY_LISTEN")
+    settings = Settings(tls_cert="/etc/hallgate/tls/tls.crt",
+                        **{n.removeprefix("HALLGATE_").lower(): config[n] for n in names})
+    browser.check(settings)  # raises ValueError naming what is wrong
+    assert Edge.of(settings) is not None and Edge.for_browsers(settings) is not None

@@ -52,6 +52,7 @@ HEALTH_PORT = 50052  # HALLGATE_HEALTH_LISTEN: plaintext grpc.health.v1 only, fo
 METRICS_PORT = 9464
 RUNTIME_BASE = "python:3.11-slim"
 PROXY_PORT = 50053  # HALLGATE_PROXY_LISTEN: the edge's PROXY-protocol connections (deploy/k8s/edge/)
+BROWSER_PROXY_PORT = 50054  # HALLGATE_BROWSER_PROXY_LISTEN: likewise, for the browser listener
 POSTGRES_PORT = 5432
 KIOSK_SERVICE = kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name
 READY_SERVICE = "hallgate.ready"  # the pod-level health name: Redis reachable and the deny-list loaded
@@ -614,6 +615,8 @@ def test_service_selects_the_pods_and_exposes_grpc_the_edge_port_and_metrics() -
     assert ports["grpc"]["port"] == GRPC_PORT and ports["metrics"]["port"] == METRICS_PORT
     assert ports["proxy"]["port"] == container_ports["proxy"] == PROXY_PORT
     assert configmap()["HALLGATE_PROXY_LISTEN"] == f"0.0.0.0:{PROXY_PORT}"
+    assert ports["browser-proxy"]["port"] == container_ports["browser-proxy"] == BROWSER_PROXY_PORT
+    assert configmap()["HALLGATE_BROWSER_PROXY_LISTEN"] == f"0.0.0.0:{BROWSER_PROXY_PORT}"
     assert configmap()["HALLGATE_PROXY_TRUSTED"], "the edge proxies' addresses"
     assert "health" not in ports and HEALTH_PORT not in {p["port"] for p in ports.values()}, \
         "the plaintext health port is for the kubelet only"
@@ -709,14 +712,16 @@ def test_gateway_admits_grpc_only_from_hall_legal_and_audit_and_metrics_from_mon
             by_port.setdefault(port["port"], set()).update(admitted(rule))
         assert all(set(peer) == {"namespaceSelector"} for peer in rule["from"]), "admit by namespace label only"
     # Nothing is admitted to the plaintext health port: kubelet probes are not subject to the policy.
-    assert by_port == {GRPC_PORT: ADMITTED_NETWORKS, METRICS_PORT: {"monitoring"}, PROXY_PORT: set()}
+    assert by_port == {GRPC_PORT: ADMITTED_NETWORKS, METRICS_PORT: {"monitoring"}, PROXY_PORT: set(),
+                       BROWSER_PROXY_PORT: set()}
 
 
 def test_the_edge_port_admits_only_the_edge_namespace() -> None:
     """Whoever reaches 50053 may name any client address in its PROXY header: only the edge's own
     namespace, by its name (a label Kubernetes sets and nobody can give another namespace)."""
-    rules = [r for r in gateway_policy()["spec"]["ingress"] if any(p["port"] == PROXY_PORT for p in r["ports"])]
-    assert len(rules) == 1 and [p["port"] for p in rules[0]["ports"]] == [PROXY_PORT]
+    edge_ports = {PROXY_PORT, BROWSER_PROXY_PORT}
+    rules = [r for r in gateway_policy()["spec"]["ingress"] if any(p["port"] in edge_ports for p in r["ports"])]
+    assert len(rules) == 1 and [p["port"] for p in rules[0]["ports"]] == [PROXY_PORT, BROWSER_PROXY_PORT]
     assert rules[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": EDGE_NAMESPACE}}}]
 
 

@@ -212,34 +212,29 @@ async def test_settings_without_trusted_proxies_are_refused(make_gateway) -> Non
 # `hallgate serve --workers 2`: each worker's front relays to its own gRPC server
 
 
-async def test_served_by_workers_every_relayed_call_names_the_terminal(tmp_path: Path, redis_url: str,
-                                                                       clean_redis: str, pki: Path) -> None:
-    """The workers share proxy_listen (SO_REUSEPORT) as they share the gRPC port; a front relays to
-    its own worker's loopback port, so the PeerMap that knows the connection is the one asked,
-    whichever worker the kernel handed it to."""
+async def served_by_both_workers(tmp_path: Path, redis_url: str, pki: Path, settings: dict[str, str],
+                                 front_port: int, call: Callable[[int, int], Awaitable[None]]) -> int:
+    """Run `serve --workers 2` with `settings` (the front on `front_port`) and make calls through a
+    proxy naming TERMINAL, `call(hop_port, i)`, a connection each, until both workers have served
+    one (the kernel picks a worker per connection); returns how many were made. Every one was
+    relayed, and the gateway stops cleanly."""
     sim = BillingProc(tmp_path / "sim.log").start()
-    front_port, metrics_port = free_port(), free_port()
+    metrics_port = free_port()
     env = {"HALLGATE_REDIS_URL": redis_url, "HALLGATE_BILLING_TARGET": sim.address, "HALLGATE_SECRET_KEY": "k",
            "HALLGATE_DATA_DIR": str(tmp_path / "d"), "HALLGATE_GRACE_PERIOD": "2", **tls_env(pki),
-           "HALLGATE_PROXY_LISTEN": f"127.0.0.1:{front_port}", "HALLGATE_PROXY_TRUSTED": "127.0.0.1",
-           "HALLGATE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+           "HALLGATE_PROXY_TRUSTED": "127.0.0.1", "HALLGATE_METRICS_LISTEN": f"127.0.0.1:{metrics_port}", **settings}
     gw = Proc(["serve", "--workers", "2", "--listen", "{address}"], env, tmp_path / "gw.log")
     try:
         await asyncio.to_thread(gw.wait_serving, pki)
         async with ProxyHop(("127.0.0.1", front_port), v2_header(TERMINAL)) as hop:
-            for i in range(30):  # a connection of its own each time: the kernel picks a worker for each
-                async with grpc.aio.secure_channel(f"127.0.0.1:{hop.port}", client_credentials(pki, KIOSK_CERT),
-                                                   options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
-                    await request_code(kiosk_pb2_grpc.KioskServiceStub(channel), f"139{i:08d}")
+            for i in range(30):
+                await call(hop.port, i)
                 served = {dict(labels)["worker"] for (name, labels), v in
                           samples(await asyncio.to_thread(scrape, metrics_port)).items()
                           if name == "hallgate_worker_calls_total" and v > 0}
                 if i >= 9 and served == {"0", "1"}:
                     break
             assert served == {"0", "1"}, "the kernel gave every connection to one worker: nothing shown"
-        events = [e for e in trail_sync(clean_redis) if e["method"].endswith("RequestOneTimeCode")]
-        assert len(events) == i + 1
-        assert {e["peer"] for e in events} == {"ipv4:203.0.113.7:40001"}
         relayed = samples(await asyncio.to_thread(scrape, metrics_port))[
             ("hallgate_edge_connections_total", frozenset({("outcome", "relayed")}))]
         assert relayed == i + 1
@@ -248,3 +243,23 @@ async def test_served_by_workers_every_relayed_call_names_the_terminal(tmp_path:
         sim.stop()
     assert code == 0, gw.log.read_text()[-3000:]
     assert "Traceback" not in gw.log.read_text()
+    return i + 1
+
+
+async def test_served_by_workers_every_relayed_call_names_the_terminal(tmp_path: Path, redis_url: str,
+                                                                       clean_redis: str, pki: Path) -> None:
+    """The workers share proxy_listen (SO_REUSEPORT) as they share the gRPC port; a front relays to
+    its own worker's loopback port, so the PeerMap that knows the connection is the one asked,
+    whichever worker the kernel handed it to."""
+    front_port = free_port()
+
+    async def call(port: int, i: int) -> None:
+        async with grpc.aio.secure_channel(f"127.0.0.1:{port}", client_credentials(pki, KIOSK_CERT),
+                                           options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            await request_code(kiosk_pb2_grpc.KioskServiceStub(channel), f"139{i:08d}")
+
+    made = await served_by_both_workers(tmp_path, redis_url, pki, {"HALLGATE_PROXY_LISTEN": f"127.0.0.1:{front_port}"},
+                                        front_port, call)
+    events = [e for e in trail_sync(clean_redis) if e["method"].endswith("RequestOneTimeCode")]
+    assert len(events) == made
+    assert {e["peer"] for e in events} == {"ipv4:203.0.113.7:40001"}

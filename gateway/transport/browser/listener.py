@@ -8,6 +8,11 @@ request scope as the ASGI TLS extension (`scope["extensions"]["tls"]["client_cer
 A certificate is optional here (the website has none) but, when given, must chain to the hall CA;
 the pipeline then identifies and checks it exactly as on gRPC (SPIFFE ID, revocation).
 
+Behind the edge (`browser_proxy_listen`, gateway/runtime/edge.py) the edge front relays each
+connection, after its PROXY header, to a loopback port of this listener's own (`relay_port`), and
+requests on it carry the browser's address from the header as their ASGI `client`, never the
+relay's: the front's PeerMap says which relay stands for which browser.
+
 The server certificate and key are re-read when their files change (tls_files.TlsFiles), for new
 connections; a changed hall CA bundle needs a restart here (OpenSSL adds to a trust store, it does
 not take away).
@@ -28,6 +33,7 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 
+from gateway.transport.proxy_front import PeerMap
 from gateway.transport.tls_files import TlsFiles, TlsMaterial
 
 log = structlog.get_logger("hallgate.browser")
@@ -76,16 +82,23 @@ def server_context(material: TlsMaterial) -> ssl.SSLContext:
 
 class WithTls:
     """Hypercorn's application wrapper for one connection: the application, with the connection's
-    client certificate in every request's scope."""
+    client certificate in every request's scope and, on a relayed connection (`peers`), the
+    browser's address the edge proxy named as its `client`."""
 
-    def __init__(self, app: Any, tls: dict[str, Any]) -> None:
+    def __init__(self, app: Any, tls: dict[str, Any], peers: PeerMap | None = None) -> None:
         self.app = app
         self.tls = tls
+        self.peers = peers
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any, sync_spawn: Callable[..., Any],
                        call_soon: Callable[..., Any]) -> None:
         if scope["type"] == "http":
             scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": self.tls}}
+            if self.peers is not None:
+                # Looked up per request: the front names the relay before it sends a byte, and a relay
+                # the map no longer knows (its edge connection already gone) has no client to name.
+                relay = scope.get("client")
+                scope["client"] = self.peers.terminal((relay[0], relay[1])) if relay else None
         await self.app(scope, receive, send)
 
 
@@ -111,12 +124,13 @@ class BrowserListener:
         self.context = server_context(files.current)
         self.worker = WorkerContext(None)
         self.server: asyncio.Server | None = None
+        self.relay: asyncio.Server | None = None  # the edge front's loopback port (relay_port)
         self.port = 0
         self.connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._reload: asyncio.Task[None] | None = None
 
-    def _socket(self) -> socket.socket:
-        host, _, port = self.address.rpartition(":")
+    def _socket(self, address: str, reuse_port: bool) -> socket.socket:
+        host, _, port = address.rpartition(":")
         host = host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP. Without it
@@ -124,29 +138,45 @@ class BrowserListener:
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
+        if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, int(port)))
         sock.listen(512)
         sock.setblocking(False)
         return sock
 
+    async def _serve(self, sock: socket.socket, peers: PeerMap | None = None) -> asyncio.Server:
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._connection(reader, writer, peers)
+
+        return await asyncio.start_server(connection, sock=sock, ssl=self.context,
+                                          ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+
     async def start(self) -> int:
-        sock = self._socket()
+        sock = self._socket(self.address, self.reuse_port)
         self.port = sock.getsockname()[1]
-        self.server = await asyncio.start_server(self._connection, sock=sock, ssl=self.context,
-                                                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        self.server = await self._serve(sock)
         if self.files.every > 0:
             self._reload = asyncio.create_task(self._watch())
         log.info("browser_listening", address=f"{self.address.rpartition(':')[0]}:{self.port}")
         return self.port
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def relay_port(self, peers: PeerMap) -> int:
+        """Serve a port of its own on 127.0.0.1 for the edge front (gateway/runtime/edge.py), whose
+        requests name the browser `peers` maps each relay to; returns it. A port per listener, not
+        the main address: with --workers that is shared, and a relay could reach another worker,
+        whose map does not know it."""
+        sock = self._socket("127.0.0.1:0", reuse_port=False)
+        self.relay = await self._serve(sock, peers)
+        return int(sock.getsockname()[1])
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          peers: PeerMap | None = None) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.connections[task] = writer
         try:
-            app = WithTls(self.app, _tls_extension(writer.get_extra_info("ssl_object")))
+            app = WithTls(self.app, _tls_extension(writer.get_extra_info("ssl_object")), peers)
             loop = asyncio.get_running_loop()
             await TCPServer(app, loop, self.config, self.worker, {}, reader, writer)  # type: ignore[arg-type]
         except asyncio.CancelledError:
@@ -167,8 +197,9 @@ class BrowserListener:
     async def close(self, grace: float = 5.0) -> None:
         if self._reload is not None:
             self._reload.cancel()
-        if self.server is not None:
-            self.server.close()
+        for server in (self.server, self.relay):
+            if server is not None:
+                server.close()
         await self.worker.terminated.set()
         if self.connections:
             _, pending = await asyncio.wait(list(self.connections), timeout=grace)
@@ -183,8 +214,9 @@ class BrowserListener:
             _, stuck = await asyncio.wait(pending, timeout=5) if pending else (set(), set())
             if stuck:
                 log.warning("browser_connections_left", count=len(stuck))
-        if self.server is not None:
-            await self.server.wait_closed()
+        for server in (self.server, self.relay):
+            if server is not None:
+                await server.wait_closed()
 
 
 def files_of(cert: str, key: str, client_ca: str, every: float) -> TlsFiles:
