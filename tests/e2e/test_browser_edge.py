@@ -18,8 +18,8 @@ from gateway.runtime import startup
 from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2
 from tests.conftest import Harness
-from tests.e2e.test_proxy_protocol import TERMINAL, TERMINAL6, closed_after, last_event, served_by_both_workers
 from tests.support.connect_client import browser_client, browser_headers
+from tests.support.edge import TERMINAL, TERMINAL6, closed_after, last_event, served_by_both_workers
 from tests.support.proxy_hop import ProxyHop
 from tests.support.subscribers import ORDINARY
 from tests.support.tls import KIOSK_CERT

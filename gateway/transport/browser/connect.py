@@ -92,9 +92,23 @@ class HttpRequest:
     client_cert_pem: bytes = b""
     site: str = ""
     deadline: float | None = None  # the caller's deadline on the event loop's clock (None: none)
+    timers: list[asyncio.Timeout] = field(default_factory=list, compare=False, repr=False)
 
     def time_left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - asyncio.get_running_loop().time()
+        """Seconds before the deadline; 0 once `timeout()` fired, whatever the clock says: uvloop's
+        timers fire up to a millisecond early, and a call its deadline ended must not be put on
+        record as cancelled by its caller."""
+        if self.deadline is None:
+            return None
+        if any(t.expired() for t in self.timers):
+            return 0.0
+        return self.deadline - asyncio.get_running_loop().time()
+
+    def timeout(self) -> asyncio.Timeout:
+        """The deadline as an `async with` timeout (none without one)."""
+        timer = asyncio.timeout_at(self.deadline)
+        self.timers.append(timer)
+        return timer
 
 
 REQUEST: ContextVar[HttpRequest] = ContextVar("hallgate_browser_request")
@@ -277,7 +291,7 @@ class ConnectTransport:
         http = REQUEST.get()
         session_cookie.fill_token(request, http.cookies)
         try:
-            async with asyncio.timeout_at(http.deadline):
+            async with http.timeout():
                 response = await self.pipeline.unary(self._facts(method, "unary", http), request,
                                                      lambda r: behaviour(r, ServicerContext(http.headers)))
         except Refusal as r:
@@ -308,7 +322,7 @@ class ConnectTransport:
 
         async def produce() -> None:
             try:
-                async with asyncio.timeout_at(http.deadline):
+                async with http.timeout():
                     await self.pipeline.stream(facts, request, lambda r: behaviour(r, ServicerContext(http.headers)),
                                                send)
             except CallerGone:

@@ -1,0 +1,40 @@
+"""The Connect transport's deadline on uvloop: a libuv timer fires up to a millisecond before the
+loop's clock reaches the deadline, so "is the deadline past?" must be answered by the timer that
+fired, not by the clock, or a call its deadline ended goes on record as CANCELLED."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.runtime import event_loop
+from gateway.transport.browser.connect import HttpRequest
+
+
+def test_once_the_deadline_fired_no_time_is_left_even_if_the_clock_lags() -> None:
+    async def main() -> tuple[int, list[float | None]]:
+        loop = asyncio.get_running_loop()
+        early, seen = 0, []
+        for _ in range(40):
+            http = HttpRequest(peer=None, headers={}, cookies={}, deadline=loop.time() + 0.0053)
+            assert (left := http.time_left()) is not None and left > 0
+            try:
+                async with http.timeout():
+                    await asyncio.sleep(1)
+            except TimeoutError:
+                early += loop.time() < http.deadline  # type: ignore[operator]
+                seen.append(http.time_left())
+        return early, seen
+
+    early, seen = event_loop.run(main())
+    assert seen == [0.0] * 40
+    assert early > 0, "uvloop fired no timer early here: the case this guards was not exercised"
+
+
+def test_without_a_deadline_there_is_no_limit() -> None:
+    async def main() -> float | None:
+        http = HttpRequest(peer=None, headers={}, cookies={})
+        async with http.timeout():
+            await asyncio.sleep(0)
+        return http.time_left()
+
+    assert event_loop.run(main()) is None
