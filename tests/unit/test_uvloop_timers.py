@@ -1,11 +1,15 @@
-"""The Connect transport's deadline on uvloop: a libuv timer fires up to a millisecond before the
-loop's clock reaches the deadline, so "is the deadline past?" must be answered by the timer that
-fired, not by the clock, or a call its deadline ended goes on record as CANCELLED."""
+"""Timers on uvloop fire up to a millisecond before the loop's clock reaches their time. So the
+Connect transport's "is the deadline past?" is answered by the timer that fired, not by the clock
+(or a call its deadline ended goes on record as CANCELLED), and an answer floor is waited out in a
+loop (or an answer leaves a little before it)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+from gateway.domain import pacing
+from gateway.domain.request_context import CallContext
 from gateway.runtime import event_loop
 from gateway.transport.browser.connect import HttpRequest
 
@@ -38,3 +42,17 @@ def test_without_a_deadline_there_is_no_limit() -> None:
         return http.time_left()
 
     assert event_loop.run(main()) is None
+
+
+def test_an_answer_floor_is_kept_to_the_microsecond_on_uvloop() -> None:
+    """pacing.hold: one sleep of the time left wakes up early on uvloop; the floor is a promise."""
+    async def main() -> list[float]:
+        short = []
+        for _ in range(40):
+            call = CallContext("/hallgate.v1.KioskService/RequestOneTimeCode")
+            call.answer_at = time.perf_counter() + 0.0053
+            await pacing.hold(call)
+            short.append(max(0.0, call.answer_at - time.perf_counter()))
+        return short
+
+    assert event_loop.run(main()) == [0.0] * 40
