@@ -27,7 +27,6 @@ from adapters.audit.sink import ChainedAuditSink
 from adapters.audit_reader import ChainAuditReader
 from adapters.billing_client import GrpcBilling
 from adapters.data_dir import ServeLock, check_supervised, tighten
-from adapters.dev_challenge import DevChallenge
 from adapters.document_store import FileDocumentStore
 from adapters.legal_store import RedisLegalStore
 from adapters.pg_documents import PgDocumentStore
@@ -77,7 +76,7 @@ from gateway.pipeline.authorize import AccessConfig, Authorizer
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.web_gate import WebGate
 from gateway.runtime import billing_link, logs, startup
-from gateway.runtime.browser import browser_listener, start_browsers, web_config
+from gateway.runtime.browser import browser_listener, challenge, start_browsers, web_config
 from gateway.runtime.edge import Edge
 from gateway.runtime.incidents import IncidentAlerts, IncidentCheck
 from gateway.runtime.lending import OverdueSweep
@@ -198,7 +197,7 @@ def build_deps(settings: Settings, client: aioredis.Redis, billing: Billing, **o
         "lending": RedisLendingStore(client),
         "incidents": RedisIncidentStore(client), "pseudonyms": RedisPseudonymDirectory(client, settings.key_bytes()),
         "throttle": RedisThrottle(client),
-        "challenge": DevChallenge(settings.web_challenge) if settings.web_challenge else None,
+        "challenge": challenge(settings),
     }
     unknown = set(overrides) - set(made)
     if unknown:

@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.dev_challenge import MODES, DevChallenge
+from adapters.siteverify import PROVIDERS, SiteVerify, check_url, origin_of
 from gateway.domain import rules
 from gateway.domain.client_address import networks
+from gateway.domain.ports import Challenge
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.web_gate import WebConfig
 from gateway.runtime.edge import Edge
@@ -43,11 +46,44 @@ def check(settings: Settings) -> None:
     if settings.web_challenge.startswith("dev-") and not settings.dev:
         raise ValueError(f"HALLGATE_WEB_CHALLENGE={settings.web_challenge} is the development challenge: "
                          "only with --dev")
+    if settings.web_challenge and settings.web_challenge not in (*PROVIDERS, *MODES):
+        raise ValueError(f"HALLGATE_WEB_CHALLENGE={settings.web_challenge!r}: one of {', '.join(PROVIDERS)} "
+                         f"(or {', '.join(MODES)} in development)")
+    if settings.web_challenge in PROVIDERS:
+        if not settings.web_challenge_site_key or not settings.web_challenge_secret:
+            raise ValueError(f"HALLGATE_WEB_CHALLENGE={settings.web_challenge} needs HALLGATE_WEB_CHALLENGE_SITE_KEY "
+                             "and HALLGATE_WEB_CHALLENGE_SECRET_FILE (the vendor's keys for this website)")
+        check_url(settings.web_challenge_verify_url or PROVIDERS[settings.web_challenge].verify,
+                  "HALLGATE_WEB_CHALLENGE_VERIFY_URL")
+        script = settings.web_challenge_script or PROVIDERS[settings.web_challenge].script
+        if not script.startswith("https://"):
+            raise ValueError(f"HALLGATE_WEB_CHALLENGE_SCRIPT: {script!r} is not an https:// URL (the page is HTTPS)")
     will_have_tls = settings.browser_tls_cert or settings.tls_cert or (settings.dev and not settings.insecure_dev)
     if settings.browser_listen and not will_have_tls:
         raise ValueError("HALLGATE_BROWSER_LISTEN needs TLS (HALLGATE_BROWSER_TLS_CERT/KEY or HALLGATE_TLS_CERT/KEY): "
                          "browsers get the session cookie only over HTTPS")
     Edge.for_browsers(settings)  # browser_proxy_listen's own checks
+
+
+def challenge(settings: Settings) -> Challenge | None:
+    """The website's bot challenge: the vendor's siteverify, or the development one; None without one."""
+    provider = PROVIDERS.get(settings.web_challenge)
+    if provider is not None:
+        return SiteVerify(settings.web_challenge_verify_url or provider.verify, settings.web_challenge_secret,
+                          settings.web_challenge_timeout)
+    return DevChallenge(settings.web_challenge) if settings.web_challenge else None
+
+
+def page_challenge(settings: Settings) -> dict[str, Any]:
+    """What the self-service page needs to render the vendor's widget, and the sources its CSP must
+    admit (the script's origin; the vendor's own list when it is the vendor's script)."""
+    provider = PROVIDERS.get(settings.web_challenge)
+    if provider is None:
+        return {}
+    script = settings.web_challenge_script or provider.script
+    sources = provider.sources if not settings.web_challenge_script else (origin_of(script),)
+    return {"challenge_site_key": settings.web_challenge_site_key, "challenge_script": script,
+            "challenge_global": provider.js_global, "challenge_csp": {d: sources for d in provider.csp}}
 
 
 def browser_listener(settings: Settings, pipeline: Pipeline, services: Mapping[str, Any]) -> BrowserListener | None:
@@ -64,7 +100,7 @@ def browser_listener(settings: Settings, pipeline: Pipeline, services: Mapping[s
                            retention_months=settings.retention_months, challenge=settings.web_challenge,
                            # the month window as the server checks it: in the operator's time zone
                            today=lambda: rules.local_today(datetime.now(UTC), settings.timezone),
-                           trust_domain=settings.trust_domain),
+                           trust_domain=settings.trust_domain, **page_challenge(settings)),
                 origins=origins(settings))
     files = files_of(settings.browser_tls_cert or settings.tls_cert, settings.browser_tls_key or settings.tls_key,
                      settings.tls_client_ca, settings.tls_reload)

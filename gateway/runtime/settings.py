@@ -41,6 +41,11 @@ class Settings:
     web_calls_per_minute: int = 60
     web_proofs_per_hour: int = 20
     web_challenge: str = ""
+    web_challenge_site_key: str = ""
+    web_challenge_secret: str = ""
+    web_challenge_verify_url: str = ""
+    web_challenge_script: str = ""
+    web_challenge_timeout: float = 5
     max_connection_age: float = 300
     max_connection_age_grace: float = 600
     tls_reload: float = 5.0
@@ -199,8 +204,18 @@ HELP: dict[str, str] = {
     "web_calls_per_minute": "website calls one address (IPv6: its /64) may make per minute",
     "web_proofs_per_hour": ("website code requests and sign-ins one address (IPv6: its /64) may make per hour; "
                             "each also needs a solved bot challenge"),
-    "web_challenge": ("the website's bot challenge: dev-pass or dev-fail (the development one, told to pass or fail; "
-                      "only with --dev); empty: none, and the website channel refuses to start"),
+    "web_challenge": ("the website's bot challenge: turnstile (Cloudflare) or hcaptcha, the vendor's widget in "
+                      "the page and its token checked with the vendor's siteverify (docs/browser.md, Bot defence); "
+                      "dev-pass or dev-fail (the development one, told to pass or fail; only with --dev); empty: "
+                      "none, and the website channel refuses to start"),
+    "web_challenge_site_key": "the vendor's site key for this website (public: the page's widget shows it)",
+    "web_challenge_secret": ("the vendor's secret for this website, sent only to its siteverify (prefer "
+                             "HALLGATE_WEB_CHALLENGE_SECRET_FILE)"),
+    "web_challenge_verify_url": ("the siteverify URL; empty: the vendor's own. https, or http to a loopback address "
+                                 "(a local relay)"),
+    "web_challenge_script": ("the widget's script URL (https; its origin is added to the self-service page's "
+                             "Content-Security-Policy); empty: the vendor's own"),
+    "web_challenge_timeout": "seconds siteverify has to answer; past it the call is refused UNAVAILABLE",
     "max_connection_age": ("seconds a client connection lives before the server asks the client to reconnect "
                            "(GOAWAY), so clients spread over new pods; 0: forever"),
     "max_connection_age_grace": "seconds calls still running on an aged connection get before it is closed",
@@ -323,7 +338,7 @@ HELP: dict[str, str] = {
 # file, HALLGATE_<NAME>_FILE (a mounted Kubernetes secret), and none is passed on in a child's environment.
 SECRETS = frozenset({
     "secret_key", "audit_hmac_key", "audit_retired_keys", "staff_secret_key", "staff_secret_retired_keys",
-    "redis_url", "sms_password", "audit_archive_url", "legal_document_url",
+    "redis_url", "sms_password", "audit_archive_url", "legal_document_url", "web_challenge_secret",
 })
 
 

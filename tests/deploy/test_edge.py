@@ -377,7 +377,7 @@ def test_the_browser_listener_is_reached_only_through_its_front() -> None:
     with the proxy's address, or not be proxied at all."""
     host, _ = split_listen(gateway_configmap()["HALLGATE_BROWSER_LISTEN"])
     assert ipaddress.ip_address(host).is_loopback
-    assert "HALLGATE_WEB_CHANNEL" not in gateway_configmap(), "the website needs a production bot challenge"
+    assert "HALLGATE_WEB_CHANNEL" not in gateway_configmap(), "the website needs the operator's bot-challenge keys"
 
 
 def test_the_gateway_admits_its_proxy_ports_from_the_edge_namespace_only() -> None:

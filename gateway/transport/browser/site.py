@@ -7,7 +7,9 @@ browser needs to keep both safe.
 - Anything else: a file of static/ (listed once at start: nothing outside it can be named), `/` the
   page itself, which also sets the CSRF cookie the page echoes in X-CSRF-Token.
 - Every response: a strict Content-Security-Policy (scripts and styles from this origin only, no
-  inline code, nothing third-party), no framing, no sniffing, no referrer, HSTS.
+  inline code, nothing third-party), no framing, no sniffing, no referrer, HSTS. The one exception:
+  with a bot-challenge vendor (web_challenge), the self-service page's own document admits the
+  vendor's origins for its widget (script, frame and what the vendor needs), and no other page does.
 - CORS: a preflight is answered only for an allowed origin (web_origins); any other gets 403 and no
   CORS headers, so the browser never sends the call. The pipeline refuses a disallowed Origin again
   (gateway/pipeline/web_gate.py), for clients that skip preflights.
@@ -20,7 +22,7 @@ import json
 import mimetypes
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # The legal desk shows the agency's letter (a PDF) inline from a blob: URL; no other page may frame.
 FRAME_BLOBS = "/legal"
+# The self-service page's documents: only they get a bot-challenge vendor's sources.
+SELF_SERVICE = ("/", "/index.html")
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -76,6 +80,23 @@ class PageConfig:
     challenge: str
     today: Callable[[], date] = date.today
     trust_domain: str = ""
+    challenge_site_key: str = ""  # a vendor's widget (adapters/siteverify.py): its site key, script, global
+    challenge_script: str = ""
+    challenge_global: str = ""
+    challenge_csp: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # directive -> the vendor's sources
+
+
+def csp_with(base: str, extra: Mapping[str, Iterable[str]]) -> str:
+    """`base` with `extra` sources added to their directives (a directive it lacks is added)."""
+    out, seen = [], set()
+    for directive in (d.strip() for d in base.split(";")):
+        name = directive.split()[0]
+        if name in extra:
+            directive = " ".join([directive, *extra[name]])
+            seen.add(name)
+        out.append(directive)
+    out += [" ".join([name, *sources]) for name, sources in extra.items() if name not in seen]
+    return "; ".join(out)
 
 
 def static_files(root: Path = STATIC) -> dict[str, tuple[Path, str]]:
@@ -117,6 +138,7 @@ class Site:
         self.page = page
         self.origins = frozenset(origins)
         self.static = dict(static_files() if static is None else static)
+        self.self_service_csp = csp_with(CSP, page.challenge_csp).encode() if page.challenge_csp else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -196,7 +218,10 @@ class Site:
         body = json.dumps({"channel": channel, "terminal": terminal, "hall": hall,
                            "idleTimeoutSeconds": self.page.idle_timeout,
                            "retentionMonths": self.page.retention_months, "today": self.page.today().isoformat(),
-                           "challenge": "dev" if self.page.challenge.startswith("dev-") else self.page.challenge
+                           "challenge": "dev" if self.page.challenge.startswith("dev-") else self.page.challenge,
+                           **({"challengeSiteKey": self.page.challenge_site_key,
+                               "challengeScript": self.page.challenge_script,
+                               "challengeGlobal": self.page.challenge_global} if self.page.challenge_script else {})
                            }).encode()
         await _respond(send, 200, [*extra, (b"content-type", b"application/json")], body)
 
@@ -206,6 +231,8 @@ class Site:
         body = file.read_bytes()
         if path == FRAME_BLOBS or path.startswith(FRAME_BLOBS + "/"):
             extra = [(k, v + b"; frame-src blob:" if k == b"content-security-policy" else v) for k, v in extra]
+        elif path in SELF_SERVICE and self.self_service_csp is not None:
+            extra = [(k, self.self_service_csp if k == b"content-security-policy" else v) for k, v in extra]
         out = [*extra, (b"content-type", kind.encode()), (b"cache-control", b"no-cache")]
         if kind.startswith("text/html"):  # a page: it gets the CSRF cookie it echoes
             jar = session_cookie.cookies(headers.get("cookie", ""))

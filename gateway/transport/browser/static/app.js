@@ -188,14 +188,67 @@ function digits(value) {
   return value.replace(/[０-９]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0)).replace(/[\s-]/g, "");
 }
 
+// ---------------------------------------------------------------------------------------------
+// The website's bot challenge: a vendor's widget in each form (page-config's challengeScript), whose
+// one-use token goes with that form's call and is spent by it. In development the token is "dev".
+
+const widgets = {}; // form id -> { id, token }
+
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = src;
+    script.async = true;
+    script.onload = resolve;
+    script.onerror = () => reject(new Error("the bot challenge's script did not load"));
+    document.head.append(script);
+  });
+}
+
+async function startChallenge() {
+  const c = state.config;
+  setChallenge(c.challenge === "dev" ? "dev" : "");
+  if (!c.challengeScript || !c.challengeGlobal) return;
+  await loadScript(c.challengeScript);
+  const vendor = window[c.challengeGlobal];
+  for (const form of ["form-number", "form-proof"]) {
+    const box = $(form).querySelector(".challenge");
+    const widget = { id: null, token: "" };
+    const forget = () => { widget.token = ""; };
+    box.hidden = false;
+    widget.id = vendor.render(box, {
+      sitekey: c.challengeSiteKey, callback: (token) => { widget.token = token; },
+      "expired-callback": forget, "error-callback": forget,
+    });
+    widgets[form] = widget;
+  }
+}
+
+/** The token of `form`'s widget for the next call (unchanged without a vendor). */
+function challengeFor(form) {
+  const widget = widgets[form];
+  if (widget) setChallenge(widget.token);
+}
+
+/** The call went: its token is spent, the widget asks again. */
+function challengeSpent(form) {
+  const widget = widgets[form];
+  if (!widget) return;
+  widget.token = "";
+  setChallenge("");
+  window[state.config.challengeGlobal].reset(widget.id);
+}
+
 async function requestCode(event) {
   if (event) event.preventDefault();
   if (state.busy) return;
   const msisdn = digits(state.step === "number" ? $("msisdn").value : state.msisdn);
+  const form = state.step === "number" ? "form-number" : "form-proof";
   clearMessage();
   clearFieldErrors();
   setBusy(true);
   const epoch = state.epoch;
+  challengeFor(form);
   try {
     const answer = await unary("RequestOneTimeCode", { msisdn });
     if (epoch !== state.epoch) return;
@@ -207,6 +260,7 @@ async function requestCode(event) {
   } catch (err) {
     if (epoch === state.epoch) explain(err, "code");
   } finally {
+    challengeSpent(form);
     setBusy(false);
     renderResend();
   }
@@ -241,6 +295,7 @@ async function authenticate(event) {
   clearFieldErrors();
   setBusy(true);
   const epoch = state.epoch;
+  challengeFor("form-proof");
   try {
     await unary("Authenticate", {
       msisdn: state.msisdn, servicePassword: digits($("password").value), oneTimeCode: digits($("code").value),
@@ -261,6 +316,7 @@ async function authenticate(event) {
     if (err instanceof ApiError && err.code !== "invalid_argument") $("form-proof").reset();
     explain(err, "authenticate");
   } finally {
+    challengeSpent("form-proof");
     setBusy(false);
   }
 }
@@ -623,7 +679,11 @@ async function start() {
   } catch (err) {
     explain(err, "config");
   }
-  setChallenge(state.config.challenge === "dev" ? "dev" : "");
+  try {
+    await startChallenge();
+  } catch (err) {
+    explain(err, "config");
+  }
   document.body.classList.toggle("kiosk", state.config.channel === "kiosk");
   document.body.dataset.channel = state.config.channel;
   if (state.config.channel === "none") {
