@@ -18,7 +18,7 @@ from gateway.runtime import startup
 from gateway.runtime.settings import Settings
 from hallgate_pb.v1 import kiosk_pb2
 from tests.conftest import Harness
-from tests.support.connect_client import browser_client, browser_headers
+from tests.support.connect_client import ConnectClient, browser_client, browser_headers
 from tests.support.edge import TERMINAL, TERMINAL6, closed_after, last_event, served_by_both_workers
 from tests.support.proxy_hop import ProxyHop
 from tests.support.subscribers import ORDINARY
@@ -39,9 +39,10 @@ async def browser_edge_gateway(make_gateway: Callable[..., Awaitable[Harness]], 
     return gw
 
 
-async def request_code(port: int, gw: Harness, msisdn: str = ORDINARY) -> str:
-    """RequestOneTimeCode over Connect from the demo kiosk's certificate; the answer's code."""
-    client = browser_client(port, gw.pki, KIOSK_CERT)
+async def request_code(port: int, gw: Harness, msisdn: str = ORDINARY, client: ConnectClient | None = None) -> str:
+    """RequestOneTimeCode over Connect from the demo kiosk's certificate (on `client`'s kept-alive
+    connection if given); the answer's code."""
+    client = client or browser_client(port, gw.pki, KIOSK_CERT)
     answer = await asyncio.to_thread(client.unary, KIOSK + "RequestOneTimeCode",
                                      kiosk_pb2.RequestOneTimeCodeRequest(msisdn=msisdn), headers=browser_headers())
     return str(answer.code)
@@ -51,11 +52,13 @@ async def test_a_browser_call_through_the_edge_records_the_browsers_address(make
     gw = await browser_edge_gateway(make_gateway)
     assert gw.browser is not None and gw.browser_edge is not None
     async with ProxyHop(("127.0.0.1", gw.browser_edge.port), v2_header(TERMINAL, ("10.0.0.5", 443))) as hop:
-        assert await request_code(hop.port, gw) == "ok"
+        client = browser_client(hop.port, gw.pki, KIOSK_CERT)
+        assert await request_code(hop.port, gw, client=client) == "ok"
         event = last_event(await gw.audit_events(), "RequestOneTimeCode")
         assert event["peer"] == "ipv4:203.0.113.7:40001"
         assert event["decision"] == "allowed" and event["terminal"]  # the kiosk's certificate, end to end
-        assert len(gw.browser_edge.peers) == 1
+        assert len(gw.browser_edge.peers) == 1  # while the client's connection lives
+        client.close()
     # The listener's own address: the connection's peer, as before.
     assert await request_code(gw.browser.port, gw, "13800000002") == "ok"
     assert last_event(await gw.audit_events(), "RequestOneTimeCode")["peer"].startswith("ipv4:127.0.0.1:")
