@@ -35,6 +35,7 @@ class Edge:
 
     settings: Settings
     listen: str  # proxy_listen or browser_proxy_listen
+    name: str = "grpc"  # which: grpc or browser (the metric's label)
     peers: PeerMap = field(default_factory=PeerMap)
     upstream_port: int = 0
     front: Front | None = None
@@ -42,7 +43,7 @@ class Edge:
     @classmethod
     def of(cls, settings: Settings) -> Edge | None:
         """An Edge for gRPC when `proxy_listen` is set; a one-line ValueError if its settings cannot work."""
-        return cls._checked(settings, "proxy_listen", settings.proxy_listen)
+        return cls._checked(settings, "proxy_listen", settings.proxy_listen, "grpc")
 
     @classmethod
     def for_browsers(cls, settings: Settings) -> Edge | None:
@@ -50,17 +51,17 @@ class Edge:
         if settings.browser_proxy_listen and not settings.browser_listen:
             raise ValueError("browser_proxy_listen is set but browser_listen is not: the front relays to the "
                              "browser listener (set HALLGATE_BROWSER_LISTEN, e.g. to 127.0.0.1:8443)")
-        return cls._checked(settings, "browser_proxy_listen", settings.browser_proxy_listen)
+        return cls._checked(settings, "browser_proxy_listen", settings.browser_proxy_listen, "browser")
 
     @classmethod
-    def _checked(cls, settings: Settings, name: str, listen: str) -> Edge | None:
+    def _checked(cls, settings: Settings, name: str, listen: str, front: str) -> Edge | None:
         if not listen:
             return None
         split_listen(listen)
         if not parse_trusted(settings.proxy_trusted):
             raise ValueError(f"{name} is set but proxy_trusted names no proxy: every edge connection "
                              "would be closed (set HALLGATE_PROXY_TRUSTED to the edge proxies' addresses)")
-        return cls(settings, listen)
+        return cls(settings, listen, front)
 
     def bind(self, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None) -> int:
         """Give the (not yet started) gRPC server the front's own loopback port; returns it."""
@@ -78,9 +79,10 @@ class Edge:
         if not self.upstream_port:
             raise RuntimeError("Edge.start before its upstream port: create_server(..., edge=edge) binds it")
         config = FrontConfig(listen=self.listen, trusted=parse_trusted(self.settings.proxy_trusted),
-                             upstream=("127.0.0.1", self.upstream_port), reuse_port=self.settings.workers > 1)
+                             upstream=("127.0.0.1", self.upstream_port), reuse_port=self.settings.workers > 1,
+                             name=self.name)
         self.front = await Front.start(config, self.peers)
-        log.info("edge_front", address=self.listen, port=self.front.port,
+        log.info("edge_front", front=self.name, address=self.listen, port=self.front.port,
                  trusted=self.settings.proxy_trusted, relay_port=self.upstream_port)
         return self.front
 

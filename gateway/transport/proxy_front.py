@@ -38,9 +38,10 @@ log = structlog.get_logger("hallgate.edge")
 
 EDGE_CONNECTIONS = Counter(
     "hallgate_edge_connections_total",
-    "Connections to the PROXY-protocol listener (proxy_listen), by outcome: relayed, untrusted (not "
-    "from a proxy_trusted address), bad_header, header_timeout, upstream_failed, over_limit.",
-    ["outcome"])
+    "Connections to a PROXY-protocol listener, by front (grpc: proxy_listen; browser: browser_proxy_listen) "
+    "and outcome: relayed, untrusted (not from a proxy_trusted address), bad_header, header_timeout, "
+    "upstream_failed, over_limit.",
+    ["front", "outcome"])
 
 HEADER_TIMEOUT = 3.0  # seconds a proxy gets to send the whole header
 CONNECT_TIMEOUT = 5.0  # seconds to reach the gRPC server's loopback port
@@ -136,6 +137,7 @@ class FrontConfig:
     max_connections: int = MAX_CONNECTIONS
     reuse_port: bool = False  # workers sharing proxy_listen (each relays to its own gRPC server)
     relay_host: str = "127.0.0.1"  # the relay's own source address (loopback)
+    name: str = "grpc"  # the front's label in hallgate_edge_connections_total
 
 
 class Front:
@@ -273,7 +275,7 @@ class EdgeConnection(asyncio.Protocol):
             upstream.close()
             return
         self.upstream = upstream
-        EDGE_CONNECTIONS.labels("relayed").inc()
+        EDGE_CONNECTIONS.labels(config.name, "relayed").inc()
         if self.pending:
             assert upstream.transport is not None
             upstream.transport.write(bytes(self.pending))
@@ -289,7 +291,7 @@ class EdgeConnection(asyncio.Protocol):
             self._reject("header_timeout")
 
     def _reject(self, outcome: str, reason: str = "") -> None:
-        EDGE_CONNECTIONS.labels(outcome).inc()
+        EDGE_CONNECTIONS.labels(self.front.config.name, outcome).inc()
         log.debug("edge_connection_closed", outcome=outcome, source=f"{self.source[0]}:{self.source[1]}",
                   reason=reason or None)
         self.abort()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from adapters.proxy_protocol import v2_header
 from adapters.redis_server import free_port
@@ -84,6 +85,8 @@ async def test_what_is_not_a_trusted_proxys_connection_never_reaches_the_listene
     assert gw.browser_edge is not None and gw.browser is not None
     before = len(await gw.audit_events())
     header = b"" if trusted == "127.0.0.1" else v2_header(TERMINAL)
+    outcome = "bad_header" if not header else "untrusted"  # without a header the TLS hello is the bad header
+    counted = REGISTRY.get_sample_value("hallgate_edge_connections_total", {"front": "browser", "outcome": outcome})
     async with ProxyHop(("127.0.0.1", gw.browser_edge.port), header) as hop:
         with pytest.raises(OSError):  # the TLS handshake meets a closed connection
             await request_code(hop.port, gw)
@@ -91,6 +94,8 @@ async def test_what_is_not_a_trusted_proxys_connection_never_reaches_the_listene
         assert await closed_after(gw.browser_edge.port, header) < 1.0
     assert len(await gw.audit_events()) == before
     assert not gw.browser.connections and len(gw.browser_edge.peers) == 0
+    now = REGISTRY.get_sample_value("hallgate_edge_connections_total", {"front": "browser", "outcome": outcome})
+    assert (now or 0) > (counted or 0)  # counted under the browser's front
 
 
 async def test_browser_proxy_listen_needs_the_listener_and_trusted_proxies() -> None:
@@ -121,7 +126,7 @@ async def test_served_by_workers_every_relayed_browser_call_names_the_browser(tm
 
     made = await served_by_both_workers(tmp_path, redis_url, pki, {
         "HALLGATE_BROWSER_LISTEN": f"127.0.0.1:{free_port()}",
-        "HALLGATE_BROWSER_PROXY_LISTEN": f"127.0.0.1:{front_port}"}, front_port, call)
+        "HALLGATE_BROWSER_PROXY_LISTEN": f"127.0.0.1:{front_port}"}, front_port, call, "browser")
     events = [e for e in trail_sync(clean_redis) if e["method"].endswith("RequestOneTimeCode")]
     assert len(events) == made
     assert {e["peer"] for e in events} == {"ipv4:203.0.113.7:40001"}

@@ -188,7 +188,7 @@ async def test_served_by_workers_every_relayed_call_names_the_terminal(tmp_path:
             await request_code(kiosk_pb2_grpc.KioskServiceStub(channel), f"139{i:08d}")
 
     made = await served_by_both_workers(tmp_path, redis_url, pki, {"HALLGATE_PROXY_LISTEN": f"127.0.0.1:{front_port}"},
-                                        front_port, call)
+                                        front_port, call, "grpc")
     events = [e for e in trail_sync(clean_redis) if e["method"].endswith("RequestOneTimeCode")]
     assert len(events) == made
     assert {e["peer"] for e in events} == {"ipv4:203.0.113.7:40001"}

@@ -55,8 +55,8 @@ async def closed_after(port: int, send: bytes = b"", drip: float = 0.0, limit: f
 
 
 async def served_by_both_workers(tmp_path: Path, redis_url: str, pki: Path, settings: dict[str, str],
-                                 front_port: int, call: Callable[[int, int], Awaitable[None]]) -> int:
-    """Run `serve --workers 2` with `settings` (the front on `front_port`) and make calls through a
+                                 front_port: int, call: Callable[[int, int], Awaitable[None]], front: str) -> int:
+    """Run `serve --workers 2` with `settings` (the front named `front` on `front_port`) and make calls through a
     proxy naming TERMINAL, `call(hop_port, i)`, a connection each, until both workers have served
     one (the kernel picks a worker per connection); returns how many were made. Every one was
     relayed, and the gateway stops cleanly."""
@@ -78,7 +78,7 @@ async def served_by_both_workers(tmp_path: Path, redis_url: str, pki: Path, sett
                     break
             assert served == {"0", "1"}, "the kernel gave every connection to one worker: nothing shown"
         relayed = samples(await asyncio.to_thread(scrape, metrics_port))[
-            ("hallgate_edge_connections_total", frozenset({("outcome", "relayed")}))]
+            ("hallgate_edge_connections_total", frozenset({("front", front), ("outcome", "relayed")}))]
         assert relayed == i + 1
     finally:
         code = await asyncio.to_thread(gw.stop, 20)
