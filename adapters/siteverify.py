@@ -35,6 +35,8 @@ log = structlog.get_logger("hallgate.challenge")
 
 MAX_ANSWER = 64 * 1024  # a siteverify answer is a few hundred bytes
 MAX_TOKEN = 4096  # Turnstile's are at most 2048 characters; anything longer is not a token
+# siteverify error codes that say the gateway's own keys are wrong (the vendors share these names)
+MISCONFIGURED = {"missing-input-secret", "invalid-input-secret", "sitekey-secret-mismatch", "invalid-sitekey"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Provider:
     js_global: str  # the object the script defines: render(element, options) -> id, reset(id)
     csp: tuple[str, ...]  # the page's CSP directives that must admit the vendor's origins
     sources: tuple[str, ...]  # those origins
+    sends_sitekey: bool = False  # siteverify is also told the site key (hCaptcha: a token of another site fails)
 
 
 PROVIDERS = {
@@ -56,13 +59,25 @@ PROVIDERS = {
     "hcaptcha": Provider(script="https://js.hcaptcha.com/1/api.js?render=explicit&recaptchacompat=off",
                          verify="https://api.hcaptcha.com/siteverify",
                          js_global="hcaptcha", csp=("script-src", "frame-src", "style-src", "connect-src"),
-                         sources=("https://hcaptcha.com", "https://*.hcaptcha.com")),
+                         sources=("https://hcaptcha.com", "https://*.hcaptcha.com"), sends_sitekey=True),
 }
 
 
 def origin_of(url: str) -> str:
+    """scheme://host[:port] of `url` (never its user:password part)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def check_script(url: str, name: str) -> None:
+    """ValueError unless `url` is a plain https URL that can go into a Content-Security-Policy as an
+    origin: a host, no user:password, nothing a policy would read as a separator."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"{name}: {url!r} is not an https:// URL (the page is HTTPS)")
+    if parts.username is not None or parts.password is not None or any(c in url for c in " \t\n;,'\""):
+        raise ValueError(f"{name}: {url!r} cannot be named in the page's Content-Security-Policy")
 
 
 def check_url(url: str, name: str) -> None:
@@ -83,7 +98,8 @@ def check_url(url: str, name: str) -> None:
 class SiteVerify:
     """`await verify(token, client)`: True if the vendor says the token was solved and not used."""
 
-    def __init__(self, url: str, secret: str, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, url: str, secret: str, timeout: float = 5.0, context: ssl.SSLContext | None = None,
+                 site_key: str = "") -> None:
         check_url(url, "web_challenge_verify_url")
         if not secret:
             raise ValueError("the bot challenge needs its secret (HALLGATE_WEB_CHALLENGE_SECRET_FILE)")
@@ -94,6 +110,7 @@ class SiteVerify:
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.authority = parts.netloc
         self.secret = secret
+        self.site_key = site_key  # sent when given (hCaptcha)
         self.timeout = timeout
         self.context = context or (ssl.create_default_context() if self.tls else None)
 
@@ -103,6 +120,8 @@ class SiteVerify:
         form = {"secret": self.secret, "response": token}
         if client:
             form["remoteip"] = client
+        if self.site_key:
+            form["sitekey"] = self.site_key
         try:
             async with asyncio.timeout(self.timeout):
                 status, body = await self._post(urlencode(form).encode())
@@ -115,7 +134,12 @@ class SiteVerify:
             raise DependencyUnavailable("challenge")
         if not answer["success"]:
             codes = answer.get("error-codes")
-            log.info("challenge_refused", errors=[str(c)[:40] for c in codes[:5]] if isinstance(codes, list) else [])
+            errors = [str(c)[:40] for c in codes[:5]] if isinstance(codes, list) else []
+            if MISCONFIGURED & set(errors):  # our fault, not the caller's: UNAVAILABLE, and said loudly
+                log.error("challenge_misconfigured", errors=errors, host=self.host,
+                          hint="check HALLGATE_WEB_CHALLENGE_SECRET_FILE (and the site key) against the vendor's")
+                raise DependencyUnavailable("challenge")
+            log.info("challenge_refused", errors=errors)
         return bool(answer["success"])
 
     async def _post(self, body: bytes) -> tuple[int, bytes]:
@@ -151,6 +175,6 @@ class SiteVerify:
 def _json(body: bytes) -> dict[str, object] | None:
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None
     return answer if isinstance(answer, dict) else None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.dev_challenge import MODES, DevChallenge
-from adapters.siteverify import PROVIDERS, SiteVerify, check_url, origin_of
+from adapters.siteverify import PROVIDERS, SiteVerify, check_script, check_url, origin_of
 from gateway.domain import rules
 from gateway.domain.client_address import networks
 from gateway.domain.ports import Challenge
@@ -55,9 +55,8 @@ def check(settings: Settings) -> None:
                              "and HALLGATE_WEB_CHALLENGE_SECRET_FILE (the vendor's keys for this website)")
         check_url(settings.web_challenge_verify_url or PROVIDERS[settings.web_challenge].verify,
                   "HALLGATE_WEB_CHALLENGE_VERIFY_URL")
-        script = settings.web_challenge_script or PROVIDERS[settings.web_challenge].script
-        if not script.startswith("https://"):
-            raise ValueError(f"HALLGATE_WEB_CHALLENGE_SCRIPT: {script!r} is not an https:// URL (the page is HTTPS)")
+        check_script(settings.web_challenge_script or PROVIDERS[settings.web_challenge].script,
+                     "HALLGATE_WEB_CHALLENGE_SCRIPT")
     will_have_tls = settings.browser_tls_cert or settings.tls_cert or (settings.dev and not settings.insecure_dev)
     if settings.browser_listen and not will_have_tls:
         raise ValueError("HALLGATE_BROWSER_LISTEN needs TLS (HALLGATE_BROWSER_TLS_CERT/KEY or HALLGATE_TLS_CERT/KEY): "
@@ -70,18 +69,20 @@ def challenge(settings: Settings) -> Challenge | None:
     provider = PROVIDERS.get(settings.web_challenge)
     if provider is not None:
         return SiteVerify(settings.web_challenge_verify_url or provider.verify, settings.web_challenge_secret,
-                          settings.web_challenge_timeout)
+                          settings.web_challenge_timeout,
+                          site_key=settings.web_challenge_site_key if provider.sends_sitekey else "")
     return DevChallenge(settings.web_challenge) if settings.web_challenge else None
 
 
 def page_challenge(settings: Settings) -> dict[str, Any]:
     """What the self-service page needs to render the vendor's widget, and the sources its CSP must
-    admit (the script's origin; the vendor's own list when it is the vendor's script)."""
+    admit: the vendor's own, and a mirrored script's origin beside them (the widget it draws still
+    frames the vendor)."""
     provider = PROVIDERS.get(settings.web_challenge)
     if provider is None:
         return {}
     script = settings.web_challenge_script or provider.script
-    sources = provider.sources if not settings.web_challenge_script else (origin_of(script),)
+    sources = tuple(dict.fromkeys([*provider.sources, origin_of(script)]))
     return {"challenge_site_key": settings.web_challenge_site_key, "challenge_script": script,
             "challenge_global": provider.js_global, "challenge_csp": {d: sources for d in provider.csp}}
 

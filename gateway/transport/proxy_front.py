@@ -115,6 +115,10 @@ class PeerMap:
     def __len__(self) -> int:
         return len(self._terminals)
 
+    def relays(self) -> list[Address]:
+        """The open relays' local (ip, port)."""
+        return list(self._terminals)
+
     def terminal(self, relay: Address) -> Address | None:
         """The terminal the relay's local (ip, port) stands for, or None if it is no open relay."""
         return self._terminals.get((_plain(relay[0]), relay[1]))

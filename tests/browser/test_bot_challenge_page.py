@@ -75,7 +75,27 @@ async def test_only_the_self_service_page_admits_the_vendor(make_gateway: Any, o
         assert answer.status == 200, path
         policies[path] = dict(d.strip().split(" ", 1) for d in answer.headers["content-security-policy"].split(";"))
     for path in ("/", "/index.html"):
-        assert origin in policies[path]["script-src"].split() and origin in policies[path]["frame-src"].split()
+        for directive in ("script-src", "frame-src"):  # the mirror's origin beside the vendor's own
+            assert {origin, "https://challenges.cloudflare.com"} <= set(policies[path][directive].split())
         assert policies[path]["connect-src"] == "'self'" and policies[path]["default-src"] == "'none'"
     for path in ("/legal/", "/audit/", "/counter/", "/app.js"):
         assert origin not in " ".join(policies[path].values()), path
+
+
+async def test_a_hall_kiosk_never_runs_the_vendors_script(make_gateway: Any, open_page: OpenPage,
+                                                          vendor: Vendor) -> None:
+    """A browser presenting a kiosk's certificate is no website visitor: no widget, no vendor in its
+    page's policy, and its calls need no challenge."""
+    h = await website(make_gateway, vendor)
+    page = await open_page(h, kiosk=True)
+    answer = await page.request.get(h.browser_url + "/")
+    assert "127.0.0.1:" + str(vendor.https_port) not in answer.headers["content-security-policy"]
+    assert "challenges.cloudflare.com" not in answer.headers["content-security-policy"]
+    config = await (await page.request.get(h.browser_url + "/page-config.json")).json()
+    assert config["channel"] == "kiosk" and "challengeScript" not in config
+    ui = SelfService(page)
+    await ui.sign_in(h, ORDINARY)
+    assert await page.locator(".stand-in-challenge").count() == 0
+    assert not any(s.endswith("/api.js") for s in await page.evaluate(
+        "Array.from(document.scripts, (s) => s.src)"))
+    assert vendor.verifications() == []

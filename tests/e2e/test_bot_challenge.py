@@ -86,9 +86,12 @@ async def test_a_solved_token_passes_once_with_the_callers_address(make_gateway,
         ("OK", "code_sent"), *[("PERMISSION_DENIED", "challenge_failed")] * 3]
 
 
-async def test_a_wrong_secret_is_refused_and_the_secret_goes_nowhere_else(make_gateway, vendor, capfd) -> None:
+async def test_a_wrong_secret_fails_closed_loudly_and_the_secret_goes_nowhere_else(make_gateway, vendor,
+                                                                                   capfd) -> None:
+    """The vendor's invalid-input-secret is the gateway's fault, not the caller's: UNAVAILABLE, and
+    an error line for the operator."""
     gw = await website(make_gateway, vendor, web_challenge_secret="not-the-secret")
-    assert refusal(await request_code(gw, "pass.0003")) == ("permission_denied", "CHALLENGE_FAILED")
+    assert (await request_code(gw, "pass.0003")).code == "unavailable"
     assert [v["secret_ok"] for v in vendor.verifications()] == [False]
     page = await asyncio.to_thread(page_config, gw.browser.port)
     config = json.loads(page)
@@ -96,8 +99,18 @@ async def test_a_wrong_secret_is_refused_and_the_secret_goes_nowhere_else(make_g
         "turnstile", SITE_KEY, vendor.script, "turnstile")
     events = json.dumps(await gw.audit_events())
     out, err = capfd.readouterr()
+    assert "challenge_misconfigured" in out + err
     for where in (page.decode(), events, out, err):
         assert "not-the-secret" not in where and SECRET not in where
+
+
+@pytest.mark.parametrize("name", ["turnstile", "hcaptcha"])
+async def test_hcaptcha_is_also_told_the_site_key(make_gateway, vendor, name: str) -> None:
+    """hCaptcha checks that a token was solved for this site key; Turnstile has no such field."""
+    gw = await website(make_gateway, vendor, web_challenge=name)
+    assert (await request_code(gw, "pass.0005")).code == "ok"
+    (seen,) = vendor.verifications()
+    assert seen["sitekey"] == (SITE_KEY if name == "hcaptcha" else "")
 
 
 @pytest.mark.parametrize("mode", ["hang", "garbage", "away"])
@@ -126,6 +139,8 @@ async def test_each_vendor_and_each_mistake_is_checked_before_anything_starts() 
                         ({"web_challenge_site_key": ""}, "SITE_KEY"),
                         ({"web_challenge_verify_url": "http://vendor.example/siteverify"}, "plain http"),
                         ({"web_challenge_script": "http://127.0.0.1:1/api.js"}, "not an https"),
+                        ({"web_challenge_script": "https://a.example/api.js; script-src *"}, "cannot be named"),
+                        ({"web_challenge_script": "https://user:pw@a.example/api.js"}, "cannot be named"),
                         ({"web_challenge": "dev-pass", "dev": False}, "development")]:
         with pytest.raises(startup.StartupRefused, match=says):
             startup.check(base.with_(**wrong))

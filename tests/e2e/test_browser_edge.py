@@ -71,6 +71,27 @@ async def test_a_browser_call_through_the_edge_records_the_browsers_address(make
     await wait_for(forgotten, 5, what="the relay's entry is removed when the connection closes")
 
 
+async def test_a_connection_keeps_its_browsers_address_and_a_stranger_on_the_relay_port_is_closed(
+        make_gateway) -> None:
+    """The browser's address is taken once per relayed connection: a request read after the front
+    forgot the relay (it forgets as soon as it closes) still names the browser. A connection to the
+    listener's relay port that is not the front's is closed before any request."""
+    gw = await browser_edge_gateway(make_gateway)
+    assert gw.browser is not None and gw.browser_edge is not None
+    async with ProxyHop(("127.0.0.1", gw.browser_edge.port), v2_header(TERMINAL)) as hop:
+        client = browser_client(hop.port, gw.pki, KIOSK_CERT)
+        assert await request_code(hop.port, gw, client=client) == "ok"
+        (relay,) = gw.browser_edge.peers.relays()
+        gw.browser_edge.peers.remove(relay)  # as the front does once the relay closes
+        assert await request_code(hop.port, gw, "13800000002", client=client) == "ok"
+        client.close()
+    assert last_event(await gw.audit_events(), "RequestOneTimeCode")["peer"] == "ipv4:203.0.113.7:40001"
+    before = len(await gw.audit_events())
+    with pytest.raises(OSError):  # closed after the handshake: no answer
+        await request_code(gw.browser.relay_bound, gw)
+    assert len(await gw.audit_events()) == before
+
+
 async def test_an_ipv6_browser_keeps_its_address(make_gateway) -> None:
     gw = await browser_edge_gateway(make_gateway)
     assert gw.browser_edge is not None

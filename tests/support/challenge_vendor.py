@@ -128,7 +128,8 @@ def handler(state: State) -> type[BaseHTTPRequestHandler]:
                     state.used.add(token)
                 with state.log.open("a") as out:
                     out.write(json.dumps({"token": token, "remoteip": form.get("remoteip", ""),
-                                          "secret_ok": right_secret, "success": not codes}) + "\n")
+                                          "sitekey": form.get("sitekey", ""), "secret_ok": right_secret,
+                                          "success": not codes}) + "\n")
             self._answer(200, "application/json", json.dumps({"success": not codes, "error-codes": codes}).encode())
 
     return Handler

@@ -82,23 +82,20 @@ def server_context(material: TlsMaterial) -> ssl.SSLContext:
 
 class WithTls:
     """Hypercorn's application wrapper for one connection: the application, with the connection's
-    client certificate in every request's scope and, on a relayed connection (`peers`), the
-    browser's address the edge proxy named as its `client`."""
+    client certificate in every request's scope and, on a relayed connection, the browser's
+    address the edge proxy named (`client`) in place of the relay's."""
 
-    def __init__(self, app: Any, tls: dict[str, Any], peers: PeerMap | None = None) -> None:
+    def __init__(self, app: Any, tls: dict[str, Any], client: tuple[str, int] | None = None) -> None:
         self.app = app
         self.tls = tls
-        self.peers = peers
+        self.client = client
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any, sync_spawn: Callable[..., Any],
                        call_soon: Callable[..., Any]) -> None:
         if scope["type"] == "http":
             scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": self.tls}}
-            if self.peers is not None:
-                # Looked up per request: the front names the relay before it sends a byte, and a relay
-                # the map no longer knows (its edge connection already gone) has no client to name.
-                relay = scope.get("client")
-                scope["client"] = self.peers.terminal((relay[0], relay[1])) if relay else None
+            if self.client is not None:
+                scope["client"] = self.client
         await self.app(scope, receive, send)
 
 
@@ -125,6 +122,7 @@ class BrowserListener:
         self.worker = WorkerContext(None)
         self.server: asyncio.Server | None = None
         self.relay: asyncio.Server | None = None  # the edge front's loopback port (relay_port)
+        self.relay_bound = 0  # ... its number
         self.port = 0
         self.connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._reload: asyncio.Task[None] | None = None
@@ -168,7 +166,8 @@ class BrowserListener:
         whose map does not know it."""
         sock = self._socket("127.0.0.1:0", reuse_port=False)
         self.relay = await self._serve(sock, peers)
-        return int(sock.getsockname()[1])
+        self.relay_bound = int(sock.getsockname()[1])
+        return self.relay_bound
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                           peers: PeerMap | None = None) -> None:
@@ -176,7 +175,19 @@ class BrowserListener:
         assert task is not None
         self.connections[task] = writer
         try:
-            app = WithTls(self.app, _tls_extension(writer.get_extra_info("ssl_object")), peers)
+            client = None
+            if peers is not None:
+                # Asked once, when the connection's TLS handshake is done (the front names a relay
+                # before it passes a byte on), and kept: the front forgets the relay as soon as it
+                # closes, possibly before the last request it passed is read. A connection to this
+                # port that is no relay of the front's (another local process) is closed unserved.
+                relay = writer.get_extra_info("peername")
+                client = peers.terminal((str(relay[0]), int(relay[1]))) if relay else None
+                if client is None:
+                    log.warning("browser_relay_unknown", relay=str(relay))
+                    writer.transport.abort()
+                    return
+            app = WithTls(self.app, _tls_extension(writer.get_extra_info("ssl_object")), client)
             loop = asyncio.get_running_loop()
             await TCPServer(app, loop, self.config, self.worker, {}, reader, writer)  # type: ignore[arg-type]
         except asyncio.CancelledError:

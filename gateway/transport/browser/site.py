@@ -9,7 +9,9 @@ browser needs to keep both safe.
 - Every response: a strict Content-Security-Policy (scripts and styles from this origin only, no
   inline code, nothing third-party), no framing, no sniffing, no referrer, HSTS. The one exception:
   with a bot-challenge vendor (web_challenge), the self-service page's own document admits the
-  vendor's origins for its widget (script, frame and what the vendor needs), and no other page does.
+  vendor's origins for its widget (script, frame and what the vendor needs) when it is opened
+  without a client certificate (the website), and no other page does: a hall kiosk or a desk
+  never runs a vendor's script beside a subscriber's data.
 - CORS: a preflight is answered only for an allowed origin (web_origins); any other gets 403 and no
   CORS headers, so the browser never sends the call. The pipeline refuses a disallowed Origin again
   (gateway/pipeline/web_gate.py), for clients that skip preflights.
@@ -165,7 +167,7 @@ class Site:
         elif path == "/page-config.json" and method in ("GET", "HEAD"):
             await self._page_config(scope, send, extra + NO_STORE)
         elif path in self.static and method in ("GET", "HEAD"):
-            await self._file(send, path, headers, extra, method == "HEAD")
+            await self._file(send, path, headers, extra, method == "HEAD", website=not _client_chain(scope))
         else:
             await _respond(send, 404, [*extra, (b"content-type", b"text/plain; charset=utf-8")], b"not found\n")
 
@@ -182,8 +184,7 @@ class Site:
 
     async def _api(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], site: str,
                    extra: list[tuple[bytes, bytes]]) -> None:
-        tls = scope.get("extensions", {}).get("tls") or {}
-        chain = tls.get("client_cert_chain") or []
+        chain = _client_chain(scope)
         client = scope.get("client")
         jar = session_cookie.cookies(headers.get("cookie", ""))
         timeout = timeout_of(headers)
@@ -205,8 +206,7 @@ class Site:
             REQUEST.reset(token)
 
     async def _page_config(self, scope: Scope, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
-        tls = scope.get("extensions", {}).get("tls") or {}
-        chain = tls.get("client_cert_chain") or []
+        chain = _client_chain(scope)
         terminal = hall = ""
         channel = "web" if self.page.web_channel else "none"
         if chain:  # what the certificate names, for the page to show; the pipeline decides on every call
@@ -221,17 +221,18 @@ class Site:
                            "challenge": "dev" if self.page.challenge.startswith("dev-") else self.page.challenge,
                            **({"challengeSiteKey": self.page.challenge_site_key,
                                "challengeScript": self.page.challenge_script,
-                               "challengeGlobal": self.page.challenge_global} if self.page.challenge_script else {})
+                               "challengeGlobal": self.page.challenge_global}
+                              if self.page.challenge_script and channel == "web" else {})
                            }).encode()
         await _respond(send, 200, [*extra, (b"content-type", b"application/json")], body)
 
     async def _file(self, send: Send, path: str, headers: dict[str, str], extra: list[tuple[bytes, bytes]],
-                    head: bool) -> None:
+                    head: bool, website: bool) -> None:
         file, kind = self.static[path]
         body = file.read_bytes()
         if path == FRAME_BLOBS or path.startswith(FRAME_BLOBS + "/"):
             extra = [(k, v + b"; frame-src blob:" if k == b"content-security-policy" else v) for k, v in extra]
-        elif path in SELF_SERVICE and self.self_service_csp is not None:
+        elif path in SELF_SERVICE and self.self_service_csp is not None and website:
             extra = [(k, self.self_service_csp if k == b"content-security-policy" else v) for k, v in extra]
         out = [*extra, (b"content-type", kind.encode()), (b"cache-control", b"no-cache")]
         if kind.startswith("text/html"):  # a page: it gets the CSRF cookie it echoes
@@ -241,6 +242,12 @@ class Site:
                 out.append((b"set-cookie", session_cookie.set_cookie(session_cookie.CSRF, secrets.token_urlsafe(24),
                                                                      86400, http_only=False).encode()))
         await _respond(send, 200, out, b"" if head else body)
+
+
+def _client_chain(scope: Scope) -> list[str]:
+    """The client certificate chain the connection presented (PEM), [] without one."""
+    tls = scope.get("extensions", {}).get("tls") or {}
+    return list(tls.get("client_cert_chain") or [])
 
 
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

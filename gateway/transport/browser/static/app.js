@@ -189,18 +189,23 @@ function digits(value) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The website's bot challenge: a vendor's widget in each form (page-config's challengeScript), whose
-// one-use token goes with that form's call and is spent by it. In development the token is "dev".
+// The website's bot challenge: a vendor's widget in each form (page-config's challengeScript, given
+// to the website only), whose one-use token goes with that form's call and is spent by it. In
+// development the token is "dev". The page does not wait for the vendor: until its widget is
+// solved, a call goes without a token and is refused in plain words.
 
 const widgets = {}; // form id -> { id, token }
+const CHALLENGE_LOAD_MS = 15000;
 
 function loadScript(src) {
   return new Promise((resolve, reject) => {
     const script = document.createElement("script");
+    const timer = setTimeout(() => reject(new Error("the bot challenge's script did not load in time")),
+      CHALLENGE_LOAD_MS);
     script.src = src;
     script.async = true;
-    script.onload = resolve;
-    script.onerror = () => reject(new Error("the bot challenge's script did not load"));
+    script.onload = () => { clearTimeout(timer); resolve(); };
+    script.onerror = () => { clearTimeout(timer); reject(new Error("the bot challenge's script did not load")); };
     document.head.append(script);
   });
 }
@@ -208,7 +213,7 @@ function loadScript(src) {
 async function startChallenge() {
   const c = state.config;
   setChallenge(c.challenge === "dev" ? "dev" : "");
-  if (!c.challengeScript || !c.challengeGlobal) return;
+  if (c.channel !== "web" || !c.challengeScript || !c.challengeGlobal) return;
   await loadScript(c.challengeScript);
   const vendor = window[c.challengeGlobal];
   for (const form of ["form-number", "form-proof"]) {
@@ -236,7 +241,11 @@ function challengeSpent(form) {
   if (!widget) return;
   widget.token = "";
   setChallenge("");
-  window[state.config.challengeGlobal].reset(widget.id);
+  try {
+    window[state.config.challengeGlobal].reset(widget.id);
+  } catch (err) {
+    console.warn("the bot challenge's widget did not reset", err); // eslint-disable-line no-console
+  }
 }
 
 async function requestCode(event) {
@@ -679,11 +688,7 @@ async function start() {
   } catch (err) {
     explain(err, "config");
   }
-  try {
-    await startChallenge();
-  } catch (err) {
-    explain(err, "config");
-  }
+  startChallenge().catch((err) => explain(err, "config"));
   document.body.classList.toggle("kiosk", state.config.channel === "kiosk");
   document.body.dataset.channel = state.config.channel;
   if (state.config.channel === "none") {
