@@ -135,10 +135,16 @@ def to_status_proto(err: DomainError) -> status_pb2.Status:
 
 
 
+# Deadline timers fire a little before the clock the time left is read from says the deadline came
+# (gRPC core's timers, which grpc's time_remaining() reads against the wall clock; libuv's, in
+# milliseconds): a call stopped this close to its deadline was stopped by it.
+DEADLINE_SLACK = 0.01
+
+
 def ended_by_caller(facts: CallFacts) -> Code:
     """How a call that was stopped from outside (cancelled, or its deadline passed) ended."""
     left = facts.time_left()
-    return Code.DEADLINE_EXCEEDED if left is not None and left <= 0 else Code.CANCELLED
+    return Code.DEADLINE_EXCEEDED if left is not None and left <= DEADLINE_SLACK else Code.CANCELLED
 
 
 def code_of(err: BaseException, facts: CallFacts) -> Code:

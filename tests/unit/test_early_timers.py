@@ -1,7 +1,8 @@
-"""Timers on uvloop fire up to a millisecond before the loop's clock reaches their time. So the
-Connect transport's "is the deadline past?" is answered by the timer that fired, not by the clock
-(or a call its deadline ended goes on record as CANCELLED), and an answer floor is waited out in a
-loop (or an answer leaves a little before it)."""
+"""Timers fire a little before the clock they are read against reaches their time (uvloop's by up to
+a millisecond; gRPC core's deadline against grpc's time_remaining() likewise). So the Connect
+transport's "is the deadline past?" is answered by the timer that fired, a call stopped within a
+few milliseconds of its deadline ends DEADLINE_EXCEEDED (not CANCELLED, as if its caller left), and
+an answer floor is waited out in a loop (or an answer leaves a little before it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import time
 
 from gateway.domain import pacing
 from gateway.domain.request_context import CallContext
+from gateway.pipeline import outcome
+from gateway.pipeline.codes import Code
+from gateway.pipeline.facts import CallFacts
 from gateway.runtime import event_loop
 from gateway.transport.browser.connect import HttpRequest
 
@@ -56,3 +60,13 @@ def test_an_answer_floor_is_kept_to_the_microsecond_on_uvloop() -> None:
         return short
 
     assert event_loop.run(main()) == [0.0] * 40
+
+
+def test_a_call_stopped_at_its_deadline_by_an_early_timer_ends_deadline_exceeded() -> None:
+    """gRPC core's deadline timer, like libuv's, can stop a call a little before time_remaining()
+    reaches 0: that is the deadline, not the caller cancelling."""
+    def ended(left: float | None) -> Code:
+        return outcome.ended_by_caller(CallFacts("/hallgate.v1.KioskService/ListCallDetails", time_left=lambda: left))
+
+    assert ended(-0.2) == ended(0.0) == ended(0.004) == Code.DEADLINE_EXCEEDED
+    assert ended(0.5) == ended(None) == Code.CANCELLED
